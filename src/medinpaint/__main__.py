@@ -1,0 +1,3 @@
+from medinpaint.cli import app
+
+app(prog_name="medinpaint")

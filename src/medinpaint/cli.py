@@ -1,0 +1,198 @@
+"""The `medinpaint` command: thin typer commands over the Python API."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from medinpaint.errors import InputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Repair corrupted CT/MRI slices by inpainting, and generate synthetic ones.")
+
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, or auto (cuda when available)")]
+NoProgress = Annotated[bool, typer.Option("--no-progress", help="hide progress bars")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="replace an existing, non-empty output")]
+
+
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Print a user's mistake as one line on stderr and exit 2, instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except InputError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda"):
+        raise InputError(f"--device must be cpu, cuda or auto, got {device!r}")
+    return device
+
+
+@app.command()
+@user_errors
+def train(
+    data: Annotated[Path, typer.Option("--data", help="training data: DM-i-AI folder, .npy stack, PNG pairs or packed cache")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="run folder (resumed if it holds last.pt)")],
+    minutes: Annotated[float | None, typer.Option(help="training-time budget, in total across resumes")] = None,
+    steps: Annotated[int | None, typer.Option(help="optimizer-step budget, in total across resumes")] = None,
+    batch_size: Annotated[int, typer.Option(help="slices per step and process")] = 16,
+    lr: Annotated[float, typer.Option(help="peak learning rate")] = 2e-3,
+    base_channels: Annotated[int, typer.Option(help="U-Net width at full resolution")] = 32,
+    depth: Annotated[int, typer.Option(help="U-Net resolution levels")] = 4,
+    blocks: Annotated[int, typer.Option(help="residual blocks per level")] = 2,
+    loss: Annotated[str, typer.Option(help="l1 or mse on the missing pixels")] = "l1",
+    no_tissue: Annotated[bool, typer.Option("--no-tissue", help="do not condition on the tissue map")] = False,
+    no_vertebrae: Annotated[bool, typer.Option("--no-vertebrae", help="do not condition on the vertebra level")] = False,
+    val_every: Annotated[int, typer.Option(help="validate every N steps")] = 200,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model (GPU)")] = False,
+    seed: int = 0,
+    device: DeviceOpt = "auto",
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Train the mask-aware U-Net; patients 450-499 (or a held-out tenth of patients) are kept for validation."""
+    from medinpaint.data import read_slices
+    from medinpaint.models import UNetConfig
+    from medinpaint.training import TrainConfig, train as run_training
+
+    model = UNetConfig(base_channels=base_channels, depth=depth, blocks_per_level=blocks,
+                       tissue_classes=0 if no_tissue else 3, use_vertebrae=not no_vertebrae)
+    cfg = TrainConfig(steps=steps, minutes=minutes, batch_size=batch_size, lr=lr, loss=loss, val_every=val_every,
+                      compile=compile, seed=seed, model=model)
+    slices = read_slices(data)
+    weights = run_training(slices, output, cfg, device=resolve_device(device), progress=not no_progress, overwrite=overwrite)
+    typer.echo(f"weights: {weights}\ncurves: {output / 'progress.png'}")
+
+
+@app.command()
+@user_errors
+def predict(
+    input: Annotated[Path, typer.Option("--input", "-i", help="slices to fill: DM-i-AI folder, .npy folder or PNG pairs")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="folder for the filled slices")],
+    weights: Annotated[Path | None, typer.Option(help="checkpoint (default: the shipped model)")] = None,
+    device: DeviceOpt = "cpu",
+    batch_size: Annotated[int, typer.Option(help="slices per forward pass")] = 8,
+    flips: Annotated[bool, typer.Option("--flips", help="average with the mirrored prediction: slower, more accurate")] = False,
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Fill the missing pixels; DM-i-AI input gives OUTPUT/<case id>.png (uint8, input size)."""
+    from medinpaint.data import read_slices
+    from medinpaint.data.writers import write_predictions
+    from medinpaint.inference import Inpainter
+    from medinpaint.outputs import atomic_dir, check_output_path
+
+    check_output_path(output, [input], overwrite)
+    slices = read_slices(input, require_masks=True)
+    inpainter = Inpainter.from_pretrained(weights, device=resolve_device(device), flips=flips)
+    filled = inpainter.predict_slices(slices, batch_size=batch_size, progress=not no_progress)
+    with atomic_dir(output, overwrite=overwrite) as tmp:
+        write_predictions(tmp, slices, filled)
+    typer.echo(f"filled {len(slices)} slices into {output}")
+
+
+@app.command()
+@user_errors
+def evaluate(
+    pred: Annotated[Path, typer.Option("--pred", help="predictions written by `medinpaint predict`")],
+    data: Annotated[Path, typer.Option("--data", help="the dataset with ground truth (ct/) and masks")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="report folder")],
+    overwrite: Overwrite = False,
+) -> None:
+    """Score predictions: summary.json (means first), per_case.csv and cases.png (best and worst)."""
+    from medinpaint.data import read_slices
+    from medinpaint.evaluation import read_predictions, score, write_report
+    from medinpaint.outputs import atomic_dir, check_output_path
+
+    check_output_path(output, [pred, data], overwrite)
+    reference = read_slices(data, require_masks=True)
+    filled = read_predictions(pred, reference)
+    metrics = score(reference, filled)
+    with atomic_dir(output, overwrite=overwrite) as tmp:
+        summary = write_report(tmp, reference, filled, metrics)
+    typer.echo(json.dumps(summary, indent=1))
+
+
+@app.command()
+@user_errors
+def benchmark(
+    data: Annotated[Path, typer.Option("--data", help="dataset with ground truth")],
+    weights: Annotated[list[Path] | None, typer.Option(help="model checkpoints to compare (default: the shipped one)")] = None,
+    limit: Annotated[int | None, typer.Option(help="score only the first N validation cases")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write the table as JSON here")] = None,
+    device: DeviceOpt = "cpu",
+    flips: Annotated[bool, typer.Option("--flips", help="also score each model with test-time flips")] = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Classical baselines beside models on the same validation cases, as one table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from medinpaint.benchmarking import compare
+
+    results = compare(data, weights or [None], limit=limit, device=resolve_device(device), flips=flips, progress=not no_progress)
+    table = Table(title=f"inpainting on {results[0]['n']} cases of {data}")
+    for col in ("method", "mae", "mae_in_mask", "psnr", "ssim", "ms_per_slice"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for r in results:
+        table.add_row(r["method"], f"{r['mae']:.3f}", f"{r['mae_in_mask']:.2f}", f"{r['psnr']:.2f}", f"{r['ssim']:.4f}", f"{r['ms_per_slice']:.1f}")
+    Console().print(table)
+    if output is not None:
+        from medinpaint.outputs import atomic_file
+
+        with atomic_file(output) as tmp:
+            tmp.write_text(json.dumps(results, indent=1))
+
+
+@app.command()
+@user_errors
+def pack(
+    input: Annotated[Path, typer.Option("--input", "-i", help="dataset to pack")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="cache folder")],
+    exclude_validation: Annotated[bool, typer.Option("--exclude-validation", help="leave out patients 450-499")] = False,
+    overwrite: Overwrite = False,
+) -> None:
+    """Pack a dataset into compressed uint8 shards (<= 60 MB each) for fast loading and carrying."""
+    from medinpaint.data import read_slices, split_by_patient
+    from medinpaint.data.cache import pack as pack_cache
+    from medinpaint.outputs import atomic_dir, check_output_path
+
+    check_output_path(output, [input], overwrite)
+    slices = read_slices(input)
+    if exclude_validation:
+        slices = slices.subset(split_by_patient(slices.ids)[0])
+    with atomic_dir(output, overwrite=overwrite) as tmp:
+        shards = pack_cache(slices, tmp)
+    typer.echo(f"packed {len(slices)} slices into {len(shards)} shards in {output}")
+
+
+@app.command()
+@user_errors
+def demo(
+    output: Annotated[Path, typer.Option("--output", "-o", help="folder for predictions and the report")] = Path("medinpaint-demo"),
+    overwrite: Overwrite = False,
+) -> None:
+    """Fill the bundled sample cases with the shipped model, then score them and draw the figure."""
+    from medinpaint.samples import sample_dir
+
+    samples = sample_dir()
+    predict(input=samples, output=output / "predictions", weights=None, device="cpu", batch_size=4, flips=False,
+            overwrite=overwrite, no_progress=True)
+    evaluate(pred=output / "predictions", data=samples, output=output / "report", overwrite=overwrite)
+    typer.echo(f"figure: {output / 'report' / 'cases.png'}")

@@ -1,0 +1,71 @@
+"""Packed uint8 caches: decode thousands of PNGs once, load in a second, and carry in shards of <= 60 MB."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from medinpaint.data.slices import SliceSet, to_uint8
+from medinpaint.errors import InputError
+
+INDEX = "medinpaint-cache.json"
+MAX_SHARD_BYTES = 60_000_000
+
+
+def pack(slices: SliceSet, folder: Path, max_shard_bytes: int = MAX_SHARD_BYTES) -> list[Path]:
+    """Write `slices` (clean images, masks, tissue, vertebrae) as compressed shards whose raw size is at most
+    `max_shard_bytes`, so each file stays under the limit whatever the compression achieves."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    h, w = slices.images.shape[1:]
+    planes = 1 + (slices.masks is not None) + (slices.tissue is not None)
+    per_case = h * w * planes + 64
+    per_shard = max(1, max_shard_bytes // per_case)
+    shards = []
+    for n, start in enumerate(range(0, len(slices), per_shard)):
+        part = slices.subset(np.arange(start, min(start + per_shard, len(slices))))
+        arrays = {"ids": np.array(part.ids), "clean": to_uint8(part.clean)}
+        if part.masks is not None:
+            arrays["masks"] = np.packbits(part.masks, axis=-1)
+        if part.tissue is not None:
+            arrays["tissue"] = part.tissue
+        if part.vertebrae is not None:
+            arrays["vertebrae"] = part.vertebrae
+        path = folder / f"shard-{n:03d}.npz"
+        np.savez_compressed(path, **arrays)
+        shards.append(path)
+    meta = {"format": 1, "n": len(slices), "height": h, "width": w, "shards": [p.name for p in shards]}
+    (folder / INDEX).write_text(json.dumps(meta, indent=1))
+    return shards
+
+
+def is_cache(path: Path) -> bool:
+    return Path(path).is_dir() and (Path(path) / INDEX).is_file()
+
+
+def load(folder: Path) -> SliceSet:
+    """Read a packed cache back as a clean training SliceSet (masks, if packed, form the real-mask pool)."""
+    folder = Path(folder)
+    meta = json.loads((folder / INDEX).read_text())
+    parts: dict[str, list[np.ndarray]] = {}
+    for name in meta["shards"]:
+        shard = folder / name
+        if not shard.is_file():
+            raise InputError(f"{shard}: shard listed in {INDEX} is missing")
+        with np.load(shard, allow_pickle=False) as z:
+            for key in z.files:
+                parts.setdefault(key, []).append(z[key])
+    cat = {k: np.concatenate(v) for k, v in parts.items()}
+    masks = None
+    if "masks" in cat:
+        masks = np.unpackbits(cat["masks"], axis=-1, count=meta["width"]).astype(bool)
+    return SliceSet(
+        ids=[str(i) for i in cat["ids"]],
+        images=cat["clean"],
+        masks=masks,
+        tissue=cat.get("tissue"),
+        vertebrae=cat.get("vertebrae"),
+        layout="dmiai",
+    )

@@ -1,0 +1,47 @@
+"""Strict 8-bit grayscale PNG decoding and encoding, shared by the folder readers and the server."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from medinpaint.errors import InputError
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def decode_gray_png(data: bytes, name: str) -> np.ndarray:
+    """PNG bytes -> uint8 (H, W). `name` (a file or a field) is named in every error."""
+    if not data.startswith(PNG_MAGIC):
+        raise InputError(f"{name}: not a PNG image")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            mode = im.mode
+            if mode not in ("L", "1"):
+                kind = "16-bit" if mode.startswith("I") else f"colour ({mode})" if mode in ("RGB", "RGBA", "P", "LA") else mode
+                raise InputError(f"{name}: expected an 8-bit grayscale PNG, got a {kind} image")
+            arr = np.array(im.convert("L"))
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise InputError(f"{name}: unreadable PNG ({exc})") from exc
+    return arr
+
+
+def read_gray_png(path: Path) -> np.ndarray:
+    """A PNG file -> uint8 (H, W), with the file named in any error."""
+    return decode_gray_png(Path(path).read_bytes(), str(path))
+
+
+def encode_gray_png(image: np.ndarray) -> bytes:
+    """uint8 (H, W) -> PNG bytes."""
+    if image.dtype != np.uint8 or image.ndim != 2:
+        raise ValueError(f"expected a uint8 (H, W) image, got {image.dtype} {image.shape}")
+    buf = io.BytesIO()
+    Image.fromarray(image, mode="L").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_gray_png(path: Path, image: np.ndarray) -> None:
+    Path(path).write_bytes(encode_gray_png(image))

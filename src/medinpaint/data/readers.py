@@ -1,0 +1,231 @@
+"""Read any supported dataset layout into a SliceSet.
+
+Layouts (detected from what is on disk):
+- DM-i-AI folder: `corrupted/ mask/ ct/ tissue/ vertebrae/` with files `<kind>_<PPP>_<k>.png|txt`; every
+  sub-folder but one of `corrupted/` or `ct/` is optional (a folder with `ct/` only is a clean training set).
+- `.npy` stack: a file `(N,H,W)` or `(N,1,H,W)` of uint8 or float in [0,1] (clean slices), or a folder holding
+  `images.npy` and optionally `masks.npy`, `truth.npy`, `tissue.npy`, `vertebrae.npy`.
+- PNG pairs: a folder with `images/NAME.png` and optionally `masks/NAME.png` and `truth/NAME.png`.
+- A packed cache written by `medinpaint pack` (see `medinpaint.data.cache`).
+"""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from medinpaint.data import cache
+from medinpaint.data.png import read_gray_png
+from medinpaint.data.slices import MAX_VERTEBRA, TISSUE_LEVELS, SliceSet
+from medinpaint.errors import InputError
+
+DMIAI_KINDS = ("corrupted", "mask", "ct", "tissue")
+NPY_PARTS = ("images", "masks", "truth", "tissue", "vertebrae")
+
+
+def detect_layout(path: Path) -> str:
+    """'cache', 'dmiai', 'npy' or 'png'; an InputError says why a path is none of them."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    if path.is_file():
+        if path.suffix == ".npy":
+            return "npy"
+        raise InputError(f"{path}: not a dataset (expected a folder or a .npy file)")
+    if cache.is_cache(path):
+        return "cache"
+    if (path / "corrupted").is_dir() or (path / "ct").is_dir():
+        return "dmiai"
+    if (path / "images.npy").is_file():
+        return "npy"
+    if (path / "images").is_dir():
+        return "png"
+    raise InputError(
+        f"{path}: not a dataset (expected DM-i-AI sub-folders corrupted/ or ct/, images.npy, or images/)"
+    )
+
+
+def read_slices(path: Path, require_masks: bool = False, workers: int = 8) -> SliceSet:
+    """Read the dataset at `path`. With `require_masks`, a set without masks (nothing to fill) is an error."""
+    path = Path(path)
+    layout = detect_layout(path)
+    if layout == "cache":
+        slices = cache.load(path)
+    elif layout == "npy":
+        slices = _read_npy(path)
+    else:
+        slices = {"dmiai": _read_dmiai, "png": _read_png_pairs}[layout](path, workers)
+    if len(slices) == 0:
+        raise InputError(f"{path}: the dataset is empty")
+    if require_masks:
+        if slices.masks is None:
+            raise InputError(f"{path}: no masks found (nothing to fill)")
+        empty = np.flatnonzero(~slices.masks.reshape(len(slices), -1).any(axis=1))
+        if len(empty):
+            raise InputError(f"{path}: mask of case {slices.ids[empty[0]]} has no missing pixels")
+    return slices
+
+
+def _png_files(folder: Path, prefix: str) -> dict[str, Path]:
+    """Map case id -> file for `prefix_<id>.png` files; any other file is an error naming it."""
+    files: dict[str, Path] = {}
+    for f in sorted(folder.iterdir()):
+        if f.name.startswith("."):
+            continue
+        if f.suffix.lower() != ".png":
+            raise InputError(f"{f}: not a PNG file")
+        stem = f.stem
+        files[stem[len(prefix) + 1 :] if stem.startswith(prefix + "_") else stem] = f
+    return files
+
+
+def _stack(files: list[Path], workers: int, shape: tuple[int, int] | None) -> np.ndarray:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        arrays = list(pool.map(read_gray_png, files))
+    ref = shape or arrays[0].shape
+    for f, a in zip(files, arrays):
+        if a.shape != ref:
+            raise InputError(f"{f}: size {a.shape[1]}x{a.shape[0]} differs from {ref[1]}x{ref[0]}")
+    return np.stack(arrays)
+
+
+def _as_mask(stack: np.ndarray, files: list[Path]) -> np.ndarray:
+    """Masks are 0/255 (or 0/1) PNGs; True marks a missing pixel."""
+    for a, f in zip(stack, files):
+        values = np.unique(a)
+        if not set(values.tolist()) <= {0, 1, 255}:
+            raise InputError(f"{f}: mask values must be 0 and 255, found {values[:5].tolist()}")
+    return stack > 0
+
+
+def _read_dmiai(path: Path, workers: int) -> SliceSet:
+    present = {k: _png_files(path / k, k) for k in DMIAI_KINDS if (path / k).is_dir()}
+    main = "corrupted" if "corrupted" in present else "ct"
+    ids = sorted(present[main])
+    if not ids:
+        raise InputError(f"{path / main}: the folder is empty")
+    arrays: dict[str, np.ndarray] = {}
+    shape = None
+    for kind in (main, *[k for k in present if k != main]):
+        missing = [i for i in ids if i not in present[kind]]
+        if missing:
+            raise InputError(f"{path / kind}: no file for case {missing[0]}")
+        files = [present[kind][i] for i in ids]
+        arrays[kind] = _stack(files, workers, shape)
+        shape = arrays[kind].shape[1:]
+        if kind == "mask":
+            arrays[kind] = _as_mask(arrays[kind], files)
+        if kind == "tissue":
+            _check_tissue(arrays[kind], str(path / kind))
+    if main == "corrupted" and "mask" not in arrays:
+        raise InputError(f"{path}: corrupted/ needs a mask/ folder beside it")
+    vertebrae = _read_vertebrae(path / "vertebrae", ids) if (path / "vertebrae").is_dir() else None
+    return SliceSet(
+        ids=ids,
+        images=arrays[main],
+        masks=arrays.get("mask"),
+        truth=arrays.get("ct") if main == "corrupted" else None,
+        tissue=arrays.get("tissue"),
+        vertebrae=vertebrae,
+        layout="dmiai",
+    )
+
+
+def _check_tissue(tissue: np.ndarray, name: str) -> None:
+    bad = ~np.isin(tissue, TISSUE_LEVELS)
+    if bad.any():
+        raise InputError(f"{name}: tissue values must be {TISSUE_LEVELS}, found {int(tissue[bad][0])}")
+
+
+_INT = re.compile(r"^\s*-?\d+\s*$")
+
+
+def _read_vertebrae(folder: Path, ids: list[str]) -> np.ndarray:
+    values = []
+    for i in ids:
+        f = folder / f"vertebrae_{i}.txt"
+        if not f.is_file():
+            raise InputError(f"{f}: missing vertebra file for case {i}")
+        text = f.read_text()
+        if not _INT.match(text) or not 0 <= int(text) <= MAX_VERTEBRA:
+            raise InputError(f"{f}: expected one integer 0..{MAX_VERTEBRA}, found {text[:20]!r}")
+        values.append(int(text))
+    return np.array(values, dtype=np.int16)
+
+
+def load_npy_images(path: Path) -> tuple[np.ndarray, tuple[int, ...]]:
+    """An `(N,H,W)` or `(N,1,H,W)` array of uint8 or float in [0,1] -> (N,H,W) array and its source shape."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise InputError(f"{path}: unreadable .npy file ({exc})") from exc
+    shape = arr.shape
+    if arr.ndim == 4 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 3:
+        raise InputError(f"{path}: expected an array (N,H,W) or (N,1,H,W), got shape {shape}")
+    if arr.dtype == np.uint8:
+        return arr, shape
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise InputError(f"{path}: expected uint8 or float values, got {arr.dtype}")
+    if not np.isfinite(arr).all():
+        raise InputError(f"{path}: contains NaN or infinite values")
+    if arr.min() < 0 or arr.max() > 1:
+        raise InputError(f"{path}: float values must lie in [0, 1], found {arr.min():.3g}..{arr.max():.3g}")
+    return arr.astype(np.float32, copy=False), shape
+
+
+def _read_npy(path: Path) -> SliceSet:
+    if path.is_file():
+        images, shape = load_npy_images(path)
+        return SliceSet(ids=[str(i) for i in range(len(images))], images=images, layout="npy", source_shape=shape)
+    images, shape = load_npy_images(path / "images.npy")
+    parts: dict[str, np.ndarray] = {}
+    for part in NPY_PARTS[1:]:
+        f = path / f"{part}.npy"
+        if not f.is_file():
+            continue
+        if part == "vertebrae":
+            arr = np.load(f, allow_pickle=False).astype(np.int16).reshape(-1)
+        elif part == "truth":
+            arr = load_npy_images(f)[0]
+        else:
+            arr = np.load(f, allow_pickle=False)
+            arr = arr[:, 0] if arr.ndim == 4 else arr
+            arr = arr > 0 if part == "masks" else arr.astype(np.uint8)
+        expected = images.shape[:1] if part == "vertebrae" else images.shape
+        if arr.shape != expected:
+            raise InputError(f"{f}: shape {arr.shape} does not match images {expected}")
+        parts[part] = arr
+    return SliceSet(
+        ids=[str(i) for i in range(len(images))],
+        images=images,
+        masks=parts.get("masks"),
+        truth=parts.get("truth"),
+        tissue=parts.get("tissue"),
+        vertebrae=parts.get("vertebrae"),
+        layout="npy",
+        source_shape=shape,
+    )
+
+
+def _read_png_pairs(path: Path, workers: int) -> SliceSet:
+    images = _png_files(path / "images", "image")
+    ids = sorted(images)
+    if not ids:
+        raise InputError(f"{path / 'images'}: the folder is empty")
+    stacks: dict[str, np.ndarray] = {"images": _stack([images[i] for i in ids], workers, None)}
+    for part, prefix in (("masks", "mask"), ("truth", "truth")):
+        if not (path / part).is_dir():
+            continue
+        files = _png_files(path / part, prefix)
+        missing = [i for i in ids if i not in files]
+        if missing:
+            raise InputError(f"{path / part}: no file for {missing[0]}.png")
+        chosen = [files[i] for i in ids]
+        stack = _stack(chosen, workers, stacks["images"].shape[1:])
+        stacks[part] = _as_mask(stack, chosen) if part == "masks" else stack
+    return SliceSet(ids=ids, images=stacks["images"], masks=stacks.get("masks"), truth=stacks.get("truth"), layout="png")

@@ -1,0 +1,87 @@
+"""SliceSet: the one in-memory form of every dataset layout, so models and metrics never see file formats."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+TISSUE_LEVELS = (0, 100, 255)  # DM-i-AI tissue map: background, other body tissue, fat
+MAX_VERTEBRA = 24  # DM-i-AI vertebra levels are 0..24
+
+
+@dataclass
+class SliceSet:
+    """A stack of slices with optional masks, ground truth and side information.
+
+    `images` are what the user has (corrupted where `masks` is True, or clean slices for training); every
+    array is (N, H, W). uint8 images hold 0..255; float images hold [0, 1]. `layout` and `source_shape`
+    remember how the data came in so predictions can be written back the same way.
+    """
+
+    ids: list[str]
+    images: np.ndarray
+    masks: np.ndarray | None = None
+    truth: np.ndarray | None = None
+    tissue: np.ndarray | None = None
+    vertebrae: np.ndarray | None = None
+    layout: str = "npy"
+    source_shape: tuple[int, ...] | None = None
+    extras: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        if self.images.ndim != 3 or self.images.shape[0] != n:
+            raise ValueError(f"images must be (N,H,W) with N={n}, got {self.images.shape}")
+        for name in ("masks", "truth", "tissue"):
+            arr = getattr(self, name)
+            if arr is not None and arr.shape != self.images.shape:
+                raise ValueError(f"{name} has shape {arr.shape}, images have {self.images.shape}")
+        if self.vertebrae is not None and self.vertebrae.shape != (n,):
+            raise ValueError(f"vertebrae must have shape ({n},), got {self.vertebrae.shape}")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def clean(self) -> np.ndarray:
+        """The uncorrupted slices: the truth when known, else the images themselves (training sets)."""
+        return self.truth if self.truth is not None else self.images
+
+    def subset(self, index: np.ndarray | list[int]) -> SliceSet:
+        """The slices at `index`, with every optional array cut the same way."""
+        idx = np.asarray(index, dtype=np.int64)
+        pick = lambda a: None if a is None else a[idx]  # noqa: E731
+        return SliceSet(
+            ids=[self.ids[i] for i in idx],
+            images=self.images[idx],
+            masks=pick(self.masks),
+            truth=pick(self.truth),
+            tissue=pick(self.tissue),
+            vertebrae=pick(self.vertebrae),
+            layout=self.layout,
+            source_shape=None if self.source_shape is None else (len(idx), *self.source_shape[1:]),
+            extras=dict(self.extras),
+        )
+
+
+def to_unit(images: np.ndarray) -> np.ndarray:
+    """uint8 0..255 or float [0,1] -> float32 [0,1]."""
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / 255.0
+    return images.astype(np.float32, copy=False)
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """float [0,1] (or uint8) -> uint8 0..255, rounded as a PNG writer would."""
+    if images.dtype == np.uint8:
+        return images
+    return np.clip(np.rint(images * 255.0), 0, 255).astype(np.uint8)
+
+
+def tissue_to_classes(tissue: np.ndarray) -> np.ndarray:
+    """DM-i-AI tissue map (0, 100, 255) -> class ids (0, 1, 2) as int64."""
+    classes = np.zeros(tissue.shape, dtype=np.int64)
+    for cls, level in enumerate(TISSUE_LEVELS):
+        classes[tissue == level] = cls
+    return classes

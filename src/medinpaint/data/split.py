@@ -1,0 +1,35 @@
+"""Patient-grouped splits: slices of one patient never straddle train and validation."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+VALIDATION_PATIENTS = range(450, 500)  # this project's fixed validation split of the DM-i-AI set
+
+_PATIENT = re.compile(r"^(\d+)_\d+$")
+
+
+def patient_of(case_id: str) -> str:
+    """Patient id of a DM-i-AI case id `PPP_k`; any other id is its own patient."""
+    m = _PATIENT.match(case_id)
+    return m.group(1) if m else case_id
+
+
+def split_by_patient(
+    ids: list[str], val_fraction: float = 0.1, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val). DM-i-AI ids use patients 450-499 as validation when any are present;
+    otherwise a seeded random `val_fraction` of patients is held out."""
+    patients = [patient_of(i) for i in ids]
+    fixed = {p for p in patients if p.isdigit() and int(p) in VALIDATION_PATIENTS}
+    if fixed:
+        val_patients = fixed
+    else:
+        unique = sorted(set(patients))
+        rng = np.random.default_rng(seed)
+        n_val = max(1, int(round(len(unique) * val_fraction))) if len(unique) > 1 else 0
+        val_patients = set(rng.permutation(unique)[:n_val].tolist())
+    is_val = np.array([p in val_patients for p in patients], dtype=bool)
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)

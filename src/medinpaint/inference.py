@@ -1,0 +1,112 @@
+"""Inpainter: load a checkpoint once, then fill slices from numpy arrays, one at a time or in batches."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from medinpaint.checkpoint import file_checksum, load_weights
+from medinpaint.data.slices import SliceSet, tissue_to_classes, to_uint8, to_unit
+from medinpaint.errors import InputError
+from medinpaint.models import MaskAwareUNet, UNetConfig
+
+MODEL_KIND = "inpainting-unet"
+DEFAULT_WEIGHTS = "ct-unet.safetensors"
+
+
+def default_weights() -> Path:
+    """The checkpoint shipped inside the package."""
+    return Path(str(resources.files("medinpaint") / "weights" / DEFAULT_WEIGHTS))
+
+
+class Inpainter:
+    """Fill the masked pixels of slices. Known pixels are always returned unchanged."""
+
+    def __init__(self, model: MaskAwareUNet, device: str = "cpu", flips: bool = False, name: str = "", checksum: str = "") -> None:
+        self.model = model.to(device).eval()
+        self.device = torch.device(device)
+        self.flips = flips
+        self.name = name
+        self.checksum = checksum
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None, device: str = "cpu", flips: bool = False) -> Inpainter:
+        """Rebuild the model from a checkpoint's own metadata; `path=None` loads the shipped default.
+        `flips=True` averages with the left-right flipped prediction (about 2x slower, usually more accurate)."""
+        path = Path(path) if path is not None else default_weights()
+        state, meta = load_weights(path, MODEL_KIND)
+        model = MaskAwareUNet(UNetConfig(**meta["config"]))
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise InputError(f"{path}: weights do not match the model config in its metadata") from exc
+        if device == "cuda" and not torch.cuda.is_available():
+            raise InputError("--device cuda: no CUDA device is available")
+        return cls(model, device=device, flips=flips, name=meta.get("name", path.stem), checksum=file_checksum(path))
+
+    @property
+    def config(self) -> UNetConfig:
+        return self.model.config
+
+    def predict(
+        self,
+        image: np.ndarray,
+        mask: np.ndarray,
+        tissue: np.ndarray | None = None,
+        vertebrae: int | None = None,
+    ) -> np.ndarray:
+        """Fill one (H, W) slice. `image` uint8 0..255 or float [0,1]; `mask` bool or 0/255 (True = missing);
+        `tissue` the DM-i-AI map (0/100/255); returns the same dtype as `image`."""
+        verts = None if vertebrae is None else np.array([vertebrae])
+        tis = None if tissue is None else tissue[None]
+        return self.predict_batch(image[None], np.asarray(mask)[None], tis, verts)[0]
+
+    def predict_batch(
+        self,
+        images: np.ndarray,
+        masks: np.ndarray,
+        tissue: np.ndarray | None = None,
+        vertebrae: np.ndarray | None = None,
+        batch_size: int = 8,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """Fill (N, H, W) slices in batches of `batch_size`."""
+        if images.ndim != 3 or masks.shape != images.shape:
+            raise InputError(f"images {images.shape} and masks {masks.shape} must both be (N, H, W) of one size")
+        if tissue is not None and tissue.shape != images.shape:
+            raise InputError(f"tissue map {tissue.shape} does not match images {images.shape}")
+        masks = masks.astype(bool)
+        out = np.empty(images.shape, dtype=np.float32)
+        starts = range(0, len(images), batch_size)
+        for s in tqdm(starts, desc="inpainting", unit="batch", disable=not progress):
+            sl = slice(s, s + batch_size)
+            out[sl] = self._forward(
+                to_unit(images[sl]), masks[sl],
+                None if tissue is None else tissue_to_classes(tissue[sl]),
+                None if vertebrae is None else np.asarray(vertebrae[sl]),
+            )
+        if images.dtype == np.uint8:
+            return np.where(masks, to_uint8(out), images)
+        return np.where(masks, out, images).astype(images.dtype)
+
+    def predict_slices(self, slices: SliceSet, batch_size: int = 8, progress: bool = False) -> np.ndarray:
+        if slices.masks is None:
+            raise InputError("the dataset has no masks: nothing to fill")
+        return self.predict_batch(slices.images, slices.masks, slices.tissue, slices.vertebrae, batch_size, progress)
+
+    @torch.inference_mode()
+    def _forward(self, images: np.ndarray, masks: np.ndarray, classes: np.ndarray | None, verts: np.ndarray | None) -> np.ndarray:
+        dev = self.device
+        x = torch.from_numpy(images).unsqueeze(1).to(dev)
+        m = torch.from_numpy(masks.astype(np.float32)).unsqueeze(1).to(dev)
+        t = None if classes is None else torch.from_numpy(classes).to(dev)
+        v = None if verts is None else torch.from_numpy(verts.astype(np.int64)).to(dev)
+        pred = self.model(x, m, t, v)
+        if self.flips:
+            flipped = self.model(x.flip(-1), m.flip(-1), None if t is None else t.flip(-1), v)
+            pred = (pred + flipped.flip(-1)) / 2
+        return pred[:, 0].float().cpu().numpy()

@@ -1,0 +1,122 @@
+"""A mask-aware U-Net: corrupted slice + mask (+ tissue one-hot, + vertebra level) -> filled slice.
+
+Side inputs are optional at call time: a missing tissue map is an all-zero one-hot and a missing vertebra level
+is a zero plane, which the training loop also shows the network now and then, so one model serves both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class UNetConfig:
+    base_channels: int = 32
+    depth: int = 4  # resolution levels; the input is padded to a multiple of 2 ** (depth - 1)
+    blocks_per_level: int = 2
+    tissue_classes: int = 3  # 0 disables the tissue input
+    use_vertebrae: bool = True
+    max_vertebra: int = 24
+    groups: int = 8
+
+    @property
+    def in_channels(self) -> int:
+        return 2 + self.tissue_classes + int(self.use_vertebrae)
+
+    @property
+    def stride(self) -> int:
+        return 2 ** (self.depth - 1)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, groups: int) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(min(groups, cin), cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.norm2 = nn.GroupNorm(min(groups, cout), cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(F.silu(self.norm2(h)))
+        return h + self.skip(x)
+
+
+class MaskAwareUNet(nn.Module):
+    def __init__(self, config: UNetConfig | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config or UNetConfig()
+        widths = [cfg.base_channels * 2**i for i in range(cfg.depth)]
+        self.stem = nn.Conv2d(cfg.in_channels, widths[0], 3, padding=1)
+        self.down_blocks = nn.ModuleList()
+        self.downsample = nn.ModuleList()
+        for i, w in enumerate(widths):
+            self.down_blocks.append(nn.Sequential(*[ResBlock(w, w, cfg.groups) for _ in range(cfg.blocks_per_level)]))
+            if i < cfg.depth - 1:
+                self.downsample.append(nn.Conv2d(w, widths[i + 1], 3, stride=2, padding=1))
+        self.upsample = nn.ModuleList()
+        self.up_blocks = nn.ModuleList()
+        for i in reversed(range(cfg.depth - 1)):
+            self.upsample.append(nn.Conv2d(widths[i + 1], widths[i], 3, padding=1))
+            blocks = [ResBlock(2 * widths[i], widths[i], cfg.groups)]
+            blocks += [ResBlock(widths[i], widths[i], cfg.groups) for _ in range(cfg.blocks_per_level - 1)]
+            self.up_blocks.append(nn.Sequential(*blocks))
+        self.head = nn.Sequential(nn.GroupNorm(min(cfg.groups, widths[0]), widths[0]), nn.SiLU(), nn.Conv2d(widths[0], 1, 3, padding=1))
+
+    def assemble_inputs(
+        self,
+        image: torch.Tensor,
+        mask: torch.Tensor,
+        tissue: torch.Tensor | None = None,
+        vertebrae: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(B,1,H,W) image in [0,1] zeroed under the mask, (B,1,H,W) mask, (B,H,W) tissue class ids
+        (0 background, 1 body, 2 fat; -1 unknown), (B,) vertebra levels (-1 unknown) -> network input."""
+        cfg = self.config
+        parts = [image * (1 - mask), mask]
+        b, _, h, w = image.shape
+        if cfg.tissue_classes:
+            if tissue is None:
+                parts.append(image.new_zeros(b, cfg.tissue_classes, h, w))
+            else:
+                onehot = F.one_hot(tissue.long().clamp(min=0), cfg.tissue_classes).permute(0, 3, 1, 2)
+                parts.append(onehot.to(image.dtype) * (tissue >= 0).unsqueeze(1).to(image.dtype))
+        if cfg.use_vertebrae:
+            level = image.new_zeros(b) if vertebrae is None else (vertebrae.to(image.dtype) + 1) / (cfg.max_vertebra + 1)
+            parts.append(level.view(b, 1, 1, 1).expand(b, 1, h, w))
+        return torch.cat(parts, dim=1)
+
+    def forward(
+        self,
+        image: torch.Tensor,
+        mask: torch.Tensor,
+        tissue: torch.Tensor | None = None,
+        vertebrae: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Filled image in [0,1]; known pixels are passed through unchanged."""
+        h, w = image.shape[-2:]
+        s = self.config.stride
+        ph, pw = (-h) % s, (-w) % s
+        x = self.assemble_inputs(image, mask, tissue, vertebrae)
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        x = self.stem(x)
+        skips = []
+        for i, block in enumerate(self.down_blocks):
+            x = block(x)
+            if i < len(self.downsample):
+                skips.append(x)
+                x = self.downsample[i](x)
+        for up, block in zip(self.upsample, self.up_blocks):
+            x = up(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+            x = block(torch.cat([x, skips.pop()], dim=1))
+        pred = torch.sigmoid(self.head(x))[..., :h, :w]
+        return image * (1 - mask) + pred * mask

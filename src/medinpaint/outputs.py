@@ -1,0 +1,63 @@
+"""Safe output handling: never write into an input folder, never overwrite unless asked, never leave halves."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from medinpaint.errors import InputError
+
+
+def check_output_path(output: Path, inputs: list[Path], overwrite: bool) -> None:
+    """Refuse an output that is, or lies inside, an input folder, or that exists and is not empty."""
+    out = output.resolve()
+    for inp in inputs:
+        src = inp.resolve()
+        src_dir = src if src.is_dir() else src.parent
+        if out == src or out == src_dir or src_dir in out.parents:
+            raise InputError(f"{output}: output must not be inside the input folder {src_dir}")
+    if out.exists() and not overwrite:
+        if out.is_file() or any(out.iterdir()):
+            raise InputError(f"{output}: already exists and is not empty (pass --overwrite to replace it)")
+
+
+@contextmanager
+def atomic_dir(output: Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside `output`; it replaces `output` only if the block succeeds."""
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if output.exists():
+        if not overwrite and (output.is_file() or any(output.iterdir())):
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise InputError(f"{output}: already exists (pass --overwrite to replace it)")
+        if output.is_dir():
+            shutil.rmtree(output)
+        else:
+            output.unlink()
+    os.replace(tmp, output)
+
+
+@contextmanager
+def atomic_file(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; it is renamed onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
