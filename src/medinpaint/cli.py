@@ -59,6 +59,7 @@ def train(
     loss: Annotated[str, typer.Option(help="l1 or mse on the missing pixels")] = "l1",
     no_tissue: Annotated[bool, typer.Option("--no-tissue", help="do not condition on the tissue map")] = False,
     no_vertebrae: Annotated[bool, typer.Option("--no-vertebrae", help="do not condition on the vertebra level")] = False,
+    crop: Annotated[int | None, typer.Option(help="train on random square crops of this size")] = None,
     val_every: Annotated[int, typer.Option(help="validate every N steps")] = 200,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model (GPU)")] = False,
     seed: int = 0,
@@ -73,7 +74,7 @@ def train(
 
     model = UNetConfig(base_channels=base_channels, depth=depth, blocks_per_level=blocks,
                        tissue_classes=0 if no_tissue else 3, use_vertebrae=not no_vertebrae)
-    cfg = TrainConfig(steps=steps, minutes=minutes, batch_size=batch_size, lr=lr, loss=loss, val_every=val_every,
+    cfg = TrainConfig(steps=steps, minutes=minutes, batch_size=batch_size, lr=lr, loss=loss, crop=crop, val_every=val_every,
                       compile=compile, seed=seed, model=model)
     slices = read_slices(data)
     weights = run_training(slices, output, cfg, device=resolve_device(device), progress=not no_progress, overwrite=overwrite)

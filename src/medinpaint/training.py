@@ -44,6 +44,8 @@ class TrainConfig:
     loss: str = "l1"  # "l1" or "mse", on the missing pixels
     side_dropout: float = 0.1  # chance to hide the tissue map / vertebra level, so both may be absent later
     generated_masks: int = 512  # procedural brush masks added to the pool (all of it when the data have none)
+    mask_symmetries: bool = True  # turn and flip pool masks (off when the mask's orientation is the point)
+    crop: int | None = None  # train on random square crops of this size (cheaper per image; the net is convolutional)
     val_cases: int = 64
     val_every: int = 200
     log_every: int = 10
@@ -77,13 +79,16 @@ class TrainingData:
     def __len__(self) -> int:
         return len(self.clean)
 
-    def batch(self, gen: torch.Generator, size: int, side_dropout: float) -> dict[str, torch.Tensor | None]:
-        """A random batch: slices paired with randomly chosen, turned and flipped masks."""
+    def batch(
+        self, gen: torch.Generator, size: int, side_dropout: float, symmetries: bool = True, crop: int | None = None
+    ) -> dict[str, torch.Tensor | None]:
+        """A random batch: slices paired with randomly chosen masks, turned and flipped if `symmetries`,
+        cut to one random `crop` x `crop` window if given."""
         dev = self.device
         idx = torch.randint(len(self.clean), (size,), generator=gen, device="cpu").to(dev)
         midx = torch.randint(len(self.masks), (size,), generator=gen, device="cpu").to(dev)
         mask = self.masks[midx]
-        if mask.shape[-1] == mask.shape[-2]:
+        if symmetries and mask.shape[-1] == mask.shape[-2]:
             flip = torch.rand(size, 3, generator=gen).to(dev) < 0.5
             mask = torch.where(flip[:, 0, None, None], mask.transpose(-1, -2), mask)
             mask = torch.where(flip[:, 1, None, None], mask.flip(-1), mask)
@@ -95,12 +100,14 @@ class TrainingData:
         verts = None
         if self.vertebrae is not None:
             verts = torch.where(keep_side, self.vertebrae[idx], torch.full_like(self.vertebrae[idx], -1))
-        return {
-            "image": self.clean[idx].unsqueeze(1).float() / 255.0,
-            "mask": mask.unsqueeze(1).float(),
-            "tissue": tissue,
-            "vertebrae": verts,
-        }
+        image = self.clean[idx]
+        h, w = image.shape[-2:]
+        if crop is not None and crop < min(h, w):
+            y, x = (int(torch.randint(n - crop + 1, (1,), generator=gen)) for n in (h, w))
+            window = (..., slice(y, y + crop), slice(x, x + crop))
+            image, mask = image[window], mask[window]
+            tissue = None if tissue is None else tissue[window]
+        return {"image": image.unsqueeze(1).float() / 255.0, "mask": mask.unsqueeze(1).float(), "tissue": tissue, "vertebrae": verts}
 
 
 def build_mask_pool(slices: SliceSet, n_generated: int, seed: int) -> np.ndarray:
@@ -115,14 +122,13 @@ def build_mask_pool(slices: SliceSet, n_generated: int, seed: int) -> np.ndarray
     return np.concatenate(parts).astype(bool)
 
 
-def validation_set(slices: SliceSet, n: int, seed: int) -> SliceSet:
-    """Up to `n` validation slices with fixed masks: their own when they have them, else seeded brush strokes."""
+def validation_set(slices: SliceSet, n: int, seed: int, pool: np.ndarray) -> SliceSet:
+    """Up to `n` validation slices with fixed masks: their own when they have them, else seeded draws from `pool`."""
     rng = np.random.default_rng(seed + 1)
     pick = np.sort(rng.choice(len(slices), size=min(n, len(slices)), replace=False))
     val = slices.subset(pick)
     if val.masks is None or val.truth is None:
-        gen = BrushStrokes()
-        masks = np.stack([gen(rng, val.images.shape[1:]) for _ in range(len(val))])
+        masks = pool[rng.integers(len(pool), size=len(val))]
         clean = to_uint8(val.clean)
         val = SliceSet(val.ids, np.where(masks, 0, clean).astype(np.uint8), masks, clean, val.tissue, val.vertebrae, val.layout)
     return val
@@ -185,9 +191,11 @@ def train(
     device: str | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    mask_pool: np.ndarray | None = None,
 ) -> Path:
     """Train on the non-validation patients of `data`, writing `output/` (weights, log, curves, checkpoint).
-    Returns the path of the final EMA weights, `output/model.safetensors`."""
+    `mask_pool` (N,H,W) bool replaces the default pool (the data's masks plus brush strokes), e.g. to train
+    for one known corruption. Returns the path of the final EMA weights, `output/model.safetensors`."""
     output = Path(output)
     resume_path = output / "last.pt"
     cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
@@ -200,9 +208,10 @@ def train(
 
     train_idx, val_idx = split_by_patient(data.ids, seed=cfg.seed)
     if len(train_idx) == 0:
-        raise InputError("no training slices left after holding out the validation patients")
+        raise InputError("no training slices left after holding out the validation patients (450-499)")
     train_set = data.subset(train_idx)
-    val = validation_set(data.subset(val_idx) if len(val_idx) else train_set, cfg.val_cases, cfg.seed)
+    pool = build_mask_pool(train_set, cfg.generated_masks, cfg.seed) if mask_pool is None else mask_pool.astype(bool)
+    val = validation_set(data.subset(val_idx) if len(val_idx) else train_set, cfg.val_cases, cfg.seed, pool)
 
     torch.manual_seed(cfg.seed)
     model = MaskAwareUNet(cfg.model)
@@ -224,7 +233,6 @@ def train(
     model, opt = acc.prepare(model, opt)
     forward = torch.compile(model) if cfg.compile else model
 
-    pool = build_mask_pool(train_set, cfg.generated_masks, cfg.seed)
     tdata = TrainingData(train_set, pool, acc.device)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + acc.process_index + step)
 
@@ -265,7 +273,7 @@ def train(
             lr = lr_at(cfg, step, elapsed)
             for group in opt.param_groups:
                 group["lr"] = lr
-            b = tdata.batch(gen, cfg.batch_size, cfg.side_dropout)
+            b = tdata.batch(gen, cfg.batch_size, cfg.side_dropout, cfg.mask_symmetries, cfg.crop)
             with acc.autocast():
                 pred = forward(b["image"], b["mask"], b["tissue"], b["vertebrae"])
                 loss = masked_loss(pred.float(), b["image"], b["mask"], cfg.loss)
