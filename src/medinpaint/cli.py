@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -67,7 +68,10 @@ def train(
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
 ) -> None:
-    """Train the mask-aware U-Net; patients 450-499 (or a held-out tenth of patients) are kept for validation."""
+    """Train the mask-aware U-Net; patients 450-499 (or a held-out tenth of patients) are kept for validation.
+
+    Several processes: `torchrun --nproc_per_node N -m medinpaint train ...` (CPU or GPUs) or
+    `accelerate launch --multi_gpu -m medinpaint train ...`."""
     from medinpaint.data import read_slices
     from medinpaint.models import UNetConfig
     from medinpaint.training import TrainConfig, train as run_training
@@ -78,7 +82,8 @@ def train(
                       compile=compile, seed=seed, model=model)
     slices = read_slices(data)
     weights = run_training(slices, output, cfg, device=resolve_device(device), progress=not no_progress, overwrite=overwrite)
-    typer.echo(f"weights: {weights}\ncurves: {output / 'progress.png'}")
+    if os.environ.get("RANK", "0") == "0":  # one line, not one per process, under torchrun / accelerate launch
+        typer.echo(f"weights: {weights}\ncurves: {output / 'progress.png'}")
 
 
 @app.command()
@@ -197,3 +202,21 @@ def demo(
             overwrite=overwrite, no_progress=True)
     evaluate(pred=output / "predictions", data=samples, output=output / "report", overwrite=overwrite)
     typer.echo(f"figure: {output / 'report' / 'cases.png'}")
+
+
+@app.command()
+@user_errors
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on (0.0.0.0 for every interface)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port (DM-i-AI's template uses 9050)")] = 9050,
+    weights: Annotated[Path | None, typer.Option(help="checkpoint (default: the shipped model)")] = None,
+    device: DeviceOpt = "cpu",
+    workers: Annotated[int, typer.Option(min=1, help="server processes, each with its own copy of the model")] = 1,
+    flips: Annotated[bool, typer.Option("--flips", help="average with the mirrored prediction: slower, more accurate")] = False,
+    max_batch: Annotated[int, typer.Option(min=1, help="most concurrent slices filled in one forward pass (1: no batching)")] = 8,
+) -> None:
+    """Serve the DM-i-AI /predict API, /predict/batch, /health, the docs at /docs and a page at /ui/."""
+    from medinpaint.serve.server import run
+
+    typer.echo(f"page: http://{host}:{port}/ui/  API docs: http://{host}:{port}/docs", err=True)
+    run(host=host, port=port, weights=weights, device=resolve_device(device), workers=workers, flips=flips, max_batch=max_batch)

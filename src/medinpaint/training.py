@@ -307,7 +307,7 @@ def train(
     final = output / "model.safetensors"
     if acc.is_main_process:
         save_weights(final, ema.model, MODEL_KIND, cfg.model.to_dict(), name=output.name, steps=step,
-                     train_minutes=round(elapsed / 60, 2), train_slices=len(train_set))
+                     train_minutes=round(elapsed / 60, 2), train_slices=len(train_set), processes=acc.num_processes)
         plot_progress(output / "log.csv", output / "progress.png")
     acc.wait_for_everyone()
     return final

@@ -1,0 +1,115 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medinpaint.data import read_slices, split_by_patient
+from medinpaint.data.cache import pack
+from medinpaint.data.png import write_gray_png
+from medinpaint.data.readers import detect_layout
+from medinpaint.errors import InputError
+
+
+def test_reads_dmiai_layout_with_truth_and_side_information(samples: Path) -> None:
+    s = read_slices(samples, require_masks=True)
+    assert len(s) == 12 and s.images.shape == (12, 256, 256) and s.images.dtype == np.uint8
+    assert s.ids[0] == "450_0" and s.layout == "dmiai"
+    # corrupted == ct outside the mask, 0 inside: the data facts the model relies on
+    assert np.array_equal(s.images[~s.masks], s.truth[~s.masks])
+    assert (s.images[s.masks] == 0).all()
+    assert set(np.unique(s.tissue)) <= {0, 100, 255}
+    assert s.vertebrae.dtype == np.int16 and 0 <= s.vertebrae.min() and s.vertebrae.max() <= 24
+    assert s.vertebrae[0] == int((samples / "vertebrae" / "vertebrae_450_0.txt").read_text())
+
+
+def test_reads_npy_stacks_of_both_shapes_and_dtypes(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    floats = rng.random((5, 1, 16, 16)).astype(np.float32)
+    np.save(tmp_path / "f.npy", floats)
+    s = read_slices(tmp_path / "f.npy")
+    assert s.images.shape == (5, 16, 16) and s.source_shape == (5, 1, 16, 16)
+    assert np.array_equal(s.images, floats[:, 0])
+    folder = tmp_path / "stack"
+    folder.mkdir()
+    np.save(folder / "images.npy", (floats[:, 0] * 255).astype(np.uint8))
+    np.save(folder / "masks.npy", floats[:, 0] > 0.5)
+    s = read_slices(folder, require_masks=True)
+    assert s.images.dtype == np.uint8 and s.masks.dtype == bool and s.masks.sum() == (floats > 0.5).sum()
+
+
+def test_reads_png_pairs(tmp_path: Path) -> None:
+    for sub in ("images", "masks"):
+        (tmp_path / sub).mkdir()
+    img = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    write_gray_png(tmp_path / "images" / "a.png", img)
+    write_gray_png(tmp_path / "masks" / "a.png", np.where(img > 30, 255, 0).astype(np.uint8))
+    s = read_slices(tmp_path, require_masks=True)
+    assert s.ids == ["a"] and s.layout == "png" and s.masks.sum() == 33
+
+
+@pytest.mark.parametrize(
+    "break_it, message",
+    [
+        (lambda d: (d / "mask" / "mask_000_0.png").write_bytes(b"not a png"), "mask_000_0.png: not a PNG image"),
+        (lambda d: (d / "ct" / "notes.txt").write_text("x"), "notes.txt: not a PNG file"),
+        (lambda d: write_gray_png(d / "mask" / "mask_000_0.png", np.zeros((32, 32), np.uint8)), "mask_000_0.png: size 32x32"),
+        (lambda d: write_gray_png(d / "mask" / "mask_000_0.png", np.zeros((64, 64), np.uint8)), "000_0 has no missing pixels"),
+        (lambda d: write_gray_png(d / "mask" / "mask_000_0.png", np.full((64, 64), 7, np.uint8)), "mask values must be 0 and 255"),
+        (lambda d: Image.new("RGB", (64, 64)).save(d / "ct" / "ct_000_0.png"), "ct_000_0.png: expected an 8-bit grayscale PNG, got a colour"),
+        (lambda d: Image.new("I;16", (64, 64)).save(d / "ct" / "ct_000_0.png"), "got a 16-bit image"),
+        (lambda d: (d / "vertebrae" / "vertebrae_000_0.txt").write_text("31"), "expected one integer 0..24"),
+        (lambda d: (d / "tissue" / "tissue_000_1.png").unlink(), "no file for case 000_1"),
+    ],
+)
+def test_bad_dmiai_input_names_the_file_and_the_problem(phantom_dataset: Path, break_it, message: str) -> None:
+    break_it(phantom_dataset)
+    with pytest.raises(InputError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        read_slices(phantom_dataset, require_masks=True)
+
+
+@pytest.mark.parametrize(
+    "array, message",
+    [
+        (np.zeros((4, 4)), "expected an array"),
+        (np.full((2, 4, 4), np.nan), "NaN"),
+        (np.full((2, 4, 4), 2.0), "must lie in"),
+        (np.zeros((2, 4, 4), np.int32), "expected uint8 or float"),
+    ],
+)
+def test_bad_npy_input(tmp_path: Path, array: np.ndarray, message: str) -> None:
+    np.save(tmp_path / "x.npy", array)
+    with pytest.raises(InputError, match=message):
+        read_slices(tmp_path / "x.npy")
+
+
+def test_missing_empty_and_unknown_folders(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such file or folder"):
+        detect_layout(tmp_path / "nope")
+    with pytest.raises(InputError, match="not a dataset"):
+        detect_layout(tmp_path)
+    (tmp_path / "ct").mkdir()
+    with pytest.raises(InputError, match="the folder is empty"):
+        read_slices(tmp_path)
+
+
+def test_split_keeps_patients_whole_and_uses_450_to_499_for_validation() -> None:
+    ids = [f"{p:03d}_{k}" for p in (1, 2, 449, 450, 499) for k in range(3)]
+    train, val = split_by_patient(ids)
+    assert sorted({ids[i][:3] for i in val}) == ["450", "499"]
+    assert sorted({ids[i][:3] for i in train}) == ["001", "002", "449"]
+    ids = [f"{p:03d}_{k}" for p in range(20) for k in range(3)]
+    train, val = split_by_patient(ids, val_fraction=0.2)
+    train_p, val_p = {ids[i][:3] for i in train}, {ids[i][:3] for i in val}
+    assert len(val_p) == 4 and not train_p & val_p and len(train) + len(val) == len(ids)
+
+
+def test_packed_cache_round_trips_in_shards_under_the_limit(phantom_dataset: Path, tmp_path: Path) -> None:
+    s = read_slices(phantom_dataset)
+    shards = pack(s, tmp_path / "cache", max_shard_bytes=3 * 64 * 64 * 5)
+    assert len(shards) == 6  # 24 cases of 3 planes + 64 bytes of slack: 4 per shard
+    assert all(p.stat().st_size <= 3 * 64 * 64 * 5 for p in shards)
+    back = read_slices(tmp_path / "cache")
+    assert back.ids == s.ids
+    assert np.array_equal(back.images, s.truth) and np.array_equal(back.masks, s.masks)
+    assert np.array_equal(back.tissue, s.tissue) and np.array_equal(back.vertebrae, s.vertebrae)

@@ -1,0 +1,117 @@
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medinpaint.checkpoint import read_metadata
+from medinpaint.data import read_slices
+from medinpaint.errors import InputError
+from medinpaint.inference import Inpainter
+from medinpaint.training import TrainConfig, TrainingData, lr_at, train
+
+from conftest import TINY
+
+
+def config(**kw) -> TrainConfig:
+    base = dict(batch_size=2, val_every=3, val_cases=4, log_every=1, generated_masks=8, model=TINY)
+    return TrainConfig(**{**base, **kw})
+
+
+def log_steps(run: Path) -> list[int]:
+    with open(run / "log.csv", newline="") as f:
+        return [int(r["step"]) for r in csv.DictReader(f)]
+
+
+def test_train_writes_weights_log_and_curves(phantom_dataset: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    weights = train(read_slices(phantom_dataset), run, config(steps=6), device="cpu", progress=False)
+    assert weights == run / "model.safetensors"
+    meta = read_metadata(weights)
+    assert meta["steps"] == 6 and meta["train_slices"] == 20  # 10 training patients x 2; 450/451 held out
+    assert log_steps(run) == [1, 2, 3, 4, 5, 6]
+    with open(run / "log.csv", newline="") as f:
+        val = [r["val_mae"] for r in csv.DictReader(f) if r["val_mae"]]
+    assert len(val) == 2 and all(0 < float(v) < 255 for v in val)
+    assert (run / "progress.png").stat().st_size > 1000
+    Inpainter.from_pretrained(weights)  # the EMA weights rebuild themselves
+
+
+def test_resume_continues_the_step_count_and_the_clock(phantom_dataset: Path, tmp_path: Path) -> None:
+    run, data = tmp_path / "run", read_slices(phantom_dataset)
+    train(data, run, config(steps=4), device="cpu", progress=False)
+    first = torch.load(run / "last.pt", weights_only=False)
+    train(data, run, config(steps=7), device="cpu", progress=False)
+    second = torch.load(run / "last.pt", weights_only=False)
+    assert first["step"] == 4 and second["step"] == 7
+    assert second["elapsed_s"] > first["elapsed_s"]
+    assert log_steps(run) == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_resume_refuses_another_model_and_an_unrelated_folder(phantom_dataset: Path, tmp_path: Path) -> None:
+    data = read_slices(phantom_dataset)
+    train(data, tmp_path / "run", config(steps=1), device="cpu", progress=False)
+    other = config(steps=2)
+    other.model = type(TINY)(base_channels=16, depth=3, blocks_per_level=1)
+    with pytest.raises(InputError, match="another model config"):
+        train(data, tmp_path / "run", other, device="cpu", progress=False)
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "thesis.txt").write_text("precious")
+    with pytest.raises(InputError, match="holds no checkpoint"):
+        train(data, tmp_path / "busy", config(steps=1), device="cpu", progress=False)
+    assert (tmp_path / "busy" / "thesis.txt").read_text() == "precious"
+
+
+def test_time_budget_stops_training(phantom_dataset: Path, tmp_path: Path) -> None:
+    train(read_slices(phantom_dataset), tmp_path / "run", config(minutes=0.02, val_every=1000), device="cpu", progress=False)
+    meta = read_metadata(tmp_path / "run" / "model.safetensors")
+    assert meta["steps"] >= 1 and meta["train_minutes"] <= 0.2
+
+
+def test_a_budget_is_required() -> None:
+    with pytest.raises(InputError, match="give a budget"):
+        TrainConfig()
+
+
+def test_cosine_schedule_follows_the_first_budget_to_run_out() -> None:
+    cfg = TrainConfig(steps=1000, minutes=1.0, lr=1.0, warmup_steps=10)
+    assert lr_at(cfg, 0, 0) == pytest.approx(0.1)
+    assert lr_at(cfg, 9, 0) == pytest.approx(1.0)  # end of warm-up
+    assert lr_at(cfg, 500, 0) == pytest.approx(0.505)
+    assert lr_at(cfg, 20, 30.0) == pytest.approx(0.505)  # half the time gone: half-way down the cosine
+    assert lr_at(cfg, 1000, 0) == pytest.approx(0.01)
+
+
+def test_batches_pair_slices_with_turned_masks_and_crop(phantom_dataset: Path) -> None:
+    data = read_slices(phantom_dataset)
+    pool = np.zeros((1, 64, 64), bool)
+    pool[0, :, :3] = True  # a stripe along the left edge
+    td = TrainingData(data, pool, torch.device("cpu"))
+    gen = torch.Generator().manual_seed(0)
+    turned = {tuple(td.batch(gen, 1, 0.0)["mask"][0, 0].nonzero()[0].tolist()) for _ in range(40)}
+    assert len(turned) > 1  # the stripe moved to other edges
+    gen = torch.Generator().manual_seed(0)
+    fixed = [td.batch(gen, 4, 0.0, symmetries=False)["mask"] for _ in range(5)]
+    assert all(torch.equal(m[:, 0], torch.from_numpy(pool).float().expand(4, 64, 64)) for m in fixed)
+    b = td.batch(gen, 3, 1.0, crop=32)
+    assert b["image"].shape == (3, 1, 32, 32) and b["tissue"].shape == (3, 32, 32)
+    assert (b["tissue"] == -1).all() and (b["vertebrae"] == -1).all()  # side_dropout=1 hides side information
+
+
+@pytest.mark.timeout(240)
+def test_ddp_with_two_cpu_processes_trains(phantom_dataset: Path, tmp_path: Path) -> None:
+    run = tmp_path / "ddp"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun), "--nproc_per_node", "2", "-m", "medinpaint", "train", "--data", str(phantom_dataset),
+           "--output", str(run), "--steps", "3", "--batch-size", "2", "--base-channels", "8", "--depth", "3",
+           "--blocks", "1", "--val-every", "3", "--device", "cpu", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=200, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    meta = read_metadata(run / "model.safetensors")
+    assert meta["processes"] == 2 and meta["steps"] == 3
+    assert proc.stdout.count("weights:") == 1
