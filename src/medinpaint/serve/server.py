@@ -1,0 +1,56 @@
+"""Running the app with uvicorn: in the foreground for `medinpaint serve`, or on a thread for tests and notebooks."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from medinpaint.checkpoint import read_metadata
+from medinpaint.inference import default_weights
+from medinpaint.serve.app import create_app
+
+
+def run(host: str = "127.0.0.1", port: int = 9050, weights: Path | None = None, device: str = "cpu",
+        workers: int = 1, flips: bool = False, max_batch: int = 8) -> None:
+    """Serve until interrupted. One worker gets the app object (load errors surface here, as InputErrors);
+    several are separate processes, each loading the model once and sharing the cores between their torch threads."""
+    common = {"host": host, "port": port, "access_log": False, "log_level": "info"}  # RequestLog is the access log
+    if workers == 1:
+        uvicorn.run(create_app(weights, device=device, flips=flips, max_batch=max_batch), **common)
+        return
+    read_metadata(weights or default_weights())  # a bad path fails now, not once per worker
+    os.environ.update({
+        "MEDINPAINT_WEIGHTS": str(weights or ""), "MEDINPAINT_DEVICE": device, "MEDINPAINT_FLIPS": "1" if flips else "0",
+        "MEDINPAINT_MAX_BATCH": str(max_batch), "MEDINPAINT_TORCH_THREADS": str(max(1, (os.cpu_count() or 1) // workers)),
+    })
+    uvicorn.run("medinpaint.serve.app:app_from_env", factory=True, workers=workers, **common)
+
+
+@contextmanager
+def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", timeout: float = 30.0) -> Iterator[str]:
+    """Run `app` on a free loopback port in a background thread; yields its base URL, stops it on exit."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))  # binding here, not in uvicorn, means no race for the port
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="medinpaint-server")
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout)
+        sock.close()

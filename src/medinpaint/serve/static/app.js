@@ -1,0 +1,121 @@
+// The page: load a slice, draw or load the mask, ask the server to fill it, compare and download.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const editor = $("editor");
+const ctx = editor.getContext("2d");
+const state = { slice: null, mask: new Uint8Array(SIZE * SIZE), tissue: null, drawing: false, last: null };
+
+function say(text, isError = false) {
+  $("status").textContent = text;
+  $("status").classList.toggle("error", isError);
+}
+
+async function loadGray(input, what) {
+  const file = input.files[0];
+  if (!file) return null;
+  const { pixels, width, height } = await decodeGray(file);
+  if (width !== SIZE || height !== SIZE) throw new Error(`${what} must be ${SIZE}×${SIZE}, got ${width}×${height}`);
+  return pixels;
+}
+
+// The slice in gray with the mask tinted red.
+function render() {
+  const img = ctx.createImageData(SIZE, SIZE);
+  for (let i = 0; i < SIZE * SIZE; i++) {
+    const g = state.slice ? state.slice[i] : 0;
+    const m = state.mask[i];
+    img.data.set(m ? [128 + (g >> 1), g >> 1, g >> 1, 255] : [g, g, g, 255], 4 * i);
+  }
+  ctx.putImageData(img, 0, 0);
+}
+
+function paint(x, y) {
+  const r = Number($("brush").value) / 2;
+  const value = $("erase").checked ? 0 : 1;
+  for (let yy = Math.max(0, Math.floor(y - r)); yy <= Math.min(SIZE - 1, Math.ceil(y + r)); yy++) {
+    for (let xx = Math.max(0, Math.floor(x - r)); xx <= Math.min(SIZE - 1, Math.ceil(x + r)); xx++) {
+      if ((xx - x) ** 2 + (yy - y) ** 2 <= r * r) state.mask[yy * SIZE + xx] = value;
+    }
+  }
+}
+
+function stroke(event) {
+  const rect = editor.getBoundingClientRect();
+  const p = { x: ((event.clientX - rect.left) * SIZE) / rect.width, y: ((event.clientY - rect.top) * SIZE) / rect.height };
+  const from = state.last || p;
+  const steps = Math.max(1, Math.ceil(Math.hypot(p.x - from.x, p.y - from.y)));
+  for (let s = 1; s <= steps; s++) paint(from.x + ((p.x - from.x) * s) / steps, from.y + ((p.y - from.y) * s) / steps);
+  state.last = p;
+  render();
+}
+
+editor.addEventListener("pointerdown", (e) => {
+  if (!state.slice) return;
+  state.drawing = true;
+  state.last = null;
+  editor.setPointerCapture(e.pointerId);
+  stroke(e);
+});
+editor.addEventListener("pointermove", (e) => state.drawing && stroke(e));
+editor.addEventListener("pointerup", () => { state.drawing = false; });
+
+$("slice-file").addEventListener("change", async () => {
+  try {
+    state.slice = await loadGray($("slice-file"), "the slice");
+    $("fill").disabled = !state.slice;
+    say("Draw over the missing pixels, or load a mask, then press Fill.");
+  } catch (err) { say(err.message, true); }
+  render();
+});
+
+$("mask-file").addEventListener("change", async () => {
+  try {
+    const pixels = await loadGray($("mask-file"), "the mask");
+    if (pixels) state.mask = pixels.map((v) => (v >= 128 ? 1 : 0));
+  } catch (err) { say(err.message, true); }
+  render();
+});
+
+$("tissue-file").addEventListener("change", async () => {
+  try { state.tissue = await loadGray($("tissue-file"), "the tissue map"); } catch (err) { say(err.message, true); }
+});
+
+$("clear-mask").addEventListener("click", () => { state.mask.fill(0); render(); });
+
+$("compare").addEventListener("input", () => {
+  $("result").style.clipPath = `inset(0 ${100 - Number($("compare").value)}% 0 0)`;
+});
+
+$("controls").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (!state.mask.some((v) => v)) { say("Mark some missing pixels first.", true); return; }
+  const corrupted = state.slice.map((g, i) => (state.mask[i] ? 0 : g)); // the wire format: zeros under the mask
+  const body = {
+    corrupted_image: toBase64(await encodeGrayPng(corrupted, SIZE, SIZE)),
+    mask_image: toBase64(await encodeGrayPng(state.mask.map((m) => m * 255), SIZE, SIZE)),
+  };
+  if (state.tissue) body.tissue_image = toBase64(await encodeGrayPng(state.tissue, SIZE, SIZE));
+  if ($("vertebrae").value !== "") body.vertebrae = Number($("vertebrae").value);
+  say("Filling…");
+  $("fill").disabled = true;
+  const start = performance.now();
+  try {
+    const response = await fetch("../inpaint", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+    const answer = await response.json();
+    if (!response.ok) throw new Error(answer.detail || `the server answered ${response.status}`);
+    const url = `data:image/png;base64,${answer.reconstructed_image}`;
+    $("before").src = `data:image/png;base64,${body.corrupted_image}`;
+    $("result").src = url;
+    $("download").href = url;
+    $("result-panel").hidden = false;
+    $("compare").dispatchEvent(new Event("input"));
+    say(`Filled in ${Math.round(performance.now() - start)} ms.`);
+  } catch (err) {
+    say(`Could not fill: ${err.message}`, true);
+  } finally {
+    $("fill").disabled = false;
+  }
+});
+
+render();

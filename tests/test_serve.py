@@ -1,0 +1,263 @@
+"""The server, run for real by uvicorn on a loopback port: wire format, equality with `medinpaint predict`, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from medinpaint.checkpoint import file_checksum
+from medinpaint.cli import app as cli
+from medinpaint.data import read_slices
+from medinpaint.data.png import encode_gray_png, read_gray_png
+from medinpaint.inference import Inpainter
+from medinpaint.samples import sample_dir
+from medinpaint.serve import create_app
+from medinpaint.serve.app import app_from_env
+from medinpaint.serve.batcher import Job, MicroBatcher
+from medinpaint.serve.middleware import LOGGER_NAME, JsonLines
+from medinpaint.serve.server import serve_in_thread
+
+CASE = "450_0"
+
+
+@pytest.fixture(scope="module")
+def inpainter(tiny_checkpoint: Path) -> Inpainter:
+    return Inpainter.from_pretrained(tiny_checkpoint)
+
+
+@pytest.fixture(scope="module")
+def client(tiny_checkpoint: Path) -> Iterator[httpx.Client]:
+    """One real server for the module: every bad request below hits it, so it must survive them all."""
+    with serve_in_thread(create_app(tiny_checkpoint)) as url, httpx.Client(base_url=url, timeout=60) as c:
+        yield c
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def png(image: np.ndarray, mode: str | None = None) -> str:
+    """base64 PNG of `image`; `mode` forces a PIL mode (RGB, I;16) to make the kinds of PNG the server refuses."""
+    if mode is None:
+        return b64(encode_gray_png(image))
+    buf = io.BytesIO()
+    Image.fromarray(image).convert(mode).save(buf, format="PNG")
+    return b64(buf.getvalue())
+
+
+def dmiai_request(folder: Path, case: str) -> dict:
+    """A request built as DM-i-AI's example client builds it: cv2.imread(IMREAD_ANYCOLOR) -> cv2.imencode -> base64."""
+    def encoded(kind: str) -> str:
+        image = cv2.imread(str(folder / kind / f"{kind}_{case}.png"), cv2.IMREAD_ANYCOLOR)
+        ok, data = cv2.imencode(".png", image)
+        assert ok
+        return b64(data.tobytes())
+
+    return {"corrupted_image": encoded("corrupted"), "tissue_image": encoded("tissue"), "mask_image": encoded("mask"),
+            "vertebrae": int((folder / "vertebrae" / f"vertebrae_{case}.txt").read_text())}
+
+
+def decode_answer(text: str) -> np.ndarray:
+    """The reconstruction decoded as DM-i-AI's evaluation service decodes it."""
+    return cv2.imdecode(np.frombuffer(base64.b64decode(text), np.uint8), cv2.IMREAD_ANYCOLOR)
+
+
+def test_index_api_and_health(client: httpx.Client, tiny_checkpoint: Path) -> None:
+    assert client.get("/").json() == "Your endpoint is running!"
+    page_link = client.get("/", headers={"accept": "text/html"})
+    assert 'href="ui/"' in page_link.text and "Your endpoint is running!" in page_link.text
+    api = client.get("/api").json()
+    assert api["service"] == "ct-inpainting-usecase"
+    hours, minutes, seconds = api["uptime"].split(":")
+    assert int(hours) == 0 and int(minutes) < 10 and float(seconds) >= 0
+    health = client.get("/health").json()
+    assert health["model"] == "tiny" and health["checksum"] == file_checksum(tiny_checkpoint)
+    assert health["status"] == "ok" and health["max_batch"] == 8
+
+
+def test_docs_and_page_are_served(client: httpx.Client) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/predict", "/predict/batch", "/inpaint", "/health", "/api"} <= set(paths)
+    page = client.get("/ui/")
+    assert page.status_code == 200 and '<canvas id="editor"' in page.text
+    for asset in ("app.js", "png.js", "style.css"):
+        assert client.get(f"/ui/{asset}").status_code == 200
+
+
+def test_dmiai_request_round_trips_and_equals_inpainter(client: httpx.Client, inpainter: Inpainter, samples: Path) -> None:
+    request = dmiai_request(samples, CASE)
+    answer = client.post("/predict", json=request)
+    assert answer.status_code == 200 and set(answer.json()) == {"reconstructed_image"}
+    served = decode_answer(answer.json()["reconstructed_image"])
+    assert served.shape == (256, 256) and served.dtype == np.uint8
+    corrupted, mask = (read_gray_png(samples / k / f"{k}_{CASE}.png") for k in ("corrupted", "mask"))
+    tissue = read_gray_png(samples / "tissue" / f"tissue_{CASE}.png")
+    expected = inpainter.predict(corrupted, mask, tissue, request["vertebrae"])
+    np.testing.assert_array_equal(served, expected)
+    np.testing.assert_array_equal(served[mask == 0], corrupted[mask == 0])  # known pixels come back unchanged
+    assert np.any(served[mask == 255] != 0)
+
+
+def test_served_images_equal_medinpaint_predict(client: httpx.Client, tiny_checkpoint: Path, samples: Path, tmp_path: Path) -> None:
+    """All bundled cases, sent concurrently (so the micro-batcher groups them) and as one batch request."""
+    result = CliRunner().invoke(cli, ["predict", "-i", str(samples), "-o", str(tmp_path / "pred"),
+                                      "--weights", str(tiny_checkpoint), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    cases = read_slices(samples).ids
+    requests = [dmiai_request(samples, case) for case in cases]
+    with ThreadPoolExecutor(len(requests)) as pool:
+        single = list(pool.map(lambda r: client.post("/predict", json=r).json()["reconstructed_image"], requests))
+    batch = client.post("/predict/batch", json={"items": requests}).json()["reconstructed_images"]
+    for case, one, many in zip(cases, single, batch, strict=True):
+        cli_image = read_gray_png(tmp_path / "pred" / f"{case}.png")
+        np.testing.assert_array_equal(decode_answer(one), cli_image, err_msg=case)
+        np.testing.assert_array_equal(decode_answer(many), cli_image, err_msg=case)
+
+
+def test_inpaint_fills_without_side_information(client: httpx.Client, inpainter: Inpainter, samples: Path) -> None:
+    corrupted, mask = (read_gray_png(samples / k / f"{k}_{CASE}.png") for k in ("corrupted", "mask"))
+    answer = client.post("/inpaint", json={"corrupted_image": png(corrupted), "mask_image": png(mask)})
+    assert answer.status_code == 200
+    np.testing.assert_array_equal(decode_answer(answer.json()["reconstructed_image"]), inpainter.predict(corrupted, mask))
+
+
+def test_micro_batcher_shares_a_pass_between_compatible_jobs(inpainter: Inpainter, samples: Path) -> None:
+    s = read_slices(samples, require_masks=True)
+    jobs = [Job(s.images[i], s.masks[i], s.tissue[i], int(s.vertebrae[i])) for i in range(5)]
+    jobs += [Job(s.images[i], s.masks[i]) for i in range(5, 8)]  # no side information: a group of their own
+
+    async def fill() -> list[np.ndarray]:
+        batcher = MicroBatcher(inpainter, max_batch=16, max_wait_ms=50)
+        await batcher.start()
+        try:
+            return await batcher.fill(jobs)
+        finally:
+            await batcher.stop()
+
+    filled = asyncio.run(fill())
+    assert [job.batch for job in jobs] == [5] * 5 + [3] * 3
+    for job, out in zip(jobs, filled):
+        np.testing.assert_array_equal(out, inpainter.predict(job.image, job.mask, job.tissue, job.vertebrae))
+
+
+def test_each_request_logs_one_json_line_with_latency(client: httpx.Client, samples: Path) -> None:
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.addHandler(handler)
+    try:
+        assert client.post("/predict", json=dmiai_request(samples, CASE)).status_code == 200
+        assert client.get("/api").status_code == 200
+    finally:
+        logger.removeHandler(handler)
+    lines = [json.loads(JsonLines().format(r)) for r in records]
+    assert [(line["method"], line["path"], line["status"]) for line in lines] == [("POST", "/predict", 200), ("GET", "/api", 200)]
+    assert lines[0]["latency_ms"] > 0 and lines[0]["batch"] == 1 and lines[0]["slices"] == 1
+    assert lines[0]["ts"].endswith("+00:00")
+
+
+def _bad_requests(samples: Path) -> list[tuple[str, str, dict | bytes, str]]:
+    """(test id, path, body, field the error must name)."""
+    good = dmiai_request(samples, CASE)
+    gray = np.full((256, 256), 90, np.uint8)
+    mask = np.where(np.arange(256)[:, None] < 128, 255, 0).astype(np.uint8) * np.ones((1, 256), np.uint8)
+    cases = [
+        ("invalid-base64", "/predict", {**good, "mask_image": "not base64!"}, "mask_image"),
+        ("not-a-png", "/predict", {**good, "corrupted_image": b64(b"GIF89a\x01\x00\x01\x00")}, "corrupted_image"),
+        ("jpeg", "/predict", {**good, "tissue_image": b64(cv2.imencode(".jpg", gray)[1].tobytes())}, "tissue_image"),
+        ("colour-png", "/predict", {**good, "corrupted_image": png(gray, "RGB")}, "corrupted_image"),
+        ("16-bit-png", "/predict", {**good, "corrupted_image": png(gray.astype(np.int32) * 200, "I;16")}, "corrupted_image"),
+        ("wrong-size", "/predict", {**good, "corrupted_image": png(np.zeros((128, 256), np.uint8))}, "corrupted_image"),
+        ("mask-not-0-255", "/predict", {**good, "mask_image": png(np.where(mask > 0, 255, 17).astype(np.uint8))}, "mask_image"),
+        ("tissue-levels", "/predict", {**good, "tissue_image": png(np.full((256, 256), 50, np.uint8))}, "tissue_image"),
+        ("vertebra-too-high", "/predict", {**good, "vertebrae": 25}, "vertebrae"),
+        ("vertebra-negative", "/predict", {**good, "vertebrae": -1}, "vertebrae"),
+        ("vertebra-not-int", "/predict", {**good, "vertebrae": "L3"}, "vertebrae"),
+        ("image-not-string", "/predict", {**good, "corrupted_image": 5}, "corrupted_image"),
+        ("not-json", "/predict", b"{corrupted_image:", "body"),
+        ("json-list", "/predict", b"[1, 2]", "body"),
+        ("page-mask-not-0-255", "/inpaint", {"corrupted_image": png(gray), "mask_image": png(gray)}, "mask_image"),
+        ("batch-item", "/predict/batch", {"items": [good, {**good, "mask_image": png(gray)}]}, "items.1.mask_image"),
+        ("batch-missing", "/predict/batch", {"items": [good, {k: v for k, v in good.items() if k != "vertebrae"}]}, "items.1.vertebrae"),
+        ("batch-empty", "/predict/batch", {"items": []}, "items"),
+        ("batch-too-long", "/predict/batch", {"items": [good] * 33}, "items"),
+    ]
+    cases += [(f"missing-{k}", "/predict", {f: v for f, v in good.items() if f != k}, k) for k in good]
+    return cases
+
+
+@pytest.mark.parametrize(("path", "body", "field"), [pytest.param(*case[1:], id=case[0]) for case in _bad_requests(sample_dir())])
+def test_bad_input_is_a_4xx_naming_the_field(client: httpx.Client, path: str, body: dict | bytes, field: str) -> None:
+    if isinstance(body, bytes):
+        answer = client.post(path, content=body, headers={"content-type": "application/json"})
+    else:
+        answer = client.post(path, json=body)
+    assert 400 <= answer.status_code < 500, (answer.status_code, answer.text)
+    error = answer.json()
+    assert error["field"] == field and error["detail"].startswith(field), error
+
+
+def test_body_over_the_limit_is_refused_before_it_is_read(client: httpx.Client) -> None:
+    huge = b"{" + b" " * (1 << 20) + b"}"
+    declared = client.post("/predict", content=huge, headers={"content-type": "application/json"})
+    streamed = client.post("/predict", content=iter([huge[i:i + 65536] for i in range(0, len(huge), 65536)]),
+                           headers={"content-type": "application/json"})  # chunked: no Content-Length
+    for answer in (declared, streamed):
+        assert answer.status_code == 413 and answer.json()["field"] == "body"
+    assert client.get("/health").status_code == 200  # and the server is still up
+
+
+def test_app_factory_reads_the_environment(tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDINPAINT_WEIGHTS", str(tiny_checkpoint))
+    monkeypatch.setenv("MEDINPAINT_MAX_BATCH", "3")
+    app = app_from_env()
+    assert app.state.inpainter.name == "tiny" and app.state.batcher.max_batch == 3
+
+
+def test_cli_serve_runs_the_server(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "medinpaint", "serve", "--port", str(port), "--weights", str(tiny_checkpoint)]
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
+                time.sleep(0.2)
+        assert health.json()["checksum"] == file_checksum(tiny_checkpoint)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+    lines = [json.loads(x) for x in (tmp_path / "server.log").read_text().splitlines() if x.startswith("{")]
+    assert any(line.get("path") == "/health" and line.get("status") == 200 for line in lines)
+
+
+def test_cli_serve_reports_a_missing_checkpoint(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["serve", "--weights", str(tmp_path / "none.safetensors")])
+    assert result.exit_code == 2 and "no such checkpoint" in result.output
