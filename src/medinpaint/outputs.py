@@ -13,13 +13,14 @@ from medinpaint.errors import InputError
 
 
 def check_output_path(output: Path, inputs: list[Path], overwrite: bool) -> None:
-    """Refuse an output that is, or lies inside, an input folder, or that exists and is not empty."""
+    """Refuse an output that is an input file, is or lies inside an input folder, or exists and is not empty."""
     out = output.resolve()
     for inp in inputs:
         src = inp.resolve()
-        src_dir = src if src.is_dir() else src.parent
-        if out == src or out == src_dir or src_dir in out.parents:
-            raise InputError(f"{output}: output must not be inside the input folder {src_dir}")
+        if out == src:
+            raise InputError(f"{output}: output must not be the input itself")
+        if src.is_dir() and src in out.parents:
+            raise InputError(f"{output}: output must not be inside the input folder {src}")
     if out.exists() and not overwrite:
         if out.is_file() or any(out.iterdir()):
             raise InputError(f"{output}: already exists and is not empty (pass --overwrite to replace it)")

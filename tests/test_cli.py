@@ -1,0 +1,116 @@
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from medinpaint.cli import app
+from medinpaint.data.png import write_gray_png
+from medinpaint.inference import default_weights
+
+runner = CliRunner()
+
+
+def cli(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def test_predict_then_evaluate_matches_an_independent_mae(samples: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    code, out = cli("predict", "-i", samples, "-o", tmp_path / "pred", "--weights", tiny_checkpoint, "--no-progress")
+    assert code == 0, out
+    files = sorted(p.name for p in (tmp_path / "pred").iterdir())
+    assert files[0] == "450_0.png" and len(files) == 12
+    code, out = cli("evaluate", "--pred", tmp_path / "pred", "--data", samples, "-o", tmp_path / "report")
+    assert code == 0, out
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert list(summary)[:1] == ["mae"] and summary["n"] == 12
+    # the challenge's own computation, written out independently of medinpaint
+    errors = []
+    for f in sorted((samples / "ct").iterdir()):
+        case = f.name[len("ct_"):]
+        truth = np.asarray(Image.open(f), dtype=np.float64)
+        pred = np.asarray(Image.open(tmp_path / "pred" / case), dtype=np.float64)
+        errors.append(np.mean(np.abs(truth - pred)))
+    assert abs(summary["mae"] - np.mean(errors)) < 0.01
+    assert (tmp_path / "report" / "per_case.csv").read_text().count("\n") == 13
+    assert (tmp_path / "report" / "cases.png").stat().st_size > 10_000
+
+
+def test_predict_refuses_to_overwrite_or_write_into_the_input(samples: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    code, msg = cli("predict", "-i", samples, "-o", out, "--weights", tiny_checkpoint)
+    assert code == 2 and "already exists" in msg and (out / "keep.txt").read_text() == "mine"
+    code, msg = cli("predict", "-i", samples, "-o", samples / "pred", "--weights", tiny_checkpoint)
+    assert code == 2 and "inside the input folder" in msg and not (samples / "pred").exists()
+    code, msg = cli("predict", "-i", samples, "-o", out, "--weights", tiny_checkpoint, "--overwrite", "--no-progress")
+    assert code == 0 and not (out / "keep.txt").exists() and len(list(out.iterdir())) == 12
+
+
+@pytest.mark.parametrize(
+    "break_it, message",
+    [
+        (lambda d: write_gray_png(d / "mask" / "mask_450_0.png", np.zeros((100, 100), np.uint8)), "mask_450_0.png: size 100x100"),
+        (lambda d: (d / "corrupted" / "corrupted_453_3.png").write_bytes(b"GIF89a"), "corrupted_453_3.png: not a PNG image"),
+        (lambda d: write_gray_png(d / "mask" / "mask_456_6.png", np.zeros((256, 256), np.uint8)), "456_6 has no missing pixels"),
+        (lambda d: [p.unlink() for p in (d / "corrupted").iterdir()], "corrupted: the folder is empty"),
+    ],
+)
+def test_bad_input_is_one_line_and_leaves_no_output(samples: Path, tiny_checkpoint: Path, tmp_path: Path, break_it, message: str) -> None:
+    data = shutil.copytree(samples, tmp_path / "data")
+    break_it(data)
+    code, msg = cli("predict", "-i", data, "-o", tmp_path / "out", "--weights", tiny_checkpoint)
+    assert code == 2 and message in msg and msg.count("\n") == 1 and msg.startswith("error: ")
+    assert not (tmp_path / "out").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_missing_folder_and_wrong_checkpoint(samples: Path, tmp_path: Path) -> None:
+    code, msg = cli("predict", "-i", tmp_path / "nope", "-o", tmp_path / "out")
+    assert code == 2 and "nope: no such file or folder" in msg
+    (tmp_path / "w.safetensors").write_text("hello")
+    code, msg = cli("predict", "-i", samples, "-o", tmp_path / "out", "--weights", tmp_path / "w.safetensors")
+    assert code == 2 and "w.safetensors: not a safetensors checkpoint" in msg and not (tmp_path / "out").exists()
+
+
+def test_npy_predictions_keep_shape_and_dtype(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    stack = tmp_path / "stack"
+    stack.mkdir()
+    images = rng.random((3, 1, 24, 24)).astype(np.float32)
+    masks = rng.random((3, 1, 24, 24)) > 0.7
+    np.save(stack / "images.npy", np.where(masks, 0, images))
+    np.save(stack / "masks.npy", masks)
+    code, out = cli("predict", "-i", stack, "-o", tmp_path / "pred", "--weights", tiny_checkpoint, "--no-progress")
+    assert code == 0, out
+    filled = np.load(tmp_path / "pred" / "images.npy")
+    assert filled.shape == (3, 1, 24, 24) and filled.dtype == np.float32
+    assert np.array_equal(filled[~masks], images[~masks])
+
+
+def test_benchmark_prints_baselines_beside_the_model(samples: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    code, out = cli("benchmark", "--data", samples, "--weights", tiny_checkpoint, "--limit", "4", "-o", tmp_path / "b.json", "--no-progress")
+    assert code == 0, out
+    rows = json.loads((tmp_path / "b.json").read_text())
+    assert [r["method"] for r in rows] == ["zero fill", "official (fill 84)", "per-tissue mean", "OpenCV Telea", "model tiny"]
+    assert all(r["n"] == 4 for r in rows) and "per-tissue mean" in out
+
+
+def test_pack_excludes_validation_patients(phantom_dataset: Path, tmp_path: Path) -> None:
+    code, out = cli("pack", "-i", phantom_dataset, "-o", tmp_path / "cache", "--exclude-validation")
+    assert code == 0 and "packed 20 slices" in out
+
+
+@pytest.mark.skipif(not default_weights().is_file(), reason="the shipped weights are not in this checkout")
+def test_demo_runs_as_a_console_script(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("medinpaint")
+    proc = subprocess.run([str(exe), "demo", "-o", str(tmp_path / "demo")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "demo" / "report" / "cases.png").is_file()
+    assert json.loads((tmp_path / "demo" / "report" / "summary.json").read_text())["n"] == 12

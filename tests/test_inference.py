@@ -1,0 +1,81 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medinpaint.checkpoint import save_weights
+from medinpaint.data import read_slices
+from medinpaint.errors import InputError
+from medinpaint.inference import Inpainter, default_weights
+from medinpaint.models import MaskAwareUNet
+
+from conftest import TINY
+
+
+def test_predict_fills_only_the_mask_and_keeps_dtype(tiny_checkpoint: Path, samples: Path) -> None:
+    s = read_slices(samples)
+    model = Inpainter.from_pretrained(tiny_checkpoint)
+    out = model.predict(s.images[0], s.masks[0], s.tissue[0], int(s.vertebrae[0]))
+    assert out.dtype == np.uint8 and out.shape == (256, 256)
+    assert np.array_equal(out[~s.masks[0]], s.images[0][~s.masks[0]])
+    assert not np.array_equal(out[s.masks[0]], s.images[0][s.masks[0]])
+    floats = s.images[:2].astype(np.float32) / 255
+    filled = model.predict_batch(floats, s.masks[:2] * np.uint8(255))  # 0/255 masks work too; no side info
+    assert filled.dtype == np.float32 and np.array_equal(filled[~s.masks[:2]], floats[~s.masks[:2]])
+
+
+def test_batches_and_single_slices_agree(tiny_checkpoint: Path, samples: Path) -> None:
+    s = read_slices(samples)
+    model = Inpainter.from_pretrained(tiny_checkpoint)
+    batch = model.predict_batch(s.images[:3], s.masks[:3], s.tissue[:3], s.vertebrae[:3], batch_size=2)
+    one = model.predict(s.images[2], s.masks[2], s.tissue[2], int(s.vertebrae[2]))
+    assert np.abs(batch[2].astype(int) - one.astype(int)).max() <= 1  # float summation order only
+
+
+def test_flips_average_the_mirrored_prediction(tiny_checkpoint: Path, samples: Path) -> None:
+    s = read_slices(samples)
+    plain = Inpainter.from_pretrained(tiny_checkpoint)
+    flipped = Inpainter.from_pretrained(tiny_checkpoint, flips=True)
+    a = plain.predict(s.images[0], s.masks[0])
+    b = flipped.predict(s.images[0], s.masks[0])
+    mirror = plain.predict(s.images[0][:, ::-1].copy(), s.masks[0][:, ::-1].copy())[:, ::-1]
+    expected = (a.astype(float) + mirror) / 2
+    assert np.abs(b - expected)[s.masks[0]].max() <= 1.0
+
+
+def test_checkpoint_of_another_model_or_no_checkpoint(tmp_path: Path) -> None:
+    other = save_weights(tmp_path / "vae.safetensors", MaskAwareUNet(TINY), "vae", TINY.to_dict())
+    with pytest.raises(InputError, match="checkpoint of a 'vae' model"):
+        Inpainter.from_pretrained(other)
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(InputError, match="not a safetensors checkpoint"):
+        Inpainter.from_pretrained(tmp_path / "junk.safetensors")
+    with pytest.raises(InputError, match="no such checkpoint"):
+        Inpainter.from_pretrained(tmp_path / "missing.safetensors")
+
+
+def test_weights_that_do_not_match_their_config(tmp_path: Path) -> None:
+    wide = type(TINY)(base_channels=16, depth=3, blocks_per_level=1)
+    bad = save_weights(tmp_path / "bad.safetensors", MaskAwareUNet(wide), "inpainting-unet", TINY.to_dict())
+    with pytest.raises(InputError, match="do not match the model config"):
+        Inpainter.from_pretrained(bad)
+
+
+def test_bf16_checkpoints_load_as_float32(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    path = save_weights(tmp_path / "half.safetensors", MaskAwareUNet(TINY), "inpainting-unet", TINY.to_dict(), dtype=torch.bfloat16)
+    model = Inpainter.from_pretrained(path)
+    assert all(p.dtype == torch.float32 for p in model.model.parameters())
+
+
+@pytest.mark.skipif(not default_weights().is_file(), reason="the shipped weights are not in this checkout")
+def test_shipped_weights_load_with_no_flags_and_beat_the_official_baseline(samples: Path) -> None:
+    from medinpaint.baselines import official_fill
+    from medinpaint.metrics import mae
+
+    s = read_slices(samples)
+    model = Inpainter.from_pretrained()
+    filled = model.predict_slices(s)
+    assert mae(filled, s.truth) < mae(official_fill(s), s.truth)
+    assert len(model.checksum) == 64

@@ -1,0 +1,48 @@
+from pathlib import Path
+
+import pytest
+
+from medinpaint.errors import InputError
+from medinpaint.outputs import atomic_dir, atomic_file, check_output_path
+
+
+def test_atomic_dir_leaves_nothing_behind_on_failure(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError):
+        with atomic_dir(tmp_path / "out") as tmp:
+            (tmp / "half.png").write_text("x")
+            raise RuntimeError("crash mid-way")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_dir_replaces_only_when_asked(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "old.txt").write_text("old")
+    with pytest.raises(InputError, match="already exists"):
+        with atomic_dir(tmp_path / "out") as tmp:
+            (tmp / "new.txt").write_text("new")
+    assert (tmp_path / "out" / "old.txt").exists() and len(list(tmp_path.iterdir())) == 1
+    with atomic_dir(tmp_path / "out", overwrite=True) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["new.txt"]
+
+
+def test_atomic_file_keeps_the_old_file_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "w.bin"
+    target.write_text("old")
+    with pytest.raises(ValueError):
+        with atomic_file(target) as tmp:
+            tmp.write_text("partial")
+            raise ValueError
+    assert target.read_text() == "old" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_output_checks(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (tmp_path / "x.npy").write_text("")
+    with pytest.raises(InputError, match="inside the input folder"):
+        check_output_path(data / "out", [data], overwrite=True)
+    with pytest.raises(InputError, match="the input itself"):
+        check_output_path(tmp_path / "x.npy", [tmp_path / "x.npy"], overwrite=True)
+    check_output_path(tmp_path / "y.npy", [tmp_path / "x.npy"], overwrite=False)  # beside an input file is fine
+    check_output_path(tmp_path / "empty", [data], overwrite=False)
