@@ -7,11 +7,6 @@ import base64
 import io
 import json
 import logging
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,7 +28,7 @@ from medinpaint.serve import create_app
 from medinpaint.serve.app import app_from_env
 from medinpaint.serve.batcher import Job, MicroBatcher
 from medinpaint.serve.middleware import LOGGER_NAME, JsonLines
-from medinpaint.serve.server import serve_in_thread
+from medinpaint.serve.server import serve_in_subprocess, serve_in_thread
 
 CASE = "450_0"
 
@@ -234,27 +229,10 @@ def test_app_factory_reads_the_environment(tiny_checkpoint: Path, monkeypatch: p
 
 
 def test_cli_serve_runs_the_server(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "medinpaint", "serve", "--port", str(port), "--weights", str(tiny_checkpoint)]
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
-                time.sleep(0.2)
-        assert health.json()["checksum"] == file_checksum(tiny_checkpoint)
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
-    lines = [json.loads(x) for x in (tmp_path / "server.log").read_text().splitlines() if x.startswith("{")]
+    log = tmp_path / "server.log"
+    with serve_in_subprocess("--weights", str(tiny_checkpoint), log=log) as url:
+        assert httpx.get(f"{url}/health").json()["checksum"] == file_checksum(tiny_checkpoint)
+    lines = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
     assert any(line.get("path") == "/health" and line.get("status") == 200 for line in lines)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -11,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import uvicorn
+import httpx
 from fastapi import FastAPI
 
 from medinpaint.checkpoint import read_metadata
@@ -54,3 +57,33 @@ def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", timeout: float = 30.0
         server.should_exit = True
         thread.join(timeout)
         sock.close()
+
+
+@contextmanager
+def serve_in_subprocess(*args: str, log: Path, timeout: float = 120.0) -> Iterator[str]:
+    """`medinpaint serve ARGS` in a child process on a free loopback port, output to `log`; yields the base URL once
+    /health answers, and stops the server on exit. For load tests, where client and server must not share a GIL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "medinpaint", "serve", "--port", str(port), *args]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + timeout
+            while not _answers(f"{url}/health"):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the server did not start:\n{Path(log).read_text()}")
+                time.sleep(0.2)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
