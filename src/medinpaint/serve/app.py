@@ -48,7 +48,7 @@ def create_app(
     device: str = "cpu",
     flips: bool = False,
     max_batch: int = 8,
-    max_wait_ms: float = 2.0,
+    max_wait_ms: float = 10.0,
     max_body_bytes: int = MAX_BODY_BYTES,
 ) -> FastAPI:
     """An app serving `model`: an Inpainter, a checkpoint path, or None for the shipped weights.

@@ -34,7 +34,7 @@ class Job:
 
 
 class MicroBatcher:
-    def __init__(self, inpainter: Inpainter, max_batch: int = 8, max_wait_ms: float = 2.0) -> None:
+    def __init__(self, inpainter: Inpainter, max_batch: int = 8, max_wait_ms: float = 10.0) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.inpainter = inpainter

@@ -8,12 +8,12 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import uvicorn
-import httpx
 from fastapi import FastAPI
 
 from medinpaint.checkpoint import read_metadata
@@ -84,6 +84,7 @@ def serve_in_subprocess(*args: str, log: Path, timeout: float = 120.0) -> Iterat
 
 def _answers(url: str) -> bool:
     try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.TransportError:
+        with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310 - our own loopback URL
+            return answer.status == 200
+    except OSError:  # refused while starting; URLError and HTTPError are OSErrors too
         return False
