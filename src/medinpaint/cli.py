@@ -220,3 +220,29 @@ def serve(
 
     typer.echo(f"page: http://{host}:{port}/ui/  API docs: http://{host}:{port}/docs", err=True)
     run(host=host, port=port, weights=weights, device=resolve_device(device), workers=workers, flips=flips, max_batch=max_batch)
+
+
+@app.command("fill-gaps")
+@user_errors
+def fill_gaps(
+    input: Annotated[Path, typer.Option("--input", "-i", help="corrupted slices: .npy (N,H,W) or (N,1,H,W), uint8 or float in [0,1]")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="the filled slices, .npy in the input's shape and dtype")],
+    generator: Annotated[Path | None, typer.Option(help="synthesis checkpoint for the training slices (default: the shipped one)")] = None,
+    train_images: Annotated[Path | None, typer.Option(help="clean training slices instead of synthetic ones: .npy or any dataset")] = None,
+    n_train: Annotated[int, typer.Option(min=1, help="training slices to sample or take")] = 5000,
+    minutes: Annotated[float, typer.Option(help="training-time budget")] = 5.0,
+    steps: Annotated[int | None, typer.Option(min=1, help="also stop after this many steps")] = None,
+    missing_value: Annotated[float, typer.Option(help="the value of missing pixels, in the input's units")] = 0,
+    figures: Annotated[Path | None, typer.Option(help="folder for figures and a report of the choices made")] = None,
+    seed: int = 0,
+    device: DeviceOpt = "auto",
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Find the missing pixels of an unlabelled set, train a U-Net from scratch on clean slices corrupted the same
+    way, and fill the set: same order, shape and dtype; known pixels unchanged."""
+    from medinpaint.fillgaps.command import run_fill_gaps
+
+    text = run_fill_gaps(input, output, train_images, generator, n_train, minutes, steps, missing_value,
+                         resolve_device(device), figures, seed, overwrite, not no_progress)
+    typer.echo(text)

@@ -1,0 +1,98 @@
+"""Find the corruption of a target set: which pixels are missing, and whether all images share one mask.
+
+Missing pixels hold one exact value (0 by default), but so can true black pixels (air around the body). Two facts
+tell them apart. Each image's field of view is the convex hull of its known pixels: outside it, a gap cannot be
+told from background and is left alone. And background moves from image to image while a shared mask does not, so
+the shared candidate is the set of pixels that hold the missing value in *every* image, inside the union of the
+fields of view (the naive "missing in most images" swallows the background shared by most slices). The set shares
+that mask when it explains most of the in-view gaps of the typical image; otherwise each image's mask is its own
+in-view gaps. Stripes, once recognised, are extended over the whole image where every image agrees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from medinpaint.errors import InputError
+from medinpaint.fillgaps.pattern import StripePattern, find_stripes
+
+SHARED_MIN_EXPLAINED = 0.5  # median share of an image's in-view gaps a shared mask must explain
+PATTERN_SAMPLE = 16  # per-image masks checked for stripes before fitting them all
+
+
+@dataclass
+class Corruption:
+    masks: np.ndarray  # (N, H, W) bool, True = missing (one plane broadcast when shared)
+    shared: bool
+    pattern: StripePattern | None  # periodic stripes (their phase differs per image when not shared), or None
+    explained: float  # median share of an image's in-view gaps that the shared candidate explains
+    field: np.ndarray  # (H, W) bool: pixels inside some image's field of view
+
+    @property
+    def pool(self) -> np.ndarray:
+        """The distinct masks, for pairing with training slices."""
+        return np.ascontiguousarray(self.masks[:1] if self.shared else self.masks)
+
+    def describe(self) -> str:
+        kind = "one mask shared by all images" if self.shared else "one mask per image"
+        shape = self.pattern.describe() if self.pattern else "free-form"
+        if self.pattern and not self.shared:
+            shape += " (phase differs per image)"
+        cov = self.masks.mean()
+        in_view = self.masks[:, self.field].mean() if self.field.any() else 0.0
+        return (f"{kind}; {shape}; missing {cov:.1%} of all pixels, {in_view:.1%} of the field of view "
+                f"({self.field.mean():.0%} of the image); a shared mask would explain {self.explained:.0%} "
+                f"of the typical image's gaps")
+
+
+def fields_of_view(known: np.ndarray) -> np.ndarray:
+    """(N, H, W) bool: the convex hull of each image's known pixels (empty for an image with none)."""
+    out = np.zeros(known.shape, np.uint8)
+    for k, o in zip(known, out):
+        pts = cv2.findNonZero(k.astype(np.uint8))
+        if pts is not None:
+            cv2.fillConvexPoly(o, cv2.convexHull(pts), 1)
+    return out.astype(bool)
+
+
+def detect_corruption(images: np.ndarray, missing_value: float = 0) -> Corruption:
+    """Masks of the pixels equal to `missing_value` that are gaps, not background, in (N, H, W) `images`."""
+    gaps = images == missing_value
+    if not gaps.any():
+        raise InputError(f"no pixel equals the missing value {missing_value:g}: nothing to fill "
+                         "(give --missing-value if the gaps hold another value)")
+    views = fields_of_view(~gaps)
+    field = views.any(axis=0)
+    everywhere = gaps.all(axis=0)
+    candidate = everywhere & field
+    in_view = gaps & views
+    sizes = in_view.sum(axis=(1, 2))
+    explained = (in_view & candidate).sum(axis=(1, 2))[sizes > 0] / sizes[sizes > 0]
+    typical = float(np.median(explained)) if explained.size else 0.0
+    if len(images) >= 2 and candidate.any() and typical >= SHARED_MIN_EXPLAINED:
+        pattern = find_stripes(candidate, field)
+        mask = candidate | (everywhere & pattern.mask(candidate.shape)) if pattern else candidate
+        return Corruption(np.broadcast_to(mask, gaps.shape), True, pattern, typical, field)
+    pattern = _per_image_stripes(in_view, views)
+    if pattern is not None:
+        for i, (g, v) in enumerate(zip(gaps, views)):
+            own = find_stripes(in_view[i], v, max_period=pattern.period)
+            if own is not None and own.period == pattern.period and own.orientation == pattern.orientation:
+                in_view[i] |= g & own.mask(g.shape)
+    return Corruption(in_view, False, pattern, typical, field)
+
+
+def _per_image_stripes(masks: np.ndarray, views: np.ndarray) -> StripePattern | None:
+    """The stripe pattern most of a sample of per-image masks share (orientation, period, missing), or None."""
+    pick = np.linspace(0, len(masks) - 1, min(PATTERN_SAMPLE, len(masks))).astype(int)
+    fits = [find_stripes(masks[i], views[i]) for i in pick]
+    keys = [(f.orientation, f.period, f.missing) for f in fits if f is not None]
+    if not keys:
+        return None
+    top = max(set(keys), key=keys.count)
+    if keys.count(top) < 0.75 * len(pick):
+        return None
+    return next(f for f in fits if f is not None and (f.orientation, f.period, f.missing) == top)

@@ -1,0 +1,59 @@
+"""Where training slices come from: the user's clean images, or a synthesis generator (the shipped one by default).
+
+Every source returns float32 (N, H, W) slices in [0, 1] at the target's size, and a line saying what it did, so
+the report can tell the user when slices were subsampled or resampled.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from medinpaint.data.readers import load_npy_images, read_slices
+from medinpaint.data.slices import to_unit
+from medinpaint.errors import InputError
+
+NO_GENERATOR = "pass --train-images PATH (clean slices) or --generator PATH (a synthesis checkpoint)"
+
+
+def resample(images: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(N, h, w) slices -> float32 (N, H, W) in [0, 1]: area averaging to shrink, bilinear to grow."""
+    images = to_unit(images)
+    if images.shape[1:] == tuple(shape):
+        return images
+    shrink = images.shape[1] * images.shape[2] > shape[0] * shape[1]
+    interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(im, (shape[1], shape[0]), interpolation=interp) for im in images]).clip(0, 1)
+
+
+def _size_note(before: tuple[int, ...], shape: tuple[int, int]) -> str:
+    return "" if tuple(before) == tuple(shape) else f", resampled from {before[1]}x{before[0]} to {shape[1]}x{shape[0]}"
+
+
+def images_from_path(path: Path, shape: tuple[int, int], n: int, seed: int = 0) -> tuple[np.ndarray, str]:
+    """Up to `n` clean slices, picked at random, from a .npy stack or any dataset `read_slices` reads."""
+    path = Path(path)
+    clean = load_npy_images(path)[0] if path.is_file() and path.suffix == ".npy" else read_slices(path).clean
+    pick = np.sort(np.random.default_rng(seed).choice(len(clean), size=min(n, len(clean)), replace=False))
+    note = f"{len(pick)} of {len(clean)} clean slices from {path}{_size_note(clean.shape[1:], shape)}"
+    return resample(clean[pick], shape), note
+
+
+def images_from_generator(path: Path | None, shape: tuple[int, int], n: int, seed: int = 0,
+                          device: str = "cpu") -> tuple[np.ndarray, str]:
+    """`n` slices sampled from a synthesis checkpoint (`path`, any size: resampled), or from the shipped generator
+    of the target's size."""
+    try:
+        from medinpaint.synthesis import load_generator
+    except ImportError:
+        raise InputError(f"slice synthesis is not available in this installation: {NO_GENERATOR}") from None
+    size = None if path is not None else max(shape)
+    source = path or f"the shipped {size}x{size} generator"
+    try:
+        generator = load_generator(path, size, device=device)
+    except (FileNotFoundError, InputError) as exc:
+        raise InputError(f"cannot load {source} ({exc}); {NO_GENERATOR}") from None
+    images = np.asarray(generator.sample(n, seed=seed, batch_size=256)[0])[:, 0]
+    return resample(images, shape), f"{n} slices sampled from {source}{_size_note(images.shape[1:], shape)}"

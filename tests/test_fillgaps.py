@@ -1,0 +1,156 @@
+"""`medinpaint fill-gaps` end to end on a tiny phantom case, its datasets, its training sources and its bad input."""
+
+from __future__ import annotations
+
+import re
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TINY
+from test_fillgaps_detect import phantoms
+from typer.testing import CliRunner
+
+from medinpaint.cli import app
+from medinpaint.errors import InputError
+from medinpaint.fillgaps import corrupted_pairs, fill_gaps, target_dataset
+from medinpaint.fillgaps.sources import images_from_generator
+from medinpaint.masks import BrushStrokes, Stripes
+
+runner = CliRunner()
+
+
+def cli(*args: object) -> tuple[int, str]:
+    result = runner.invoke(app, ["fill-gaps", *map(str, args)])
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def stripe_case(tmp_path: Path) -> tuple[Path, Path, np.ndarray, np.ndarray]:
+    """A (12, 1, 32, 32) float64 target with shared wavy stripes over phantoms, 40 clean 48x48 uint8 training
+    slices, and the target's truth."""
+    mask = Stripes(4, 2, "vertical", amplitude=1, wavelength=16)(np.random.default_rng(0), (32, 32))
+    truth = phantoms(12, 32, seed=1)[:, None] / 255.0
+    np.save(tmp_path / "target.npy", np.where(mask, 0, truth))
+    np.save(tmp_path / "train.npy", phantoms(40, 48, seed=2))
+    return tmp_path / "target.npy", tmp_path / "train.npy", np.where(mask, 0, truth), truth
+
+
+def test_the_command_fills_in_order_shape_and_dtype_and_keeps_known_pixels(stripe_case, tmp_path: Path) -> None:
+    target_path, train_path, target, truth = stripe_case
+    out, figs = tmp_path / "filled.npy", tmp_path / "figures"
+    code, text = cli("-i", target_path, "-o", out, "--train-images", train_path, "--steps", 3, "--device", "cpu",
+                     "--figures", figs, "--no-progress")
+    assert code == 0, text
+    filled = np.load(out)
+    assert filled.shape == target.shape and filled.dtype == np.float64
+    known = target != 0
+    assert np.array_equal(filled[known], target[known])  # bit for bit, image by image: the order is kept
+    assert (filled[(target == 0) & (truth > 0)] > 0).all() and filled.max() <= 1  # every gap over a body is filled
+    assert "vertical stripes, 2 missing of every 4 px" in text and "shared by all images" in text
+    assert "resampled from 48x48 to 32x32" in text
+    assert {p.name for p in figs.iterdir()} == {"training_slices.png", "training_pairs.png", "target_filled.png",
+                                                "training_progress.png", "report.txt"}
+    assert (figs / "report.txt").read_text().startswith("input: ")
+
+
+def test_the_python_api_fills_uint8_per_image_masks(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    truth = phantoms(6, 32, seed=4)
+    masks = np.stack([BrushStrokes()(rng, (32, 32)) for _ in truth])
+    images = np.where(masks, 0, truth).astype(np.uint8)
+    result = fill_gaps(images, phantoms(30, 32, seed=5), tmp_path / "run", steps=2, minutes=None, model=TINY, progress=False)
+    assert not result.corruption.shared and result.config.mask_symmetries
+    assert result.filled.dtype == np.uint8 and result.filled.shape == images.shape
+    keep = ~result.corruption.masks
+    assert np.array_equal(result.filled[keep], images[keep])
+    assert result.steps == 2 and result.weights.is_file()
+
+
+def test_training_pairs_are_corrupted_like_the_target() -> None:
+    clean = phantoms(5, 32)
+    pool = np.stack([Stripes(4, 1, "vertical")(np.random.default_rng(s), (32, 32)) for s in range(2)])
+    corrupted, mask, truth = corrupted_pairs(clean, pool).tensors
+    assert corrupted.shape == mask.shape == truth.shape == (5, 1, 32, 32)
+    assert np.allclose(truth[:, 0].numpy(), clean / 255.0)
+    assert (corrupted[mask > 0] == 0).all() and (corrupted[mask == 0] == truth[mask == 0]).all()
+    assert all(any(np.array_equal(m, p) for p in pool) for m in mask[:, 0].numpy().astype(bool))
+    images, masks = target_dataset(np.where(pool[0], 0, clean), np.broadcast_to(pool[0], clean.shape)).tensors
+    assert images.shape == masks.shape == (5, 1, 32, 32) and images.dtype == masks.dtype
+
+
+class FakeGenerator:
+    def sample(self, n: int, seed: int = 0, batch_size: int = 64) -> tuple[np.ndarray, None, None]:
+        return np.random.default_rng(seed).random((n, 1, 16, 16), dtype=np.float32), None, None
+
+
+def test_a_generator_of_another_size_is_resampled_and_said_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = {}
+
+    def load_generator(path: Path | None, size: int | None, device: str = "cpu") -> FakeGenerator:
+        seen.update(path=path, size=size)
+        return FakeGenerator()
+
+    monkeypatch.setitem(sys.modules, "medinpaint.synthesis", types.SimpleNamespace(load_generator=load_generator))
+    images, note = images_from_generator(Path("gen.safetensors"), (32, 32), 4)
+    assert images.shape == (4, 32, 32) and images.dtype == np.float32
+    assert "resampled from 16x16 to 32x32" in note and seen == {"path": Path("gen.safetensors"), "size": None}
+    images_from_generator(None, (32, 32), 2)
+    assert seen["size"] == 32  # the shipped generator is asked for the target's size
+
+
+def test_no_synthesis_or_no_shipped_generator_says_what_to_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "medinpaint.synthesis", None)  # import fails
+    with pytest.raises(InputError, match="pass --train-images PATH"):
+        images_from_generator(None, (32, 32), 2)
+
+    def missing(path: Path | None, size: int | None, device: str = "cpu") -> None:
+        raise InputError(f"no shipped checkpoint for size {size} yet")
+
+    monkeypatch.setitem(sys.modules, "medinpaint.synthesis", types.SimpleNamespace(load_generator=missing))
+    with pytest.raises(InputError, match="shipped 32x32 generator .*pass --train-images PATH"):
+        images_from_generator(None, (32, 32), 2)
+
+
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.zeros((4, 8)), "expected an array \\(N,H,W\\) or \\(N,1,H,W\\)"),
+        (np.full((2, 8, 8), np.nan), "NaN"),
+        (np.full((2, 8, 8), 3.0), "float values must lie in \\[0, 1\\]"),
+        (np.full((2, 8, 8), 300, np.int16), "expected uint8 or float values"),
+        (np.full((2, 8, 8), 9, np.uint8), "no pixel equals the missing value 0"),
+    ],
+    ids=["2-D", "nan", "float-range", "int16", "no-zeros"],
+)
+def test_bad_input_is_one_clear_line(stripe_case, tmp_path: Path, array: np.ndarray, message: str) -> None:
+    bad = tmp_path / "bad.npy"
+    np.save(bad, array)
+    code, text = cli("-i", bad, "-o", tmp_path / "out.npy", "--train-images", stripe_case[1], "--steps", 1)
+    assert code == 2 and text.count("\n") == 1
+    assert re.search(message, text), text
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["-o", "{target}"], "must not be the input"),
+        (["-o", "{tmp}/out.txt"], "must be a .npy file"),
+        (["-o", "{tmp}/out.npy", "--generator", "g.safetensors"], "not both"),
+        (["-o", "{tmp}/out.npy", "--missing-value", "3"], "must lie in \\[0, 1\\] for float images"),
+    ],
+    ids=["output-is-input", "not-npy", "two-sources", "missing-value"],
+)
+def test_bad_options_are_one_clear_line(stripe_case, tmp_path: Path, extra: list[str], message: str) -> None:
+    target, train = stripe_case[:2]
+    args = [a.format(target=target, tmp=tmp_path) for a in extra]
+    code, text = cli("-i", target, "--train-images", train, "--steps", 1, *args)
+    assert code == 2 and text.count("\n") == 1
+    assert re.search(message, text), text
+
+
+def test_a_missing_training_path_is_a_clear_error(stripe_case, tmp_path: Path) -> None:
+    code, text = cli("-i", stripe_case[0], "-o", tmp_path / "o.npy", "--train-images", tmp_path / "none.npy")
+    assert code == 2 and "none.npy: no such file or folder" in text

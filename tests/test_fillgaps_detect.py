@@ -1,0 +1,119 @@
+"""Corruption detection on generated patterns over phantoms with true black background."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import phantom
+
+from medinpaint.errors import InputError
+from medinpaint.fillgaps import detect_corruption, find_stripes
+from medinpaint.masks import Blobs, BrushStrokes, Stripes
+
+
+def phantoms(n: int, size: int = 64, seed: int = 0) -> np.ndarray:
+    """CT-like slices: an ellipse of body on exact-zero background (about half of every image)."""
+    rng = np.random.default_rng(seed)
+    return np.stack([phantom(rng, size)[0] for _ in range(n)])
+
+
+@pytest.mark.parametrize(
+    "stripes",
+    [
+        Stripes(4, 2, "vertical"),
+        Stripes(6, 1, "horizontal"),
+        Stripes(5, 3, "vertical", amplitude=3, wavelength=32),
+        Stripes(8, 2, "horizontal", amplitude=2, wavelength=16),
+    ],
+    ids=str,
+)
+def test_shared_stripes_are_found_with_their_period_orientation_and_shape(stripes: Stripes) -> None:
+    images = phantoms(20)
+    truth = stripes(np.random.default_rng(1), images.shape[1:])
+    c = detect_corruption(np.where(truth, 0, images))
+    assert c.shared and c.masks.shape == images.shape
+    p = c.pattern
+    assert (p.orientation, p.period, p.missing) == (stripes.orientation, stripes.period, stripes.missing)
+    assert p.duty == pytest.approx(stripes.missing / stripes.period)
+    assert p.wavy == (stripes.amplitude > 0)
+    if p.wavy:
+        assert p.amplitude == pytest.approx(stripes.amplitude, abs=0.5)
+        assert p.wavelength == pytest.approx(stripes.wavelength, rel=0.15)
+    body = images > 0
+    assert (c.masks[0] | ~truth)[body.any(axis=0)].all()  # every gap over some body is found
+    assert (c.masks & ~truth & body).sum() == 0  # and no known pixel is taken for a gap
+
+
+def test_naive_majority_would_swallow_the_background_the_robust_mask_does_not() -> None:
+    images = phantoms(30)
+    truth = Stripes(4, 2, "vertical", amplitude=2, wavelength=24)(np.random.default_rng(2), images.shape[1:])
+    target = np.where(truth, 0, images)
+    naive = (target == 0).mean(axis=0) > 0.5
+    robust = detect_corruption(target).masks[0]
+    swallowed = lambda m: (m & ~truth & (images > 0)).sum()  # noqa: E731  (body pixels wrongly marked missing)
+    assert swallowed(naive) > 100 * max(1, swallowed(robust))
+    assert swallowed(robust) == 0
+
+
+def test_full_field_images_get_the_stripes_up_to_the_border() -> None:
+    rng = np.random.default_rng(3)
+    images = rng.integers(1, 256, (8, 48, 40), dtype=np.uint8)
+    truth = Stripes(4, 2, "vertical", random_phase=False)(rng, (48, 40))  # columns 0-1 missing: outside the hull
+    c = detect_corruption(np.where(truth, 0, images))
+    assert c.shared and np.array_equal(c.masks[0], truth)
+
+
+@pytest.mark.parametrize("make", [BrushStrokes(), Blobs()], ids=["brush", "blobs"])
+def test_free_form_masks_per_image_are_not_taken_for_shared(make) -> None:
+    images = phantoms(20)
+    rng = np.random.default_rng(4)
+    truth = np.stack([make(rng, images.shape[1:]) for _ in images])
+    c = detect_corruption(np.where(truth, 0, images))
+    assert not c.shared and c.pattern is None
+    body = images > 0
+    assert (c.masks & ~truth & body).sum() == 0  # known body pixels are never taken for gaps
+    assert (c.masks & truth & body).sum() > 0.7 * (truth & body).sum()  # most gaps over the body are found
+
+
+def test_stripes_with_their_own_phase_per_image_are_per_image_stripes() -> None:
+    images = phantoms(12)
+    rng = np.random.default_rng(5)
+    truth = np.stack([Stripes(5, 2, "horizontal")(rng, images.shape[1:]) for _ in images])
+    c = detect_corruption(np.where(truth, 0, images))
+    assert not c.shared
+    assert (c.pattern.orientation, c.pattern.period, c.pattern.missing) == ("horizontal", 5, 2)
+    assert (c.masks == truth)[:, c.field].mean() > 0.97
+
+
+def test_one_shared_free_form_mask_is_shared_without_a_pattern() -> None:
+    images = phantoms(10)
+    truth = BrushStrokes()(np.random.default_rng(6), images.shape[1:])
+    c = detect_corruption(np.where(truth, 0, images))
+    assert c.shared and c.pattern is None
+    body = images > 0
+    assert (c.masks & ~truth & body).sum() == 0
+    # where a stroke cuts the edge of every body it cannot be told from background: most gaps, not all
+    assert (c.masks & truth & body).sum() > 0.9 * (truth & body).sum()
+
+
+def test_a_missing_value_other_than_zero_leaves_the_background_alone() -> None:
+    images = phantoms(6).astype(np.float32) / 255
+    truth = Stripes(3, 1, "vertical")(np.random.default_rng(7), images.shape[1:])
+    c = detect_corruption(np.where(truth, 1.0, images), missing_value=1.0)
+    assert c.shared and np.array_equal(c.masks[0], truth)
+
+
+def test_no_missing_pixel_is_an_error() -> None:
+    with pytest.raises(InputError, match="no pixel equals the missing value 7"):
+        detect_corruption(np.full((3, 8, 8), 5, np.uint8), missing_value=7)
+
+
+def test_free_form_masks_are_not_stripes() -> None:
+    rng = np.random.default_rng(8)
+    for _ in range(10):
+        assert find_stripes(BrushStrokes()(rng, (64, 64))) is None
+
+
+def test_stripe_pattern_rebuilds_the_mask() -> None:
+    truth = Stripes(7, 3, "horizontal", amplitude=2.5, wavelength=20)(np.random.default_rng(9), (50, 60))
+    assert np.array_equal(find_stripes(truth).mask(truth.shape), truth)
