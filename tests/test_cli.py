@@ -102,9 +102,11 @@ def test_benchmark_prints_baselines_beside_the_model(samples: Path, tiny_checkpo
     assert all(r["n"] == 4 for r in rows) and "per-tissue mean" in out
 
 
-def test_pack_excludes_validation_patients(phantom_dataset: Path, tmp_path: Path) -> None:
-    code, out = cli("pack", "-i", phantom_dataset, "-o", tmp_path / "cache", "--exclude-validation")
+def test_pack_limits_validation_patients(phantom_dataset: Path, tmp_path: Path) -> None:
+    code, out = cli("pack", "-i", phantom_dataset, "-o", tmp_path / "cache", "--validation-cases", "0")
     assert code == 0 and "packed 20 slices" in out
+    code, out = cli("pack", "-i", phantom_dataset, "-o", tmp_path / "cache3", "--validation-cases", "3")
+    assert code == 0 and "packed 23 slices" in out
 
 
 @pytest.mark.skipif(not default_weights().is_file(), reason="the shipped weights are not in this checkout")

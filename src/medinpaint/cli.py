@@ -171,18 +171,21 @@ def benchmark(
 def pack(
     input: Annotated[Path, typer.Option("--input", "-i", help="dataset to pack")],
     output: Annotated[Path, typer.Option("--output", "-o", help="cache folder")],
-    exclude_validation: Annotated[bool, typer.Option("--exclude-validation", help="leave out patients 450-499")] = False,
+    validation_cases: Annotated[int | None, typer.Option(help="keep at most N slices of validation patients (0: none)")] = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Pack a dataset into compressed uint8 shards (<= 60 MB each) for fast loading and carrying."""
+    import numpy as np
+
     from medinpaint.data import read_slices, split_by_patient
     from medinpaint.data.cache import pack as pack_cache
     from medinpaint.outputs import atomic_dir, check_output_path
 
     check_output_path(output, [input], overwrite)
     slices = read_slices(input)
-    if exclude_validation:
-        slices = slices.subset(split_by_patient(slices.ids)[0])
+    if validation_cases is not None:
+        train_idx, val_idx = split_by_patient(slices.ids)
+        slices = slices.subset(np.sort(np.concatenate([train_idx, val_idx[:validation_cases]])))
     with atomic_dir(output, overwrite=overwrite) as tmp:
         shards = pack_cache(slices, tmp)
     typer.echo(f"packed {len(slices)} slices into {len(shards)} shards in {output}")
@@ -246,3 +249,8 @@ def fill_gaps(
     text = run_fill_gaps(input, output, train_images, generator, n_train, minutes, steps, missing_value,
                          resolve_device(device), figures, seed, overwrite, not no_progress)
     typer.echo(text)
+
+
+from medinpaint.synthesis.cli import synth_app  # noqa: E402  (after the shared options it imports)
+
+app.add_typer(synth_app, name="synth")
