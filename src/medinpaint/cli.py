@@ -63,6 +63,7 @@ def train(
     crop: Annotated[int | None, typer.Option(help="train on random square crops of this size")] = None,
     val_every: Annotated[int, typer.Option(help="validate every N steps")] = 200,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model (GPU)")] = False,
+    weights_dtype: Annotated[str, typer.Option(help="dtype of the exported weights: float32, float16 or bfloat16")] = "float32",
     seed: int = 0,
     device: DeviceOpt = "auto",
     overwrite: Overwrite = False,
@@ -79,7 +80,7 @@ def train(
     model = UNetConfig(base_channels=base_channels, depth=depth, blocks_per_level=blocks,
                        tissue_classes=0 if no_tissue else 3, use_vertebrae=not no_vertebrae)
     cfg = TrainConfig(steps=steps, minutes=minutes, batch_size=batch_size, lr=lr, loss=loss, crop=crop, val_every=val_every,
-                      compile=compile, seed=seed, model=model)
+                      compile=compile, weights_dtype=weights_dtype, seed=seed, model=model)
     slices = read_slices(data)
     weights = run_training(slices, output, cfg, device=resolve_device(device), progress=not no_progress, overwrite=overwrite)
     if os.environ.get("RANK", "0") == "0":  # one line, not one per process, under torchrun / accelerate launch

@@ -52,11 +52,14 @@ class TrainConfig:
     checkpoint_every_s: float = 120.0
     seed: int = 0
     compile: bool = False
+    weights_dtype: str = "float32"  # of the exported model.safetensors; float16 halves it for shipping
     model: UNetConfig = field(default_factory=UNetConfig)
 
     def __post_init__(self) -> None:
         if self.steps is None and self.minutes is None:
             raise InputError("give a budget: --steps N and/or --minutes M")
+        if self.weights_dtype not in ("float32", "float16", "bfloat16"):
+            raise InputError(f"--weights-dtype must be float32, float16 or bfloat16, got {self.weights_dtype!r}")
         if self.loss not in ("l1", "mse"):
             raise InputError(f"--loss must be l1 or mse, got {self.loss!r}")
         if isinstance(self.model, dict):
@@ -306,7 +309,7 @@ def train(
     acc.wait_for_everyone()
     final = output / "model.safetensors"
     if acc.is_main_process:
-        save_weights(final, ema.model, MODEL_KIND, cfg.model.to_dict(), name=output.name, steps=step,
+        save_weights(final, ema.model, MODEL_KIND, cfg.model.to_dict(), dtype=getattr(torch, cfg.weights_dtype), name=output.name, steps=step,
                      train_minutes=round(elapsed / 60, 2), train_slices=len(train_set), processes=acc.num_processes)
         plot_progress(output / "log.csv", output / "progress.png")
     acc.wait_for_everyone()
