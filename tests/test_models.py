@@ -42,3 +42,13 @@ def test_mri_config_without_side_information() -> None:
     assert cfg.in_channels == 2
     net = MaskAwareUNet(cfg)
     assert net(torch.rand(1, 1, 12, 12), torch.ones(1, 1, 12, 12)).shape == (1, 1, 12, 12)
+
+
+def test_bottleneck_attention_is_used_and_keeps_known_pixels() -> None:
+    torch.manual_seed(0)
+    net = MaskAwareUNet(UNetConfig(base_channels=8, depth=3, blocks_per_level=1, attention=True)).eval()
+    image, mask = torch.rand(1, 1, 30, 44), (torch.rand(1, 1, 30, 44) > 0.5).float()
+    with_attention = net(image, mask)
+    assert torch.equal(with_attention[mask == 0], image[mask == 0])
+    net.bottleneck = torch.nn.Identity()
+    assert not torch.equal(with_attention, net(image, mask))

@@ -57,6 +57,7 @@ def train(
     base_channels: Annotated[int, typer.Option(help="U-Net width at full resolution")] = 32,
     depth: Annotated[int, typer.Option(help="U-Net resolution levels")] = 4,
     blocks: Annotated[int, typer.Option(help="residual blocks per level")] = 2,
+    attention: Annotated[bool, typer.Option("--attention", help="self-attention in the bottleneck")] = False,
     loss: Annotated[str, typer.Option(help="l1 or mse on the missing pixels")] = "l1",
     no_tissue: Annotated[bool, typer.Option("--no-tissue", help="do not condition on the tissue map")] = False,
     no_vertebrae: Annotated[bool, typer.Option("--no-vertebrae", help="do not condition on the vertebra level")] = False,
@@ -78,7 +79,7 @@ def train(
     from medinpaint.training import TrainConfig, train as run_training
 
     model = UNetConfig(base_channels=base_channels, depth=depth, blocks_per_level=blocks,
-                       tissue_classes=0 if no_tissue else 3, use_vertebrae=not no_vertebrae)
+                       tissue_classes=0 if no_tissue else 3, use_vertebrae=not no_vertebrae, attention=attention)
     cfg = TrainConfig(steps=steps, minutes=minutes, batch_size=batch_size, lr=lr, loss=loss, crop=crop, val_every=val_every,
                       compile=compile, weights_dtype=weights_dtype, seed=seed, model=model)
     slices = read_slices(data)

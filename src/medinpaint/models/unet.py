@@ -22,6 +22,7 @@ class UNetConfig:
     use_vertebrae: bool = True
     max_vertebra: int = 24
     groups: int = 8
+    attention: bool = False  # self-attention at the lowest resolution: context across the whole slice
 
     @property
     def in_channels(self) -> int:
@@ -50,6 +51,21 @@ class ResBlock(nn.Module):
         return h + self.skip(x)
 
 
+class BottleneckAttention(nn.Module):
+    """Multi-head self-attention over every position of the coarsest feature map, with a residual."""
+
+    def __init__(self, channels: int, groups: int, heads: int = 4) -> None:
+        super().__init__()
+        self.norm = nn.GroupNorm(min(groups, channels), channels)
+        self.attn = nn.MultiheadAttention(channels, heads, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        tokens = self.norm(x).flatten(2).transpose(1, 2)
+        out, _ = self.attn(tokens, tokens, tokens, need_weights=False)
+        return x + out.transpose(1, 2).reshape(b, c, h, w)
+
+
 class MaskAwareUNet(nn.Module):
     def __init__(self, config: UNetConfig | None = None) -> None:
         super().__init__()
@@ -62,6 +78,7 @@ class MaskAwareUNet(nn.Module):
             self.down_blocks.append(nn.Sequential(*[ResBlock(w, w, cfg.groups) for _ in range(cfg.blocks_per_level)]))
             if i < cfg.depth - 1:
                 self.downsample.append(nn.Conv2d(w, widths[i + 1], 3, stride=2, padding=1))
+        self.bottleneck = BottleneckAttention(widths[-1], cfg.groups) if cfg.attention else nn.Identity()
         self.upsample = nn.ModuleList()
         self.up_blocks = nn.ModuleList()
         for i in reversed(range(cfg.depth - 1)):
@@ -115,6 +132,7 @@ class MaskAwareUNet(nn.Module):
             if i < len(self.downsample):
                 skips.append(x)
                 x = self.downsample[i](x)
+        x = self.bottleneck(x)
         for up, block in zip(self.upsample, self.up_blocks):
             x = up(F.interpolate(x, scale_factor=2.0, mode="nearest"))
             x = block(torch.cat([x, skips.pop()], dim=1))
