@@ -1,0 +1,113 @@
+"""`medinpaint synth ...`: train generators, sample from them, and report how good the samples are."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+# Made before importing medinpaint.cli, which registers this sub-app when it is imported; typer collects the
+# commands below only when the app runs, so importing either module first works.
+synth_app = typer.Typer(no_args_is_help=True, help="Generate synthetic slices with tissue maps; train and judge the generators.")
+
+from medinpaint.cli import DeviceOpt, NoProgress, Overwrite, resolve_device, user_errors  # noqa: E402
+
+Steps = Annotated[int | None, typer.Option("--steps", help="diffusion sampler steps (default: 25 for ddim, 1000 for ddpm)")]
+Sampler = Annotated[str | None, typer.Option("--sampler", help="ddim (deterministic given the seed) or ddpm")]
+BatchSize = Annotated[int, typer.Option("--batch-size", help="slices per forward pass")]
+
+
+@synth_app.command("train")
+@user_errors
+def train_cmd(
+    data: Annotated[Path, typer.Option("--data", help="real slices with tissue maps and vertebra levels (DM-i-AI folder or packed cache)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="run folder (resumed if it holds last.pt)")],
+    model: Annotated[str, typer.Option(help="diffusion, vae, or encoder (the feature network of `synth report`)")] = "diffusion",
+    size: Annotated[int, typer.Option(help="model resolution: 64, 128 or 256 (the data are resized)")] = 64,
+    minutes: Annotated[float | None, typer.Option(help="training-time budget, in total across resumes")] = None,
+    steps: Annotated[int | None, typer.Option(help="optimizer-step budget, in total across resumes")] = None,
+    batch_size: BatchSize = 64,
+    lr: Annotated[float | None, typer.Option(help="peak learning rate (default: 3e-4 diffusion, 1e-3 otherwise)")] = None,
+    base_channels: Annotated[int | None, typer.Option(help="network width at full resolution (default: by model and size)")] = None,
+    blocks: Annotated[int | None, typer.Option(help="diffusion: residual blocks per level (default 2)")] = None,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the network (GPU)")] = False,
+    bf16_weights: Annotated[bool, typer.Option("--bf16-weights", help="save the final weights in bf16 (for shipping)")] = False,
+    seed: int = 0,
+    device: DeviceOpt = "auto",
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Train a generator (or the report's feature encoder); patients 450-499 are never trained on."""
+    from medinpaint.data import read_slices
+    from medinpaint.synthesis.models import network_config
+    from medinpaint.synthesis.trainer import SynthTrainConfig, train_generator
+
+    network = network_config(model, size, base_channels, blocks).to_dict()
+    cfg = SynthTrainConfig(model=model, size=size, steps=steps, minutes=minutes, batch_size=batch_size, lr=lr, seed=seed,
+                           compile=compile, bf16_weights=bf16_weights, network=network)
+    weights = train_generator(read_slices(data), output, cfg, device=resolve_device(device), progress=not no_progress, overwrite=overwrite)
+    typer.echo(f"weights: {weights}")
+
+
+@synth_app.command("sample")
+@user_errors
+def sample_cmd(
+    n: Annotated[int, typer.Option("-n", "--number", help="how many slices to generate")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="X.npy (float32 (N,1,H,W), with X.tissue.npy and X.vertebrae.npy) or a folder (DM-i-AI ct/ tissue/ vertebrae/)")],
+    weights: Annotated[Path | None, typer.Option(help="generator checkpoint (default: the shipped diffusion model of --size)")] = None,
+    size: Annotated[int | None, typer.Option(help="64 or 256: which shipped model (default 64)")] = None,
+    steps: Steps = None,
+    sampler: Sampler = None,
+    temperature: Annotated[float, typer.Option(help="noise scale: below 1 gives typical slices, above 1 varied ones")] = 1.0,
+    guidance: Annotated[float, typer.Option(help="diffusion: classifier-free guidance towards the vertebra level (1 = none)")] = 1.0,
+    vertebrae: Annotated[int | None, typer.Option(help="one vertebra level 0..24 for all (default: as often as in training)")] = None,
+    seed: int = 0,
+    batch_size: BatchSize = 64,
+    device: DeviceOpt = "auto",
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Generate N (slice, tissue map, vertebra level) triples, streamed to disk chunk by chunk."""
+    from medinpaint.synthesis.generator import load_generator
+    from medinpaint.synthesis.writers import write_dmiai, write_npy
+
+    gen = load_generator(weights, size, device=resolve_device(device))
+    chunks = gen.stream(n, seed=seed, steps=steps, sampler=sampler, temperature=temperature, batch_size=batch_size,
+                        vertebrae=vertebrae, guidance=guidance, progress=not no_progress)
+    if output.suffix == ".npy":
+        paths = write_npy(output, chunks, n, gen.size, overwrite=overwrite)
+        typer.echo(f"{n} slices of {gen.size}x{gen.size}: {', '.join(map(str, paths.values()))}")
+    else:
+        write_dmiai(output, chunks, n, overwrite=overwrite)
+        typer.echo(f"{n} slices of {gen.size}x{gen.size} in {output} (ct/ tissue/ vertebrae/)")
+
+
+@synth_app.command("report")
+@user_errors
+def report_cmd(
+    data: Annotated[Path, typer.Option("--data", help="the real data the generators were trained on (with patients 450-499 held out)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="report folder")],
+    weights: Annotated[list[Path] | None, typer.Option(help="generator checkpoints to compare (default: the shipped one)")] = None,
+    n: Annotated[int, typer.Option("-n", "--number", help="samples per generator")] = 1000,
+    encoder: Annotated[Path | None, typer.Option(help="feature encoder from `synth train --model encoder` (default: train one)")] = None,
+    encoder_steps: Annotated[int, typer.Option(help="steps for the encoder trained when none is given")] = 500,
+    utility_steps: Annotated[int, typer.Option(help="inpainting steps per utility run (real vs synthetic); 0 skips it")] = 0,
+    utility_base_channels: Annotated[int, typer.Option(help="width of the utility runs' inpainting U-Net")] = 32,
+    steps: Steps = None,
+    sampler: Sampler = None,
+    seed: int = 0,
+    batch_size: BatchSize = 64,
+    device: DeviceOpt = "auto",
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Fidelity/diversity (FID, precision, recall), memorisation, figures and (optionally) utility of samples."""
+    from medinpaint.synthesis.report import ReportConfig, synth_report
+
+    cfg = ReportConfig(n=n, steps=steps, sampler=sampler, batch_size=batch_size, seed=seed, encoder=encoder, encoder_steps=encoder_steps,
+                       utility_steps=utility_steps, utility_base_channels=utility_base_channels, device=resolve_device(device),
+                       progress=not no_progress)
+    summary = synth_report(list(weights or [None]), data, output, cfg, overwrite=overwrite)
+    typer.echo(json.dumps({k: summary[k] for k in ("heldout_real", "models", *(["utility"] if "utility" in summary else []))}, indent=1))

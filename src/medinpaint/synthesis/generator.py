@@ -1,0 +1,151 @@
+"""Load a trained generator (diffusion or VAE) and draw (slice, tissue map, vertebra level) triples.
+
+`SliceGenerator.stream` yields the samples chunk by chunk, so a caller can write 100,000 of them to disk
+without holding them in memory; `sample` gathers the chunks. Chunk k draws its noise from a generator seeded
+by (seed, k), and the vertebra levels are drawn once for all n from `seed`: the same seed, batch size and
+device give the same samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from medinpaint.checkpoint import file_checksum
+from medinpaint.data.slices import MAX_VERTEBRA
+from medinpaint.errors import InputError
+from medinpaint.synthesis.data import quantise_tissue
+from medinpaint.synthesis.denoiser import NULL_CLASS
+from medinpaint.synthesis.diffusion import Diffusion
+from medinpaint.synthesis.models import checkpoint_model, load_network
+
+SHIPPED_SIZES = (64, 256)
+SAMPLERS = {"ddim": 0.0, "ddpm": 1.0}  # sampler -> eta
+DEFAULT_STEPS = {"ddim": 25, "ddpm": 1000}
+
+
+class Samples(NamedTuple):
+    images: np.ndarray  # float32 (n, 1, H, W) in [0, 1]
+    tissue: np.ndarray  # uint8 (n, H, W), DM-i-AI levels 0 / 100 / 255
+    vertebrae: np.ndarray  # int16 (n,), 0..24
+
+
+def shipped_weights(size: int) -> Path:
+    """The diffusion checkpoint shipped for `size`; an InputError that says what to do when there is none."""
+    if size not in SHIPPED_SIZES:
+        raise InputError(f"no shipped checkpoint for size {size}: shipped sizes are {' and '.join(map(str, SHIPPED_SIZES))} (or pass --weights)")
+    path = Path(str(resources.files("medinpaint") / "weights" / f"synth-diffusion-{size}.safetensors"))
+    if not path.is_file():
+        raise InputError(f"no shipped checkpoint for size {size} yet: pass --weights or train one with "
+                         f"`medinpaint synth train --model diffusion --size {size} --data DIR --output RUN_DIR`")
+    return path
+
+
+def load_generator(path: str | Path | None = None, size: int | None = None, device: str = "cpu", compile: bool = False) -> SliceGenerator:
+    """A generator from a checkpoint written by `medinpaint synth train` (diffusion or VAE), or with `path=None`
+    the shipped diffusion model of `size` (default 64). A given `size` must match the checkpoint's."""
+    path = Path(path) if path is not None else shipped_weights(size or 64)
+    model = checkpoint_model(path)
+    if model not in ("diffusion", "vae"):
+        raise InputError(f"{path}: holds the feature encoder, which cannot generate slices (expected a diffusion or VAE checkpoint)")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA device is available")
+    net, meta = load_network(path, model)
+    if size is not None and size != meta["size"]:
+        raise InputError(f"{path}: a {meta['size']}x{meta['size']} model, not {size}x{size}")
+    return SliceGenerator(net, model, meta, device=device, compile=compile, name=meta.get("name", path.stem), checksum=file_checksum(path))
+
+
+class SliceGenerator:
+    def __init__(self, net: nn.Module, model: str, meta: dict, device: str = "cpu", compile: bool = False, name: str = "", checksum: str = "") -> None:
+        self.device = torch.device(device)
+        self.net = net.to(self.device).eval()
+        if self.device.type == "cuda":
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.forward = torch.compile(self.net) if compile else self.net
+        self.model, self.size, self.name, self.checksum = model, int(meta["size"]), name, checksum
+        self.diffusion = Diffusion(meta["diffusion"]["timesteps"]) if model == "diffusion" else None
+        counts = np.asarray(meta["vertebra_counts"], dtype=np.float64)
+        self.level_probs = counts / counts.sum()
+
+    def sample(self, n: int, seed: int = 0, steps: int | None = None, sampler: str | None = None, temperature: float = 1.0,
+               batch_size: int = 64, vertebrae: int | Sequence[int] | np.ndarray | None = None, guidance: float = 1.0,
+               progress: bool = False) -> Samples:
+        """All n samples at once (see `stream` for the arguments)."""
+        chunks = list(self.stream(n, seed, steps, sampler, temperature, batch_size, vertebrae, guidance, progress))
+        return Samples(*(np.concatenate(parts) for parts in zip(*chunks)))
+
+    def stream(self, n: int, seed: int = 0, steps: int | None = None, sampler: str | None = None, temperature: float = 1.0,
+               batch_size: int = 64, vertebrae: int | Sequence[int] | np.ndarray | None = None, guidance: float = 1.0,
+               progress: bool = False) -> Iterator[Samples]:
+        """An iterator over n samples in chunks of `batch_size` (the arguments are checked at once). Diffusion: `sampler` ddim (default, 25 steps) or ddpm
+        (default 1000 steps); `guidance` > 1 pushes samples towards their vertebra level. Both models:
+        `temperature` scales the noise; `vertebrae` is one level for all, one per sample, or None to draw
+        levels as often as they occur in the training data."""
+        steps, eta = self._check(n, steps, sampler, temperature, batch_size, guidance)  # now, not at the first chunk
+        levels = self._levels(n, seed, vertebrae)
+        return self._chunks(levels, seed, steps, eta, temperature, batch_size, guidance, progress)
+
+    def _chunks(self, levels: np.ndarray, seed: int, steps: int, eta: float, temperature: float, batch_size: int,
+                guidance: float, progress: bool) -> Iterator[Samples]:
+        with tqdm(total=len(levels), unit="slice", desc=f"sampling ({self.model})", disable=not progress) as bar:
+            for k, start in enumerate(range(0, len(levels), batch_size)):
+                chunk = levels[start : start + batch_size]
+                gen = torch.Generator(self.device).manual_seed(int(np.random.SeedSequence([seed, k]).generate_state(1)[0]))
+                x = self._draw(torch.from_numpy(chunk.astype(np.int64)).to(self.device), gen, steps, eta, temperature, guidance)
+                x = x.float().cpu().numpy()
+                yield Samples(np.clip(x[:, :1], 0, 1), quantise_tissue(x[:, 1]), chunk)
+                bar.update(len(chunk))
+
+    @torch.inference_mode()
+    def _draw(self, labels: torch.Tensor, gen: torch.Generator, steps: int, eta: float, temperature: float, guidance: float) -> torch.Tensor:
+        """One chunk as (B, 2, H, W) in [0, 1]: CT and tissue level."""
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            if self.diffusion is None:
+                z = torch.randn((len(labels), self.net.config.latent_dim), generator=gen, device=self.device) * temperature
+                return self.forward.decode(z, labels)
+            shape = (len(labels), self.net.config.channels, self.size, self.size)
+            x = self.diffusion.sample(self.forward, labels, shape, gen, steps, eta, temperature, guidance, NULL_CLASS)
+            return (x + 1) / 2
+
+    def _check(self, n: int, steps: int | None, sampler: str | None, temperature: float, batch_size: int, guidance: float) -> tuple[int, float]:
+        """Validate the arguments; (steps, eta) for the diffusion sampler."""
+        if n <= 0:
+            raise InputError(f"the number of samples must be positive, got {n}")
+        if batch_size <= 0:
+            raise InputError(f"--batch-size must be positive, got {batch_size}")
+        if not temperature > 0:
+            raise InputError(f"--temperature must be positive, got {temperature}")
+        if self.diffusion is None:
+            if steps is not None or sampler is not None or guidance != 1.0:
+                raise InputError("--steps, --sampler and --guidance apply to diffusion checkpoints; this one is a VAE")
+            return 0, 0.0
+        sampler = sampler or "ddim"
+        if sampler not in SAMPLERS:
+            raise InputError(f"--sampler must be ddim or ddpm, got {sampler!r}")
+        steps = DEFAULT_STEPS[sampler] if steps is None else steps
+        if not 1 <= steps <= self.diffusion.timesteps:
+            raise InputError(f"--steps must be 1..{self.diffusion.timesteps}, got {steps}")
+        if guidance < 1:
+            raise InputError(f"--guidance must be at least 1, got {guidance}")
+        return steps, SAMPLERS[sampler]
+
+    def _levels(self, n: int, seed: int, vertebrae: int | Sequence[int] | np.ndarray | None) -> np.ndarray:
+        """The vertebra level of each of the n samples, as int16."""
+        if vertebrae is None:
+            return np.random.default_rng(seed).choice(len(self.level_probs), size=n, p=self.level_probs).astype(np.int16)
+        levels = np.asarray(vertebrae)
+        if levels.ndim == 0:
+            levels = np.full(n, levels)
+        if levels.shape != (n,) or not np.issubdtype(levels.dtype, np.integer):
+            raise InputError(f"vertebrae must be one integer level or one per sample ({n}), got shape {levels.shape}")
+        if levels.min() < 0 or levels.max() > MAX_VERTEBRA:
+            raise InputError(f"vertebra levels must lie in 0..{MAX_VERTEBRA}, got {int(levels.min())}..{int(levels.max())}")
+        return levels.astype(np.int16)

@@ -1,0 +1,292 @@
+"""Synthesis: sampler maths against closed-form denoisers, tiny models trained and sampled, outputs on disk."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medinpaint.checkpoint import read_metadata
+from medinpaint.data import read_slices
+from medinpaint.data.slices import SliceSet
+from medinpaint.errors import InputError
+from medinpaint.synthesis import load_generator
+from medinpaint.synthesis.data import quantise_tissue, resize_pairs
+from medinpaint.synthesis.diffusion import Diffusion
+from medinpaint.synthesis.features import frechet_distance, precision_recall
+from medinpaint.synthesis.memorisation import nearest_training
+from medinpaint.synthesis.models import network_config
+from medinpaint.synthesis.trainer import SynthTrainConfig, train_generator
+from medinpaint.synthesis.writers import write_dmiai, write_npy
+
+from conftest import write_dmiai as write_phantoms
+
+
+def tiny(model: str, **kw) -> SynthTrainConfig:
+    network = network_config(model, 64, base_channels=8, blocks=1).to_dict()
+    return SynthTrainConfig(**{"model": model, "size": 64, "steps": 3, "batch_size": 4, "log_every": 1, "warmup_steps": 2,
+                               "network": network, **kw})
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory: pytest.TempPathFactory) -> SliceSet:
+    """Ten training patients and two validation patients (450, 451), two 64x64 slices each."""
+    return read_slices(write_phantoms(tmp_path_factory.mktemp("synth") / "phantoms", [*range(10), 450, 451]))
+
+
+@pytest.fixture(scope="module")
+def checkpoints(phantoms: SliceSet, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("runs")
+    return {m: train_generator(phantoms, root / m, tiny(m), device="cpu", progress=False) for m in ("diffusion", "vae")}
+
+
+# --- sampler maths: with an exact denoiser, the samplers must give the data distribution back ---------------------
+
+
+def oracle_for_gaussian(diffusion: Diffusion, mean: float, std: float):
+    """The exact v-prediction for data ~ N(mean, std^2) per pixel."""
+
+    def net(x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        a = diffusion.alpha_bar[(t * diffusion.timesteps).round().long()].float().view(-1, 1, 1, 1)
+        sa, sb = a.sqrt(), (1 - a).sqrt()
+        x0 = mean + sa * std**2 * (x - sa * mean) / (a * std**2 + sb**2)  # E[x0 | x_t]
+        return (sa * x - x0) / sb
+
+    return net
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])  # DDIM, DDPM
+def test_samplers_reproduce_a_known_distribution(eta: float) -> None:
+    diffusion = Diffusion()
+    net = oracle_for_gaussian(diffusion, mean=0.2, std=0.3)
+    spread = []
+    for steps in (10, 25, 1000):
+        x = diffusion.sample(net, torch.zeros(64, dtype=torch.long), (64, 1, 16, 16), torch.Generator().manual_seed(0), steps=steps, eta=eta)
+        assert abs(float(x.mean()) - 0.2) < 0.01
+        spread.append(float(x.std()))
+    assert abs(spread[-1] - 0.3) < 0.01  # exact over the whole chain
+    assert spread[0] < spread[1] < spread[2] and spread[1] > 0.25  # fewer steps shrink the spread a little
+
+
+def test_a_point_distribution_comes_back_exactly_and_temperature_narrows_the_spread() -> None:
+    diffusion = Diffusion()
+    point = oracle_for_gaussian(diffusion, mean=0.5, std=0.0)
+    x = diffusion.sample(point, torch.zeros(4, dtype=torch.long), (4, 2, 8, 8), torch.Generator().manual_seed(0), steps=10, eta=1.0)
+    assert torch.allclose(x, torch.full_like(x, 0.5), atol=1e-4)
+    net = oracle_for_gaussian(diffusion, mean=0.0, std=0.3)
+    cool = diffusion.sample(net, torch.zeros(64, dtype=torch.long), (64, 1, 16, 16), torch.Generator().manual_seed(0), steps=25, temperature=0.5)
+    assert 0.12 < float(cool.std()) < 0.18
+
+
+def test_step_times_run_from_the_last_step_to_zero() -> None:
+    d = Diffusion()
+    assert d.step_times(1) == [999]
+    times = d.step_times(25)
+    assert len(times) == 25 and times[0] == 999 and times[-1] == 0 and times == sorted(times, reverse=True)
+    assert d.step_times(1000) == list(range(999, -1, -1))
+    assert 0.99 < float(d.alpha_bar[0]) < 1 and float(d.alpha_bar[-1]) < 1e-4
+
+
+def test_guidance_extrapolates_from_unconditional_to_conditional() -> None:
+    d = Diffusion()
+    seen = []
+
+    def net(x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        seen.append(labels.tolist())
+        return (labels == 25).float().view(-1, 1, 1, 1).expand_as(x)  # v = 1 unconditionally, 0 given a level
+
+    v = d._predict(net, torch.zeros(2, 1, 4, 4), 500, torch.tensor([3, 7]), guidance=3.0, null_class=25)
+    assert seen == [[3, 7, 25, 25]]
+    assert torch.allclose(v, torch.full_like(v, 1 + 3.0 * (0 - 1)))  # uncond 1, cond 0
+
+
+# --- data -------------------------------------------------------------------------------------------------------
+
+
+def test_resize_pairs_averages_ct_and_votes_tissue() -> None:
+    ct = np.zeros((1, 4, 4), np.uint8)
+    ct[0, :2, :2] = [[0, 40], [80, 120]]
+    tissue = np.zeros((1, 4, 4), np.uint8)
+    tissue[0, :2, :2] = [[255, 255], [255, 100]]
+    pairs = resize_pairs(SliceSet(["0_0"], ct, tissue=tissue, vertebrae=np.array([3], np.int16)), 2)
+    assert pairs.shape == (1, 2, 2, 2) and pairs.dtype == np.uint8
+    assert pairs[0, 0, 0, 0] == 60 and pairs[0, 1, 0, 0] == 255 and pairs[0, 1, 1, 1] == 0
+    with pytest.raises(InputError, match="too small"):
+        resize_pairs(SliceSet(["0_0"], ct, tissue=tissue, vertebrae=np.array([3], np.int16)), 8)
+
+
+def test_tissue_levels_are_quantised_to_the_nearest_of_three() -> None:
+    levels = np.array([0.0, 0.19, 0.2, 0.39, 0.69, 0.7, 1.0])
+    assert quantise_tissue(levels).tolist() == [0, 0, 100, 100, 100, 255, 255]
+
+
+# --- training ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["diffusion", "vae"])
+def test_tiny_models_train_and_sample_triples(model: str, checkpoints: dict[str, Path]) -> None:
+    meta = read_metadata(checkpoints[model])
+    assert meta["kind"] == f"synth-{model}" and meta["steps"] == 3 and meta["size"] == 64
+    assert sum(meta["vertebra_counts"]) == 20  # the 10 training patients x 2; 450 and 451 never seen
+    gen = load_generator(checkpoints[model])
+    kw = {"steps": 2} if model == "diffusion" else {}
+    images, tissue, vertebrae = gen.sample(5, seed=0, batch_size=2, **kw)
+    assert images.shape == (5, 1, 64, 64) and images.dtype == np.float32
+    assert 0 <= images.min() and images.max() <= 1 and images.std() > 0
+    assert tissue.shape == (5, 64, 64) and tissue.dtype == np.uint8 and set(np.unique(tissue)) <= {0, 100, 255}
+    assert vertebrae.dtype == np.int16 and vertebrae.shape == (5,)
+    counts = np.asarray(meta["vertebra_counts"])
+    assert all(counts[v] > 0 for v in vertebrae)  # levels are drawn from those seen in training
+
+
+def test_training_resumes_and_refuses_another_model(phantoms: SliceSet, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train_generator(phantoms, run, tiny("vae", steps=2), device="cpu", progress=False)
+    train_generator(phantoms, run, tiny("vae", steps=4), device="cpu", progress=False)
+    assert torch.load(run / "last.pt", weights_only=False)["step"] == 4
+    with open(run / "log.csv", newline="") as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [1, 2, 3, 4]
+    with pytest.raises(InputError, match="another model or size"):
+        train_generator(phantoms, run, tiny("diffusion", steps=5), device="cpu", progress=False)
+
+
+def test_vae_loss_goes_down(phantoms: SliceSet, tmp_path: Path) -> None:
+    train_generator(phantoms, tmp_path / "run", tiny("vae", steps=40, batch_size=8), device="cpu", progress=False)
+    with open(tmp_path / "run" / "log.csv", newline="") as f:
+        losses = [float(r["loss"]) for r in csv.DictReader(f)]
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+
+
+def test_bf16_export_halves_the_weights_and_still_samples(phantoms: SliceSet, tmp_path: Path) -> None:
+    path = train_generator(phantoms, tmp_path / "run", tiny("vae", steps=1, bf16_weights=True), device="cpu", progress=False)
+    full = train_generator(phantoms, tmp_path / "run32", tiny("vae", steps=1), device="cpu", progress=False)
+    assert path.stat().st_size < 0.6 * full.stat().st_size
+    assert load_generator(path).sample(2).images.shape == (2, 1, 64, 64)
+
+
+def test_training_needs_tissue_and_vertebrae(phantoms: SliceSet, tmp_path: Path) -> None:
+    bare = SliceSet(phantoms.ids, phantoms.images)
+    with pytest.raises(InputError, match="needs tissue maps and vertebra levels"):
+        train_generator(bare, tmp_path / "run", tiny("vae"), device="cpu", progress=False)
+
+
+# --- sampling ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_fixed_seed_gives_the_same_samples(sampler: str, checkpoints: dict[str, Path]) -> None:
+    gen = load_generator(checkpoints["diffusion"])
+    a = gen.sample(3, seed=7, steps=3, sampler=sampler)
+    b = gen.sample(3, seed=7, steps=3, sampler=sampler)
+    c = gen.sample(3, seed=8, steps=3, sampler=sampler)
+    assert np.array_equal(a.images, b.images) and np.array_equal(a.tissue, b.tissue)
+    assert not np.array_equal(a.images, c.images)
+
+
+def test_stream_yields_chunks_that_make_up_sample(checkpoints: dict[str, Path]) -> None:
+    gen = load_generator(checkpoints["vae"])
+    chunks = list(gen.stream(10, seed=1, batch_size=4))
+    assert [len(c.images) for c in chunks] == [4, 4, 2]
+    whole = gen.sample(10, seed=1, batch_size=4)
+    assert np.array_equal(np.concatenate([c.images for c in chunks]), whole.images)
+    assert np.array_equal(np.concatenate([c.vertebrae for c in chunks]), whole.vertebrae)
+
+
+def test_vertebra_levels_can_be_chosen(checkpoints: dict[str, Path]) -> None:
+    gen = load_generator(checkpoints["vae"])
+    assert gen.sample(3, vertebrae=12).vertebrae.tolist() == [12, 12, 12]
+    assert gen.sample(3, vertebrae=[0, 5, 24]).vertebrae.tolist() == [0, 5, 24]
+    with pytest.raises(InputError, match="0..24"):
+        gen.sample(2, vertebrae=25)
+    with pytest.raises(InputError, match="one per sample"):
+        gen.sample(3, vertebrae=[1, 2])
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"n": 0}, "must be positive, got 0"),
+        ({"n": 2, "batch_size": 0}, "--batch-size must be positive"),
+        ({"n": 2, "temperature": 0.0}, "--temperature must be positive"),
+        ({"n": 2, "sampler": "euler"}, "--sampler must be ddim or ddpm"),
+        ({"n": 2, "steps": 1001}, "--steps must be 1..1000"),
+        ({"n": 2, "guidance": 0.5}, "--guidance must be at least 1"),
+    ],
+)
+def test_bad_sampling_arguments_are_input_errors(kwargs: dict, message: str, checkpoints: dict[str, Path]) -> None:
+    with pytest.raises(InputError, match=message):
+        load_generator(checkpoints["diffusion"]).stream(**kwargs)
+
+
+def test_wrong_checkpoints_and_sizes_are_input_errors(checkpoints: dict[str, Path], tiny_checkpoint: Path) -> None:
+    with pytest.raises(InputError, match="'inpainting-unet' model"):
+        load_generator(tiny_checkpoint)
+    with pytest.raises(InputError, match="a 64x64 model, not 256x256"):
+        load_generator(checkpoints["vae"], size=256)
+    with pytest.raises(InputError, match="apply to diffusion checkpoints"):
+        load_generator(checkpoints["vae"]).sample(2, steps=10)
+    with pytest.raises(InputError, match="no shipped checkpoint for size 128"):
+        load_generator(None, size=128)
+
+
+# --- writing ----------------------------------------------------------------------------------------------------
+
+
+def test_npy_output_is_written_chunk_by_chunk_to_disk(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    gen = load_generator(checkpoints["vae"])
+    expected = gen.sample(7, seed=3, batch_size=3)
+    written = []
+
+    def watched():
+        for k, chunk in enumerate(gen.stream(7, seed=3, batch_size=3)):
+            if k:  # the previous chunk is already in the memory-mapped file on disk, before this one exists
+                (partial,) = [p for p in tmp_path.iterdir() if p.name.startswith(".out.npy")]
+                on_disk = np.load(partial, mmap_mode="r")
+                written.append(np.array_equal(on_disk[3 * (k - 1) : 3 * k], expected.images[3 * (k - 1) : 3 * k]))
+            yield chunk
+
+    paths = write_npy(tmp_path / "out.npy", watched(), 7, 64)
+    assert written == [True, True]
+    assert np.array_equal(np.load(paths["images"]), expected.images) and np.load(paths["images"]).dtype == np.float32
+    assert np.array_equal(np.load(paths["tissue"]), expected.tissue)
+    assert np.array_equal(np.load(paths["vertebrae"]), expected.vertebrae)
+    assert read_slices(paths["images"]).images.shape == (7, 64, 64)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.npy", "out.tissue.npy", "out.vertebrae.npy"]
+
+
+def test_dmiai_output_reads_back_as_a_training_set(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    gen = load_generator(checkpoints["diffusion"])
+    expected = gen.sample(4, seed=2, steps=2, batch_size=3)
+    write_dmiai(tmp_path / "synth", gen.stream(4, seed=2, steps=2, batch_size=3), 4)
+    back = read_slices(tmp_path / "synth")
+    assert back.ids == ["synth_000000", "synth_000001", "synth_000002", "synth_000003"] and back.masks is None
+    assert np.abs(back.images.astype(int) - np.rint(expected.images[:, 0] * 255)).max() == 0
+    assert np.array_equal(back.tissue, expected.tissue) and np.array_equal(back.vertebrae, expected.vertebrae)
+    with pytest.raises(InputError, match="already exists"):
+        write_dmiai(tmp_path / "synth", gen.stream(1, steps=1), 1)
+
+
+# --- measures ---------------------------------------------------------------------------------------------------
+
+
+def test_frechet_distance_and_precision_recall_on_known_sets() -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(500, 4)), rng.normal(size=(500, 4))
+    assert frechet_distance(a, b) < 0.1
+    assert abs(frechet_distance(a, b + [3, 0, 0, 0]) - 9) < 0.5  # a shift of 3 along one axis
+    assert min(precision_recall(a, b)) > 0.9
+    precision, recall = precision_recall(a, b * 0.1)  # samples collapsed near the mean: faithful, not diverse
+    assert precision > 0.9 and recall < 0.5
+    assert precision_recall(a, b + 100) == (0.0, 0.0)
+
+
+def test_copies_of_training_slices_are_found() -> None:
+    rng = np.random.default_rng(0)
+    train = rng.uniform(0, 255, size=(50, 64)).astype(np.float32)
+    queries = np.concatenate([train[[3, 7]] + 1, rng.uniform(0, 255, size=(8, 64)).astype(np.float32)])
+    nn = nearest_training(queries, train)
+    assert nn.index[:2].tolist() == [3, 7] and abs(nn.distance[0] - 1) < 1e-4
+    assert nn.near_copies.tolist() == [True, True] + [False] * 8
