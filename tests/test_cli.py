@@ -102,6 +102,17 @@ def test_benchmark_prints_baselines_beside_the_model(samples: Path, tiny_checkpo
     assert all(r["n"] == 4 for r in rows) and "per-tissue mean" in out
 
 
+def test_benchmark_scores_flips_and_ensembles(samples: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    other = shutil.copy(tiny_checkpoint, tmp_path / "copy.safetensors")  # named "tiny" in its metadata, too
+    code, out = cli("benchmark", "--data", samples, "--weights", tiny_checkpoint, "--weights", other,
+                    "--flips", "--ensemble", "--limit", "2", "-o", tmp_path / "b.json", "--no-progress")
+    assert code == 0, out
+    rows = json.loads((tmp_path / "b.json").read_text())[4:]
+    assert [r["method"] for r in rows] == ["model tiny", "model tiny + flips", "model tiny'", "model tiny + flips'",
+                                           "model tiny+tiny", "model tiny+tiny + flips"]
+    assert rows[4]["mae"] == pytest.approx(rows[0]["mae"], abs=0.01)  # an ensemble of one model twice is that model
+
+
 def test_pack_limits_validation_patients(phantom_dataset: Path, tmp_path: Path) -> None:
     code, out = cli("pack", "-i", phantom_dataset, "-o", tmp_path / "cache", "--validation-cases", "0")
     assert code == 0 and "packed 20 slices" in out

@@ -79,3 +79,14 @@ def test_shipped_weights_load_with_no_flags_and_beat_the_official_baseline(sampl
     filled = model.predict_slices(s)
     assert mae(filled, s.truth) < mae(official_fill(s), s.truth)
     assert len(model.checksum) == 64
+
+
+def test_an_ensemble_averages_its_members(tiny_checkpoint: Path, tmp_path: Path, samples: Path) -> None:
+    torch.manual_seed(1)
+    other = save_weights(tmp_path / "b.safetensors", MaskAwareUNet(TINY), "inpainting-unet", TINY.to_dict(), name="b")
+    s = read_slices(samples)
+    a, b = Inpainter.from_pretrained(tiny_checkpoint), Inpainter.from_pretrained(other)
+    both = Inpainter.from_pretrained([tiny_checkpoint, other])
+    assert both.name == "tiny+b" and both.checksum not in (a.checksum, b.checksum)
+    expected = (a.predict(s.images[0], s.masks[0]).astype(float) + b.predict(s.images[0], s.masks[0])) / 2
+    assert np.abs(both.predict(s.images[0], s.masks[0]) - expected).max() <= 1.0

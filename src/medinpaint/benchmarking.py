@@ -19,19 +19,24 @@ def compare(
     device: str = "cpu",
     flips: bool = False,
     progress: bool = False,
+    ensemble: bool = False,
 ) -> list[dict]:
     """One result row per method: the metric means on the validation patients of `data` (all cases when
-    it has none), per-tissue means fitted on the rest, and wall-clock milliseconds per slice."""
+    it has none), per-tissue means fitted on the rest, and wall-clock milliseconds per slice. `ensemble` adds
+    the average of all `weights` as one more model."""
     slices = read_slices(data, require_masks=True)
     train_idx, val_idx = split_by_patient(slices.ids)
     reference = slices.subset(val_idx if len(val_idx) else np.arange(len(slices)))
     if limit is not None:
         reference = reference.subset(np.arange(min(limit, len(reference))))
     methods = dict(baseline_methods(slices.subset(train_idx) if len(train_idx) and len(val_idx) else None))
-    for w in weights:
+    models: list[Path | None | list[Path | None]] = list(weights) + ([list(weights)] if ensemble and len(weights) > 1 else [])
+    for w in models:
         for use_flips in (False, True) if flips else (False,):
             model = Inpainter.from_pretrained(w, device=device, flips=use_flips)
             label = f"model {model.name}" + (" + flips" if use_flips else "")
+            while label in methods:  # two checkpoints that share a name each keep their row
+                label += "'"
             methods[label] = lambda s, m=model: m.predict_slices(s, batch_size=8, progress=progress)
     results = []
     for name, fill in methods.items():

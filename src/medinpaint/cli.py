@@ -93,7 +93,7 @@ def train(
 def predict(
     input: Annotated[Path, typer.Option("--input", "-i", help="slices to fill: DM-i-AI folder, .npy folder or PNG pairs")],
     output: Annotated[Path, typer.Option("--output", "-o", help="folder for the filled slices")],
-    weights: Annotated[Path | None, typer.Option(help="checkpoint (default: the shipped model)")] = None,
+    weights: Annotated[list[Path] | None, typer.Option(help="checkpoint (default: the shipped model); repeat for an ensemble")] = None,
     device: DeviceOpt = "cpu",
     batch_size: Annotated[int, typer.Option(help="slices per forward pass")] = 8,
     flips: Annotated[bool, typer.Option("--flips", help="average with the mirrored prediction: slower, more accurate")] = False,
@@ -108,7 +108,7 @@ def predict(
 
     check_output_path(output, [input], overwrite)
     slices = read_slices(input, require_masks=True)
-    inpainter = Inpainter.from_pretrained(weights, device=resolve_device(device), flips=flips)
+    inpainter = Inpainter.from_pretrained(weights or None, device=resolve_device(device), flips=flips)
     filled = inpainter.predict_slices(slices, batch_size=batch_size, progress=not no_progress)
     with atomic_dir(output, overwrite=overwrite) as tmp:
         write_predictions(tmp, slices, filled)
@@ -146,6 +146,7 @@ def benchmark(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write the table as JSON here")] = None,
     device: DeviceOpt = "cpu",
     flips: Annotated[bool, typer.Option("--flips", help="also score each model with test-time flips")] = False,
+    ensemble: Annotated[bool, typer.Option("--ensemble", help="also score the average of all --weights")] = False,
     no_progress: NoProgress = False,
 ) -> None:
     """Classical baselines beside models on the same validation cases, as one table."""
@@ -154,7 +155,8 @@ def benchmark(
 
     from medinpaint.benchmarking import compare
 
-    results = compare(data, weights or [None], limit=limit, device=resolve_device(device), flips=flips, progress=not no_progress)
+    results = compare(data, weights or [None], limit=limit, device=resolve_device(device), flips=flips,
+                      progress=not no_progress, ensemble=ensemble)
     table = Table(title=f"inpainting on {results[0]['n']} cases of {data}")
     for col in ("method", "mae", "mae_in_mask", "psnr", "ssim", "ms_per_slice"):
         table.add_column(col, justify="left" if col == "method" else "right")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from importlib import resources
 from pathlib import Path
 
@@ -26,27 +27,40 @@ def default_weights() -> Path:
 class Inpainter:
     """Fill the masked pixels of slices. Known pixels are always returned unchanged."""
 
-    def __init__(self, model: MaskAwareUNet, device: str = "cpu", flips: bool = False, name: str = "", checksum: str = "") -> None:
-        self.model = model.to(device).eval()
+    def __init__(
+        self, model: MaskAwareUNet | list[MaskAwareUNet], device: str = "cpu", flips: bool = False, name: str = "", checksum: str = ""
+    ) -> None:
+        self.members = [m.to(device).eval() for m in (model if isinstance(model, list) else [model])]
+        self.model = self.members[0]
         self.device = torch.device(device)
         self.flips = flips
         self.name = name
         self.checksum = checksum
 
     @classmethod
-    def from_pretrained(cls, path: str | Path | None = None, device: str = "cpu", flips: bool = False) -> Inpainter:
-        """Rebuild the model from a checkpoint's own metadata; `path=None` loads the shipped default.
+    def from_pretrained(
+        cls, path: str | Path | list[str | Path] | None = None, device: str = "cpu", flips: bool = False
+    ) -> Inpainter:
+        """Rebuild the model from a checkpoint's own metadata; `path=None` loads the shipped default, and a list
+        of paths makes an ensemble that averages its members (slower by the number of members).
         `flips=True` averages with the left-right flipped prediction (about 2x slower, usually more accurate)."""
-        path = Path(path) if path is not None else default_weights()
-        state, meta = load_weights(path, MODEL_KIND)
-        model = MaskAwareUNet(UNetConfig(**meta["config"]))
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as exc:
-            raise InputError(f"{path}: weights do not match the model config in its metadata") from exc
         if device == "cuda" and not torch.cuda.is_available():
             raise InputError("--device cuda: no CUDA device is available")
-        return cls(model, device=device, flips=flips, name=meta.get("name", path.stem), checksum=file_checksum(path))
+        paths = [Path(p) for p in path] if isinstance(path, list) else [Path(path) if path is not None else default_weights()]
+        if not paths:
+            raise InputError("an ensemble needs at least one checkpoint")
+        models, names = [], []
+        for p in paths:
+            state, meta = load_weights(p, MODEL_KIND)
+            model = MaskAwareUNet(UNetConfig(**meta["config"]))
+            try:
+                model.load_state_dict(state)
+            except RuntimeError as exc:
+                raise InputError(f"{p}: weights do not match the model config in its metadata") from exc
+            models.append(model)
+            names.append(meta.get("name", p.stem))
+        checksum = file_checksum(paths[0]) if len(paths) == 1 else hashlib.sha256("".join(map(file_checksum, paths)).encode()).hexdigest()
+        return cls(models, device=device, flips=flips, name="+".join(names), checksum=checksum)
 
     @property
     def config(self) -> UNetConfig:
@@ -105,8 +119,8 @@ class Inpainter:
         m = torch.from_numpy(masks.astype(np.float32)).unsqueeze(1).to(dev)
         t = None if classes is None else torch.from_numpy(classes).to(dev)
         v = None if verts is None else torch.from_numpy(verts.astype(np.int64)).to(dev)
-        pred = self.model(x, m, t, v)
+        preds = [net(x, m, t, v) for net in self.members]
         if self.flips:
-            flipped = self.model(x.flip(-1), m.flip(-1), None if t is None else t.flip(-1), v)
-            pred = (pred + flipped.flip(-1)) / 2
-        return pred[:, 0].float().cpu().numpy()
+            tf = None if t is None else t.flip(-1)
+            preds += [net(x.flip(-1), m.flip(-1), tf, v).flip(-1) for net in self.members]
+        return (sum(preds) / len(preds))[:, 0].float().cpu().numpy()
