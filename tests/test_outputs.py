@@ -46,3 +46,15 @@ def test_output_checks(tmp_path: Path) -> None:
         check_output_path(tmp_path / "x.npy", [tmp_path / "x.npy"], overwrite=True)
     check_output_path(tmp_path / "y.npy", [tmp_path / "x.npy"], overwrite=False)  # beside an input file is fine
     check_output_path(tmp_path / "empty", [data], overwrite=False)
+
+
+def test_results_get_ordinary_permissions(tmp_path: Path) -> None:
+    import os
+
+    os.umask(0o022)
+    with atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "a.txt").write_text("a")
+    with atomic_file(tmp_path / "f.txt") as tmp:
+        tmp.write_text("f")
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
