@@ -111,5 +111,6 @@ def test_packed_cache_round_trips_in_shards_under_the_limit(phantom_dataset: Pat
     assert all(p.stat().st_size <= 3 * 64 * 64 * 5 for p in shards)
     back = read_slices(tmp_path / "cache")
     assert back.ids == s.ids
-    assert np.array_equal(back.images, s.truth) and np.array_equal(back.masks, s.masks)
+    assert np.array_equal(back.images, s.images) and np.array_equal(back.truth, s.truth)
+    assert np.array_equal(back.masks, s.masks)
     assert np.array_equal(back.tissue, s.tissue) and np.array_equal(back.vertebrae, s.vertebrae)

@@ -58,7 +58,8 @@ def is_cache(path: Path) -> bool:
 
 
 def load(folder: Path) -> SliceSet:
-    """Read a packed cache back as a clean training SliceSet (masks, if packed, form the real-mask pool)."""
+    """Read a packed cache back: with masks, as corrupted/mask/truth triples (as the DM-i-AI folder reads);
+    without, as clean slices."""
     folder = Path(folder)
     meta = json.loads((folder / INDEX).read_text())
     parts: dict[str, list[np.ndarray]] = {}
@@ -70,13 +71,16 @@ def load(folder: Path) -> SliceSet:
             for key in z.files:
                 parts.setdefault(key, []).append(z[key])
     cat = {k: np.concatenate(v) for k, v in parts.items()}
-    masks = None
-    if "masks" in cat:
+    clean, masks, truth = cat["clean"], None, None
+    images = clean
+    if "masks" in cat:  # rebuild the DM-i-AI pairs: corrupted is the truth with zeros under the mask
         masks = np.unpackbits(cat["masks"], axis=-1, count=meta["width"]).astype(bool)
+        images, truth = np.where(masks, 0, clean).astype(np.uint8), clean
     return SliceSet(
         ids=[str(i) for i in cat["ids"]],
-        images=cat["clean"],
+        images=images,
         masks=masks,
+        truth=truth,
         tissue=cat.get("tissue"),
         vertebrae=cat.get("vertebrae"),
         layout="dmiai",
