@@ -153,6 +153,7 @@ def test_training_resumes_and_refuses_another_model(phantoms: SliceSet, tmp_path
         train_generator(phantoms, run, tiny("diffusion", steps=5), device="cpu", progress=False)
 
 
+@pytest.mark.slow
 def test_vae_loss_goes_down(phantoms: SliceSet, tmp_path: Path) -> None:
     train_generator(phantoms, tmp_path / "run", tiny("vae", steps=40, batch_size=8), device="cpu", progress=False)
     with open(tmp_path / "run" / "log.csv", newline="") as f:

@@ -1,0 +1,125 @@
+"""`medinpaint synth train / sample / report` end to end on tiny models, and their one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from medinpaint.cli import app
+from medinpaint.data import read_slices
+
+from conftest import write_dmiai
+
+runner = CliRunner()
+TINY = ("--base-channels", "8", "--batch-size", "4", "--steps", "2", "--device", "cpu", "--no-progress")
+
+
+def cli(*args: object) -> tuple[int, str]:
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Phantom data and tiny diffusion, VAE and encoder checkpoints trained through the CLI."""
+    root = tmp_path_factory.mktemp("synth-cli")
+    data = write_dmiai(root / "phantoms", [*range(10), 450, 451])
+    paths = {"data": data}
+    for model in ("diffusion", "vae", "encoder"):
+        extra = ("--blocks", "1") if model == "diffusion" else ()
+        code, out = cli("synth", "train", "--data", data, "-o", root / model, "--model", model, *TINY, *extra)
+        assert code == 0, out
+        paths[model] = root / model / "model.safetensors"
+    return paths
+
+
+def test_sample_to_npy_and_to_a_folder_that_training_accepts(runs: dict[str, Path], tmp_path: Path) -> None:
+    code, out = cli("synth", "sample", "--weights", runs["diffusion"], "-n", 5, "-o", tmp_path / "s.npy", "--steps", 2,
+                    "--batch-size", 2, "--seed", 3, "--device", "cpu", "--no-progress")
+    assert code == 0, out
+    images = np.load(tmp_path / "s.npy")
+    assert images.shape == (5, 1, 64, 64) and images.dtype == np.float32 and 0 <= images.min() <= images.max() <= 1
+    assert np.load(tmp_path / "s.vertebrae.npy").dtype == np.int16
+    code, out = cli("synth", "sample", "--weights", runs["diffusion"], "-n", 5, "-o", tmp_path / "dir", "--steps", 2,
+                    "--batch-size", 2, "--seed", 3, "--device", "cpu", "--no-progress")
+    assert code == 0, out
+    back = read_slices(tmp_path / "dir")
+    assert len(back) == 5 and np.array_equal(back.images, np.rint(images[:, 0] * 255).astype(np.uint8))
+    code, out = cli("train", "--data", tmp_path / "dir", "-o", tmp_path / "inpaint", "--steps", 1, "--base-channels", 8,
+                    "--depth", 3, "--batch-size", 2, "--val-every", 1, "--device", "cpu", "--no-progress")
+    assert code == 0, out
+    assert (tmp_path / "inpaint" / "model.safetensors").is_file()
+
+
+def test_vae_samples_with_a_chosen_vertebra_level(runs: dict[str, Path], tmp_path: Path) -> None:
+    code, out = cli("synth", "sample", "--weights", runs["vae"], "-n", 3, "-o", tmp_path / "v.npy", "--vertebrae", 20,
+                    "--temperature", 0.5, "--device", "cpu", "--no-progress")
+    assert code == 0, out
+    assert np.load(tmp_path / "v.vertebrae.npy").tolist() == [20, 20, 20]
+
+
+@pytest.mark.slow
+def test_report_writes_all_four_measures(runs: dict[str, Path], tmp_path: Path) -> None:
+    code, out = cli("synth", "report", "--data", runs["data"], "-o", tmp_path / "report", "--weights", runs["diffusion"],
+                    "--weights", runs["vae"], "--encoder", runs["encoder"], "-n", 6, "--steps", 2, "--utility-steps", 1,
+                    "--utility-base-channels", 8, "--device", "cpu", "--no-progress")
+    assert code == 0, out
+    report = tmp_path / "report"
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["train_slices"] == 20 and summary["heldout_slices"] == 4
+    assert [m["kind"] for m in summary["models"]] == ["diffusion", "vae"]
+    for m in summary["models"]:
+        assert m["fid"] >= 0 and 0 <= m["precision"] <= 1 and 0 <= m["recall"] <= 1 and 0 <= m["near_copy_share"] <= 1
+        assert m["utility_mae"] > 0 and m["samples_per_s"] > 0
+    assert summary["utility"]["real_mae"] > 0 and summary["utility"]["slices"] == 6
+    for name in ("samples.png", "histograms.png", "closest_pairs.png"):
+        assert (report / name).stat().st_size > 10_000
+    with open(report / "nearest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 12 and {r["model"] for r in rows} == {"diffusion-0", "vae-1"}
+    assert all(r["nearest_train_id"].split("_")[0] not in ("450", "451") for r in rows)  # held-out patients never count
+    assert not list(report.rglob("last.pt"))
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("train", "--model", "diffusion", "--size", "100", "--steps", "1"), "--size must be one of 64, 128, 256, got 100"),
+        (("train", "--model", "gan", "--steps", "1"), "--model must be one of diffusion, vae, encoder"),
+        (("train", "--model", "vae"), "give a budget"),
+        (("sample", "-n", "0", "-o", "{tmp}/x.npy", "--weights", "{vae}"), "must be positive, got 0"),
+        (("sample", "-n", "2", "-o", "{tmp}/x.npy", "--weights", "{encoder}"), "holds the feature encoder"),
+        (("sample", "-n", "2", "-o", "{tmp}/x.npy", "--size", "128"), "no shipped checkpoint for size 128"),
+        (("sample", "-n", "2", "-o", "{tmp}/x.npy", "--weights", "{vae}", "--sampler", "ddim"), "apply to diffusion checkpoints"),
+        (("sample", "-n", "2", "-o", "{tmp}/x.npy", "--weights", "{diffusion}", "--vertebrae", "30"), "must lie in 0..24"),
+        (("report", "--data", "{encoder}", "-o", "{tmp}/r", "--weights", "{vae}"), "not a dataset"),
+    ],
+)
+def test_bad_input_is_one_line(runs: dict[str, Path], tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    fill = {"tmp": tmp_path, **{k: str(v) for k, v in runs.items()}}
+    argv = [a.format(**fill) for a in args]
+    if argv[0] == "train":
+        argv += ["--data", str(runs["data"]), "-o", str(tmp_path / "run")]
+    code, msg = cli("synth", *argv, "--device", "cpu", "--no-progress")
+    assert code == 2 and message in msg and msg.startswith("error: ") and msg.count("\n") == 1, msg
+    assert not (tmp_path / "x.npy").exists() and not (tmp_path / "run").exists()
+
+
+def test_without_weights_the_shipped_checkpoint_is_used_or_its_absence_explained(tmp_path: Path) -> None:
+    code, msg = cli("synth", "sample", "-n", 2, "-o", tmp_path / "x.npy", "--size", 64, "--steps", 1, "--device", "cpu")
+    if (resources.files("medinpaint") / "weights" / "synth-diffusion-64.safetensors").is_file():
+        assert code == 0 and np.load(tmp_path / "x.npy").shape == (2, 1, 64, 64)
+    else:
+        assert code == 2 and "no shipped checkpoint for size 64 yet: pass --weights or train one with" in msg
+
+
+def test_a_folder_that_is_not_a_dataset_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "notes").mkdir()
+    code, msg = cli("synth", "train", "--data", tmp_path / "notes", "-o", tmp_path / "run", "--steps", 1, "--device", "cpu")
+    assert code == 2 and "not a dataset" in msg and msg.count("\n") == 1
