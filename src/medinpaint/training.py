@@ -8,7 +8,6 @@ loop resumes from `last.pt` after a crash with its step count, clock, optimizer 
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import time
@@ -20,6 +19,7 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
+from medinpaint import runstate
 from medinpaint.checkpoint import save_weights
 from medinpaint.data.slices import SliceSet, tissue_to_classes, to_uint8
 from medinpaint.data.split import split_by_patient
@@ -220,15 +220,9 @@ def train(
     model = MaskAwareUNet(cfg.model)
     ema = EMA(model, cfg.ema_decay)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step, elapsed = 0, 0.0
-    if resume_path.exists():
-        state = torch.load(resume_path, map_location="cpu", weights_only=False)
-        if state["config"]["model"] != cfg.model.to_dict():
-            raise InputError(f"{resume_path}: checkpoint has another model config; use a new --output or --overwrite")
-        model.load_state_dict(state["model"])
-        ema.model.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optimizer"])
-        step, elapsed = state["step"], state["elapsed_s"]
+    step, elapsed = runstate.resume(resume_path, lambda saved: saved["model"] == cfg.model.to_dict(),
+                                    "checkpoint has another model config", model, ema.model, opt)
+    if step:
         acc.print(f"resuming from {resume_path} at step {step} ({elapsed / 60:.1f} min trained)")
     ema.model.to(acc.device)
     if acc.device.type == "cuda":
@@ -241,28 +235,14 @@ def train(
 
     if acc.is_main_process:
         (output / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
-    log_file = open(output / "log.csv", "a", newline="") if acc.is_main_process else None
-    writer = csv.DictWriter(log_file, LOG_FIELDS) if log_file else None
-    if writer and log_file.tell() == 0:
-        writer.writeheader()
+    log_file, writer = runstate.open_log(output / "log.csv", LOG_FIELDS) if acc.is_main_process else (None, None)
 
     def budget_left() -> bool:
         return (cfg.steps is None or step < cfg.steps) and (cfg.minutes is None or elapsed < cfg.minutes * 60)
 
     def save_checkpoint() -> None:
-        if not acc.is_main_process:
-            return
-        state = {
-            "model": acc.unwrap_model(model).state_dict(),
-            "ema": ema.model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "step": step,
-            "elapsed_s": elapsed,
-            "config": cfg.to_dict(),
-        }
-        tmp = resume_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.replace(resume_path)
+        if acc.is_main_process:
+            runstate.save(resume_path, acc.unwrap_model(model), ema.model, opt, step, elapsed, cfg.to_dict())
 
     bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and acc.is_main_process), unit="step", desc="training")
     last_ckpt = time.monotonic()

@@ -8,7 +8,6 @@ patients 450-499 (or a held-out tenth of patients) are never trained on.
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,6 +17,7 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
+from medinpaint import runstate
 from medinpaint.checkpoint import save_weights
 from medinpaint.data.slices import SliceSet
 from medinpaint.data.split import split_by_patient
@@ -89,15 +89,10 @@ def train_generator(
     net = build_network(cfg.model, cfg.network)
     ema = EMA(net, cfg.ema_decay)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=0.0)
-    step, elapsed = 0, 0.0
-    if resume_path.exists():
-        state = torch.load(resume_path, map_location="cpu", weights_only=False)
-        if {k: state["config"][k] for k in ("model", "size", "network")} != {k: cfg.to_dict()[k] for k in ("model", "size", "network")}:
-            raise InputError(f"{resume_path}: checkpoint of another model or size; use a new --output or --overwrite")
-        net.load_state_dict(state["model"])
-        ema.model.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optimizer"])
-        step, elapsed = state["step"], state["elapsed_s"]
+    keys = ("model", "size", "network")
+    step, elapsed = runstate.resume(resume_path, lambda saved: all(saved[k] == cfg.to_dict()[k] for k in keys),
+                                    "checkpoint of another model or size", net, ema.model, opt)
+    if step:
         acc.print(f"resuming from {resume_path} at step {step} ({elapsed / 60:.1f} min trained)")
     ema.model.to(acc.device)
     if acc.device.type == "cuda":
@@ -108,19 +103,13 @@ def train_generator(
     pairs, levels = pairs.to(acc.device), levels.to(acc.device)
     gen = torch.Generator(device=acc.device).manual_seed(cfg.seed * 1000 + step)
     (output / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
-    log_file = open(output / "log.csv", "a", newline="")
-    writer = csv.DictWriter(log_file, LOG_FIELDS)
-    if log_file.tell() == 0:
-        writer.writeheader()
+    log_file, writer = runstate.open_log(output / "log.csv", LOG_FIELDS)
 
     def budget_left() -> bool:
         return (cfg.steps is None or step < cfg.steps) and (cfg.minutes is None or elapsed < cfg.minutes * 60)
 
     def save_checkpoint() -> None:
-        state = {"model": acc.unwrap_model(net).state_dict(), "ema": ema.model.state_dict(), "optimizer": opt.state_dict(),
-                 "step": step, "elapsed_s": elapsed, "config": cfg.to_dict()}
-        torch.save(state, resume_path.with_suffix(".tmp"))
-        resume_path.with_suffix(".tmp").replace(resume_path)
+        runstate.save(resume_path, acc.unwrap_model(net), ema.model, opt, step, elapsed, cfg.to_dict())
 
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, unit="step", desc=f"training {cfg.model}")
     last_ckpt = time.monotonic()
