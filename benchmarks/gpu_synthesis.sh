@@ -40,11 +40,11 @@ train() {  # MODEL MINUTES BATCH [flags]: train or resume runs/synth-SIZE-MODEL
   [ "$device" = cuda ] && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
   case "$stage" in
     diffusion)
-      train diffusion "${3:?diffusion needs MINUTES}" "$batch" --lr 5e-4 --bf16-weights
+      train diffusion "${3:?diffusion needs MINUTES}" "$batch" --lr 5e-4 --weights-dtype bfloat16
       cp "$runs/diffusion/model.safetensors" "$out/synth-diffusion-$size.safetensors"
       cp "$runs/diffusion/log.csv" "$out/diffusion-log.csv" ;;
     baselines)
-      train vae "${VAE_MINUTES:-3}" "$batch" --bf16-weights
+      train vae "${VAE_MINUTES:-3}" "$batch" --weights-dtype bfloat16
       train encoder "${ENCODER_MINUTES:-1.5}" 256
       cp "$runs/vae/log.csv" "$out/vae-log.csv"
       cp "$runs/encoder/log.csv" "$out/encoder-log.csv" ;;

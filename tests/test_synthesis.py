@@ -162,7 +162,7 @@ def test_vae_loss_goes_down(phantoms: SliceSet, tmp_path: Path) -> None:
 
 
 def test_bf16_export_halves_the_weights_and_still_samples(phantoms: SliceSet, tmp_path: Path) -> None:
-    path = train_generator(phantoms, tmp_path / "run", tiny("vae", steps=1, bf16_weights=True), device="cpu", progress=False)
+    path = train_generator(phantoms, tmp_path / "run", tiny("vae", steps=1, weights_dtype="bfloat16"), device="cpu", progress=False)
     full = train_generator(phantoms, tmp_path / "run32", tiny("vae", steps=1), device="cpu", progress=False)
     assert path.stat().st_size < 0.6 * full.stat().st_size
     assert load_generator(path).sample(2).images.shape == (2, 1, 64, 64)

@@ -18,7 +18,7 @@ from medinpaint.errors import InputError
 
 
 def resume(path: Path, matches: Callable[[dict], bool], mismatch: str, model: nn.Module, ema: nn.Module,
-           opt: torch.optim.Optimizer) -> tuple[int, float]:
+           opt: torch.optim.Optimizer, say: Callable[[str], None] = print) -> tuple[int, float]:
     """Load `path` (if it exists) into model, EMA model and optimizer; (step, elapsed seconds) to go on from.
     `matches(saved_config)` says whether the saved run is this one; if not, `mismatch` is the error."""
     if not path.exists():
@@ -29,6 +29,7 @@ def resume(path: Path, matches: Callable[[dict], bool], mismatch: str, model: nn
     model.load_state_dict(state["model"])
     ema.load_state_dict(state["ema"])
     opt.load_state_dict(state["optimizer"])
+    say(f"resuming from {path} at step {state['step']} ({state['elapsed_s'] / 60:.1f} min trained)")
     return state["step"], state["elapsed_s"]
 
 

@@ -182,6 +182,26 @@ class EMA:
             e.lerp_(p.detach().to(e.dtype), 1 - d)
 
 
+def prepare(acc: Accelerator, model: torch.nn.Module, opt: torch.optim.Optimizer, ema: EMA, compile: bool
+            ) -> tuple[torch.nn.Module, torch.optim.Optimizer, torch.nn.Module]:
+    """Put the EMA on the device, use channels-last on GPUs, hand model and optimizer to accelerate;
+    (model, optimizer, the callable to train through: compiled if asked)."""
+    ema.model.to(acc.device)
+    if acc.device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    model, opt = acc.prepare(model, opt)
+    return model, opt, torch.compile(model) if compile else model
+
+
+def optimizer_step(acc: Accelerator, model: torch.nn.Module, opt: torch.optim.Optimizer, ema: EMA, loss: torch.Tensor, step: int) -> None:
+    """Backpropagate `loss`, clip the gradient norm at 1, step, and move the EMA: one step of any training loop."""
+    opt.zero_grad(set_to_none=True)
+    acc.backward(loss)
+    acc.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    ema.update(acc.unwrap_model(model), step)
+
+
 def _config_from_dict(d: dict) -> TrainConfig:
     known = {f.name for f in fields(TrainConfig)}
     return TrainConfig(**{k: v for k, v in d.items() if k in known})
@@ -221,14 +241,8 @@ def train(
     ema = EMA(model, cfg.ema_decay)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, elapsed = runstate.resume(resume_path, lambda saved: saved["model"] == cfg.model.to_dict(),
-                                    "checkpoint has another model config", model, ema.model, opt)
-    if step:
-        acc.print(f"resuming from {resume_path} at step {step} ({elapsed / 60:.1f} min trained)")
-    ema.model.to(acc.device)
-    if acc.device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    model, opt = acc.prepare(model, opt)
-    forward = torch.compile(model) if cfg.compile else model
+                                    "checkpoint has another model config", model, ema.model, opt, say=acc.print)
+    model, opt, forward = prepare(acc, model, opt, ema, cfg.compile)
 
     tdata = TrainingData(train_set, pool, acc.device)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + acc.process_index + step)
@@ -260,11 +274,7 @@ def train(
             with acc.autocast():
                 pred = forward(b["image"], b["mask"], b["tissue"], b["vertebrae"])
                 loss = masked_loss(pred.float(), b["image"], b["mask"], cfg.loss)
-            opt.zero_grad(set_to_none=True)
-            acc.backward(loss)
-            acc.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            ema.update(acc.unwrap_model(model), step)
+            optimizer_step(acc, model, opt, ema, loss, step)
             step += 1
             dt = time.monotonic() - t0
             elapsed += dt

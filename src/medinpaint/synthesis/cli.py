@@ -33,7 +33,7 @@ def train_cmd(
     base_channels: Annotated[int | None, typer.Option(help="network width at full resolution (default: by model and size)")] = None,
     blocks: Annotated[int | None, typer.Option(help="diffusion: residual blocks per level (default 2)")] = None,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the network (GPU)")] = False,
-    bf16_weights: Annotated[bool, typer.Option("--bf16-weights", help="save the final weights in bf16 (for shipping)")] = False,
+    weights_dtype: Annotated[str, typer.Option(help="dtype of the exported weights: float32, float16 or bfloat16")] = "float32",
     seed: int = 0,
     device: DeviceOpt = "auto",
     overwrite: Overwrite = False,
@@ -46,7 +46,7 @@ def train_cmd(
 
     network = network_config(model, size, base_channels, blocks).to_dict()
     cfg = SynthTrainConfig(model=model, size=size, steps=steps, minutes=minutes, batch_size=batch_size, lr=lr, seed=seed,
-                           compile=compile, bf16_weights=bf16_weights, network=network)
+                           compile=compile, weights_dtype=weights_dtype, network=network)
     weights = train_generator(read_slices(data), output, cfg, device=resolve_device(device), progress=not no_progress, overwrite=overwrite)
     typer.echo(f"weights: {weights}")
 

@@ -26,7 +26,7 @@ from medinpaint.synthesis.data import require_triples, resize_pairs, vertebra_co
 from medinpaint.synthesis.diffusion import Diffusion
 from medinpaint.synthesis.models import KINDS, build_network, check_choice, network_config
 from medinpaint.synthesis.objectives import OBJECTIVES
-from medinpaint.training import EMA, lr_at
+from medinpaint.training import EMA, lr_at, optimizer_step, prepare
 
 LOG_FIELDS = ("step", "elapsed_s", "lr", "loss", "images_per_s")
 DEFAULT_LR = {"diffusion": 3e-4, "vae": 1e-3, "encoder": 1e-3}
@@ -49,13 +49,15 @@ class SynthTrainConfig:
     checkpoint_every_s: float = 120.0
     seed: int = 0
     compile: bool = False
-    bf16_weights: bool = False  # export the final weights in bf16 (half the size, for shipping)
+    weights_dtype: str = "float32"  # of the exported model.safetensors; bfloat16 halves it for shipping
     network: dict = field(default_factory=dict)  # the network config; empty: the default for model and size
 
     def __post_init__(self) -> None:
         if self.steps is None and self.minutes is None:
             raise InputError("give a budget: --steps N and/or --minutes M")
         check_choice(self.model, self.size)
+        if self.weights_dtype not in ("float32", "float16", "bfloat16"):
+            raise InputError(f"--weights-dtype must be float32, float16 or bfloat16, got {self.weights_dtype!r}")
         if self.lr is None:
             self.lr = DEFAULT_LR[self.model]
         if not self.network:
@@ -91,14 +93,8 @@ def train_generator(
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=0.0)
     keys = ("model", "size", "network")
     step, elapsed = runstate.resume(resume_path, lambda saved: all(saved[k] == cfg.to_dict()[k] for k in keys),
-                                    "checkpoint of another model or size", net, ema.model, opt)
-    if step:
-        acc.print(f"resuming from {resume_path} at step {step} ({elapsed / 60:.1f} min trained)")
-    ema.model.to(acc.device)
-    if acc.device.type == "cuda":
-        net = net.to(memory_format=torch.channels_last)
-    net, opt = acc.prepare(net, opt)
-    forward = torch.compile(net) if cfg.compile else net
+                                    "checkpoint of another model or size", net, ema.model, opt, say=acc.print)
+    net, opt, forward = prepare(acc, net, opt, ema, cfg.compile)
     objective = OBJECTIVES[cfg.model]
     pairs, levels = pairs.to(acc.device), levels.to(acc.device)
     gen = torch.Generator(device=acc.device).manual_seed(cfg.seed * 1000 + step)
@@ -123,11 +119,7 @@ def train_generator(
             idx = torch.randint(len(pairs), (cfg.batch_size,), generator=gen, device=acc.device)
             with acc.autocast():
                 loss = objective(forward, pairs[idx], levels[idx], cfg, gen)
-            opt.zero_grad(set_to_none=True)
-            acc.backward(loss)
-            acc.clip_grad_norm_(net.parameters(), 1.0)
-            opt.step()
-            ema.update(acc.unwrap_model(net), step)
+            optimizer_step(acc, net, opt, ema, loss, step)
             step += 1
             dt = time.monotonic() - t0
             elapsed += dt
@@ -146,6 +138,6 @@ def train_generator(
         log_file.close()
     extra = {"diffusion": Diffusion(cfg.timesteps).to_dict()} if cfg.model == "diffusion" else {}
     return save_weights(output / "model.safetensors", ema.model, KINDS[cfg.model], cfg.network,
-                        dtype=torch.bfloat16 if cfg.bf16_weights else None, size=cfg.size, name=output.name, steps=step,
+                        dtype=getattr(torch, cfg.weights_dtype), size=cfg.size, name=output.name, steps=step,
                         train_minutes=round(elapsed / 60, 2), train_slices=len(train_set), seed=cfg.seed,
                         vertebra_counts=vertebra_counts(train_set.vertebrae), **extra)

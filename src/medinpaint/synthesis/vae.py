@@ -15,6 +15,7 @@ from torch import nn
 
 from medinpaint.models.unet import ResBlock
 from medinpaint.synthesis.denoiser import NUM_CLASSES
+from medinpaint.synthesis.encoder import downsampling_trunk
 
 
 @dataclass
@@ -44,11 +45,7 @@ class ConditionalVAE(nn.Module):
         self.config = cfg = config or VAEConfig()
         widths = [cfg.base_channels * m for m in cfg.channel_mults]
         flat, hidden, g = widths[-1] * cfg.bottleneck**2, 2 * cfg.latent_dim, cfg.groups
-        enc: list[nn.Module] = [nn.Conv2d(cfg.channels, widths[0], 3, padding=1)]
-        for i, w in enumerate(widths):
-            enc.append(ResBlock(widths[max(i - 1, 0)], w, g))
-            if i < len(widths) - 1:
-                enc.append(nn.Conv2d(w, w, 3, stride=2, padding=1))
+        enc = downsampling_trunk(cfg.channels, widths, g, after_last=False)
         self.encoder = nn.Sequential(*enc, nn.GroupNorm(min(g, widths[-1]), widths[-1]), nn.SiLU(), nn.Flatten())
         self.enc_hidden = nn.Linear(flat, hidden)
         self.enc_class = nn.Embedding(cfg.num_classes, hidden)
