@@ -240,7 +240,7 @@ def train(
     model = MaskAwareUNet(cfg.model)
     ema = EMA(model, cfg.ema_decay)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step, elapsed = runstate.resume(resume_path, lambda saved: saved["model"] == cfg.model.to_dict(),
+    step, elapsed = runstate.resume(resume_path, lambda saved: UNetConfig(**saved["model"]) == cfg.model,  # defaults fill new fields
                                     "checkpoint has another model config", model, ema.model, opt, say=acc.print)
     model, opt, forward = prepare(acc, model, opt, ema, cfg.compile)
 
