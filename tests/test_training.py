@@ -52,6 +52,16 @@ def test_resume_continues_the_step_count_and_the_clock(phantom_dataset: Path, tm
     assert log_steps(run) == [1, 2, 3, 4, 5, 6, 7]
 
 
+def test_resume_accepts_a_checkpoint_saved_before_a_config_field_existed(phantom_dataset: Path, tmp_path: Path) -> None:
+    run, data = tmp_path / "run", read_slices(phantom_dataset)
+    train(data, run, config(steps=2), device="cpu", progress=False)
+    state = torch.load(run / "last.pt", weights_only=False)
+    del state["config"]["model"]["attention"]  # as written before the attention option was added
+    torch.save(state, run / "last.pt")
+    train(data, run, config(steps=3), device="cpu", progress=False)
+    assert torch.load(run / "last.pt", weights_only=False)["step"] == 3
+
+
 def test_resume_refuses_another_model_and_an_unrelated_folder(phantom_dataset: Path, tmp_path: Path) -> None:
     data = read_slices(phantom_dataset)
     train(data, tmp_path / "run", config(steps=1), device="cpu", progress=False)
