@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument("--stand-in", action="store_true", help="serve an untrained checkpoint of the shipped architecture")
     parser.add_argument("--requests", type=int, default=64)
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--max-batch", type=int, default=8, help="server micro-batch limit (1: no batching)")
+    parser.add_argument("--max-batch", type=int, help="server micro-batch limit (default: the server's; 1: no batching)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--time-limit", type=float, default=120, help="stop sending after this many seconds")
     args = parser.parse_args()
@@ -99,14 +99,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         weights = stand_in_weights(Path(tmp)) if args.stand_in else args.weights
         log = Path(tmp) / "server.log"
-        serve_args = ["--max-batch", str(args.max_batch), "--workers", str(args.workers)]
+        serve_args = ["--workers", str(args.workers), *(["--max-batch", str(args.max_batch)] if args.max_batch else [])]
         with serve_in_subprocess(*serve_args, *(["--weights", str(weights)] if weights else []), log=log) as url:
+            health = httpx.get(f"{url}/health").json()
             latencies, errors, wall = asyncio.run(load(url, sample_requests(), args.requests, args.concurrency, args.time_limit))
             alive = httpx.get(f"{url}/health", timeout=5).status_code == 200
         lat = np.array(latencies) * 1000
         result = {
-            "weights": "stand-in (untrained, shipped architecture)" if args.stand_in else str(args.weights or "shipped"),
-            "requests": len(latencies) + errors, "concurrency": args.concurrency, "max_batch": args.max_batch,
+            "model": health["model"], "checksum": health["checksum"][:12],
+            "requests": len(latencies) + errors, "concurrency": args.concurrency, "max_batch": health["max_batch"],
             "workers": args.workers, "errors": errors, "p50_ms": round(float(np.percentile(lat, 50)), 1),
             "p95_ms": round(float(np.percentile(lat, 95)), 1), "max_ms": round(float(lat.max()), 1),
             "throughput_rps": round(len(latencies) / wall, 2), "mean_batch": round(mean_batch(log), 2),

@@ -41,7 +41,7 @@ def inpainter(tiny_checkpoint: Path) -> Inpainter:
 @pytest.fixture(scope="module")
 def client(tiny_checkpoint: Path) -> Iterator[httpx.Client]:
     """One real server for the module: every bad request below hits it, so it must survive them all."""
-    with serve_in_thread(create_app(tiny_checkpoint)) as url, httpx.Client(base_url=url, timeout=60) as c:
+    with serve_in_thread(create_app(tiny_checkpoint, max_batch=8)) as url, httpx.Client(base_url=url, timeout=60) as c:
         yield c
 
 
@@ -223,6 +223,8 @@ def test_body_over_the_limit_is_refused_before_it_is_read(client: httpx.Client) 
 
 def test_app_factory_reads_the_environment(tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEDINPAINT_WEIGHTS", str(tiny_checkpoint))
+    monkeypatch.setenv("MEDINPAINT_MAX_BATCH", "")
+    assert app_from_env().state.batcher.max_batch == 1  # on CPU batching is off unless asked for
     monkeypatch.setenv("MEDINPAINT_MAX_BATCH", "3")
     app = app_from_env()
     assert app.state.inpainter.name == "tiny" and app.state.batcher.max_batch == 3

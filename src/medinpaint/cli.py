@@ -220,7 +220,7 @@ def serve(
     device: DeviceOpt = "cpu",
     workers: Annotated[int, typer.Option(min=1, help="server processes, each with its own copy of the model")] = 1,
     flips: Annotated[bool, typer.Option("--flips", help="average with the mirrored prediction: slower, more accurate")] = False,
-    max_batch: Annotated[int, typer.Option(min=1, help="most concurrent slices filled in one forward pass (1: no batching)")] = 8,
+    max_batch: Annotated[int | None, typer.Option(min=1, help="most concurrent slices filled in one forward pass (default: 8 on a GPU, 1 = none on CPU)")] = None,
 ) -> None:
     """Serve the DM-i-AI /predict API, /predict/batch, /health, the docs at /docs and a page at /ui/."""
     from medinpaint.serve.server import run

@@ -39,6 +39,7 @@ from medinpaint.serve.schemas import (
 
 SERVICE = "ct-inpainting-usecase"  # what DM-i-AI's template answers at GET /api
 RUNNING = "Your endpoint is running!"
+DEFAULT_GPU_BATCH = 8
 MAX_BODY_BYTES = 1 << 20  # one case is three 256x256 PNGs in base64: at most about 270 kB
 ERRORS: dict[int | str, dict[str, Any]] = {413: {"model": ErrorBody}, 422: {"model": ErrorBody}}
 
@@ -47,13 +48,16 @@ def create_app(
     model: Inpainter | str | Path | None = None,
     device: str = "cpu",
     flips: bool = False,
-    max_batch: int = 8,
+    max_batch: int | None = None,
     max_wait_ms: float = 10.0,
     max_body_bytes: int = MAX_BODY_BYTES,
 ) -> FastAPI:
     """An app serving `model`: an Inpainter, a checkpoint path, or None for the shipped weights.
-    `max_batch=1` turns micro-batching off; a batch request may be `MAX_BATCH_ITEMS` times `max_body_bytes`."""
+    `max_batch` None: micro-batch on a GPU only (on 2 CPU cores it did not raise throughput, see BENCHMARKS.md);
+    1 turns it off. A batch request may be `MAX_BATCH_ITEMS` times `max_body_bytes`."""
     inpainter = model if isinstance(model, Inpainter) else Inpainter.from_pretrained(model, device=device, flips=flips)
+    if max_batch is None:
+        max_batch = DEFAULT_GPU_BATCH if inpainter.device.type == "cuda" else 1
     batcher = MicroBatcher(inpainter, max_batch=max_batch, max_wait_ms=max_wait_ms)
     started = time.time()
 
@@ -155,4 +159,4 @@ def app_from_env() -> FastAPI:
         torch.set_num_threads(int(threads))
     return create_app(os.environ.get("MEDINPAINT_WEIGHTS") or None, device=os.environ.get("MEDINPAINT_DEVICE", "cpu"),
                       flips=os.environ.get("MEDINPAINT_FLIPS") == "1",
-                      max_batch=int(os.environ.get("MEDINPAINT_MAX_BATCH", "8")))
+                      max_batch=int(os.environ["MEDINPAINT_MAX_BATCH"]) if os.environ.get("MEDINPAINT_MAX_BATCH") else None)
