@@ -30,8 +30,10 @@ def resize_pairs(slices: SliceSet, size: int, chunk: int = 256) -> np.ndarray:
         raise InputError(f"synthesis works on square slices, got {h}x{w}")
     if size > h:
         raise InputError(f"the slices are {h}x{w}: too small for a {size}x{size} model")
-    out = np.empty((len(slices), 2, size, size), dtype=np.uint8)
     clean, tissue = slices.clean, slices.tissue
+    if size == h:
+        return np.stack([to_uint8(clean), tissue], axis=1)
+    out = np.empty((len(slices), 2, size, size), dtype=np.uint8)
     for s in range(0, len(slices), chunk):
         ct = torch.from_numpy(to_unit(clean[s : s + chunk]))[:, None]
         out[s : s + chunk, 0] = to_uint8(F.interpolate(ct, size=(size, size), mode="area")[:, 0].numpy())

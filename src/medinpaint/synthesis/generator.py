@@ -70,7 +70,7 @@ class SliceGenerator:
         if self.device.type == "cuda":
             self.net = self.net.to(memory_format=torch.channels_last)
         self.forward = torch.compile(self.net) if compile else self.net
-        self.model, self.size, self.name, self.checksum = model, int(meta["size"]), name, checksum
+        self.model, self.size, self.name, self.checksum, self.meta = model, int(meta["size"]), name, checksum, meta
         self.diffusion = Diffusion(meta["diffusion"]["timesteps"]) if model == "diffusion" else None
         counts = np.asarray(meta["vertebra_counts"], dtype=np.float64)
         self.level_probs = counts / counts.sum()
@@ -85,11 +85,11 @@ class SliceGenerator:
     def stream(self, n: int, seed: int = 0, steps: int | None = None, sampler: str | None = None, temperature: float = 1.0,
                batch_size: int = 64, vertebrae: int | Sequence[int] | np.ndarray | None = None, guidance: float = 1.0,
                progress: bool = False) -> Iterator[Samples]:
-        """An iterator over n samples in chunks of `batch_size` (the arguments are checked at once). Diffusion: `sampler` ddim (default, 25 steps) or ddpm
-        (default 1000 steps); `guidance` > 1 pushes samples towards their vertebra level. Both models:
-        `temperature` scales the noise; `vertebrae` is one level for all, one per sample, or None to draw
-        levels as often as they occur in the training data."""
-        steps, eta = self._check(n, steps, sampler, temperature, batch_size, guidance)  # now, not at the first chunk
+        """An iterator over n samples in chunks of `batch_size`; the arguments are checked at once, not at the
+        first chunk. Diffusion: `sampler` ddim (default, 25 steps) or ddpm (default 1000 steps); `guidance` > 1
+        pushes samples towards their vertebra level. Both models: `temperature` scales the noise; `vertebrae` is
+        one level for all, one per sample, or None to draw levels as often as they occur in the training data."""
+        steps, eta = self._check(n, steps, sampler, temperature, batch_size, guidance)
         levels = self._levels(n, seed, vertebrae)
         return self._chunks(levels, seed, steps, eta, temperature, batch_size, guidance, progress)
 

@@ -13,6 +13,7 @@ closest_pairs.png, and the encoder and utility runs it trained, into one folder 
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -54,8 +55,9 @@ class RealReference:
     """The real side of every comparison, at the generators' size: training slices (a random n of them for
     features) and held-out slices, with their features and nearest-training-slice distances."""
 
-    def __init__(self, slices: SliceSet, size: int, cfg: ReportConfig, features: Callable[[np.ndarray], np.ndarray]) -> None:
-        train_idx, val_idx = split_by_patient(slices.ids, seed=cfg.seed)
+    def __init__(self, slices: SliceSet, size: int, cfg: ReportConfig, features: Callable[[np.ndarray], np.ndarray],
+                 split_seed: int) -> None:
+        train_idx, val_idx = split_by_patient(slices.ids, seed=split_seed)
         if len(train_idx) < 2 or len(val_idx) < 2:
             raise InputError("the data need at least two training and two held-out slices (patients 450-499)")
         self.train, self.heldout = slices.subset(train_idx), slices.subset(val_idx)
@@ -91,13 +93,14 @@ def synth_report(weights: list[Path | None], data: Path, output: Path, cfg: Repo
     size = gens[0].size
     if any(g.size != size for g in gens):
         raise InputError("all checkpoints in one report must have the same size")
+    split_seed = gens[0].meta.get("seed", 0)  # the patient split the generators were trained with
     with atomic_dir(output, overwrite=overwrite) as tmp:
         encoder_path = cfg.encoder or train_generator(
-            slices, tmp / "encoder", SynthTrainConfig(model="encoder", size=size, steps=cfg.encoder_steps, seed=cfg.seed),
+            slices, tmp / "encoder", SynthTrainConfig(model="encoder", size=size, steps=cfg.encoder_steps, seed=split_seed),
             device=cfg.device, progress=cfg.progress)
         encoder, encoder_meta = load_network(encoder_path, "encoder")
-        features = lambda ct: encode(encoder, ct, device=cfg.device, progress=cfg.progress)  # noqa: E731
-        real = RealReference(slices, size, cfg, features)
+        features = functools.partial(encode, encoder, device=cfg.device, progress=cfg.progress)
+        real = RealReference(slices, size, cfg, features, split_seed)
         heldout = real.fidelity(real.heldout_features)
         body, fat = tissue_fractions(real.triples()[1])
         summary: dict = {
@@ -159,7 +162,8 @@ def _measure(gen: SliceGenerator, label: str, cfg: ReportConfig, real: RealRefer
     seconds = time.perf_counter() - t0
     nn = nearest_training(thumbnails(samples.images), real.thumbs, progress=cfg.progress)
     body, fat = tissue_fractions(samples.tissue)
-    entry = {"label": label, "kind": gen.model, "name": gen.name, "checksum": gen.checksum, **real.fidelity(features(samples.images)),
+    entry = {"label": label, "kind": gen.model, "name": gen.name, "checksum": gen.checksum,
+             "trained_on_slices": gen.meta.get("train_slices"), **real.fidelity(features(samples.images)),
              **summarise(nn, real.heldout_nn), "body_fraction": float(body.mean()), "fat_share_of_body": float(fat.mean()),
              "samples_per_s": cfg.n / seconds}
     return samples, nn, entry
