@@ -1,9 +1,10 @@
 """One training loop for the synthesis models (diffusion, VAE, feature encoder), on accelerate: CPU or one GPU (bf16).
 
 The training pairs (CT and tissue level at the model's size) stay on the device as uint8; each step draws a
-batch at random. As in the inpainting loop (`medinpaint.training`, whose EMA and learning-rate schedule this
-reuses), the budget is steps and/or minutes in total across resumes, the run resumes from `last.pt`, and
-patients 450-499 (or a held-out tenth of patients) are never trained on.
+batch at random. It is the inpainting loop's twin (`medinpaint.training`, whose EMA, learning-rate schedule,
+device preparation and optimizer step it reuses, with `medinpaint.runstate` for `last.pt` and the CSV log): the
+budget is steps and/or minutes in total across resumes, a run resumes from `last.pt`, and patients 450-499 (or
+a held-out tenth of patients) are never trained on. Only the loss differs between models (`objectives.py`).
 """
 
 from __future__ import annotations
