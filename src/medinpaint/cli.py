@@ -19,6 +19,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, or auto (cuda when available)")]
 NoProgress = Annotated[bool, typer.Option("--no-progress", help="hide progress bars")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="replace an existing, non-empty output")]
+Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the network (GPU)")]
+WeightsDtype = Annotated[str, typer.Option(help="dtype of the exported weights: float32, float16 or bfloat16")]
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -63,8 +65,8 @@ def train(
     no_vertebrae: Annotated[bool, typer.Option("--no-vertebrae", help="do not condition on the vertebra level")] = False,
     crop: Annotated[int | None, typer.Option(help="train on random square crops of this size")] = None,
     val_every: Annotated[int, typer.Option(help="validate every N steps")] = 200,
-    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model (GPU)")] = False,
-    weights_dtype: Annotated[str, typer.Option(help="dtype of the exported weights: float32, float16 or bfloat16")] = "float32",
+    compile: Compile = False,
+    weights_dtype: WeightsDtype = "float32",
     seed: int = 0,
     device: DeviceOpt = "auto",
     overwrite: Overwrite = False,

@@ -12,7 +12,7 @@ import typer
 # commands below only when the app runs, so importing either module first works.
 synth_app = typer.Typer(no_args_is_help=True, help="Generate synthetic slices with tissue maps; train and judge the generators.")
 
-from medinpaint.cli import DeviceOpt, NoProgress, Overwrite, resolve_device, user_errors  # noqa: E402
+from medinpaint.cli import Compile, DeviceOpt, NoProgress, Overwrite, WeightsDtype, resolve_device, user_errors  # noqa: E402
 
 Steps = Annotated[int | None, typer.Option("--steps", help="diffusion sampler steps (default: 25 for ddim, 1000 for ddpm)")]
 Sampler = Annotated[str | None, typer.Option("--sampler", help="ddim (deterministic given the seed) or ddpm")]
@@ -32,8 +32,8 @@ def train_cmd(
     lr: Annotated[float | None, typer.Option(help="peak learning rate (default: 3e-4 diffusion, 1e-3 otherwise)")] = None,
     base_channels: Annotated[int | None, typer.Option(help="network width at full resolution (default: by model and size)")] = None,
     blocks: Annotated[int | None, typer.Option(help="diffusion: residual blocks per level (default 2)")] = None,
-    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the network (GPU)")] = False,
-    weights_dtype: Annotated[str, typer.Option(help="dtype of the exported weights: float32, float16 or bfloat16")] = "float32",
+    compile: Compile = False,
+    weights_dtype: WeightsDtype = "float32",
     seed: int = 0,
     device: DeviceOpt = "auto",
     overwrite: Overwrite = False,
