@@ -1,8 +1,8 @@
 """Mask generators with one signature, `generator(rng, shape) -> bool array (True = missing)`.
 
-The brush-stroke generator is tuned to the DM-i-AI masks, measured on 200 of them (`benchmarks/mask_stats.py`):
-coverage 12-72 % (median 38 %), median stroke width 6-62 px (median 30), 94 % touch the image border,
-1-6 connected pieces (median 3).
+The brush-stroke generator is tuned to the DM-i-AI masks, measured on 200 of them (`benchmarks/mask_stats.py`,
+figures in BENCHMARKS.md): coverage 13-74 % (median 40 %), median stroke width 6-82 px (median 29), 98 % touch
+the image border, 1-7 connected pieces (median 3).
 """
 
 from __future__ import annotations
