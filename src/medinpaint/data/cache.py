@@ -1,7 +1,8 @@
 """Packed uint8 caches: decode thousands of PNGs once, load in seconds, and carry in shards of <= 60 MB.
 
-Shards are .npz files (`np.load` reads them) whose members are LZMA-compressed: on DM-i-AI slices that is about
-14 % smaller than zlib, which is what lets the 4,500 training slices travel to a GPU machine in one 64 MiB carry.
+Shards are .npz files (`np.load` reads them) whose members are LZMA-compressed rather than zlib-compressed: with
+it the 4,500 training slices and 64 validation slices pack into 60.1 MiB (BENCHMARKS.md), under a GPU machine's
+64 MiB carry.
 """
 
 from __future__ import annotations
