@@ -74,7 +74,7 @@ def train_and_fill(target: np.ndarray, clean: np.ndarray, corruption: Corruption
         result = fill_gaps(target, clean, Path(work), corruption, minutes=minutes, device=device, progress=False)
         wall = time.perf_counter() - start
     info = {"steps": result.steps, "val_mae": result.val_mae, "wall_s": round(wall, 1), "minutes": minutes,
-            "model": result.config.model.to_dict(), "train_slices": len(clean)}
+            "network": result.config.network.to_dict(), "train_slices": len(clean)}
     return result.filled, info
 
 

@@ -29,12 +29,11 @@ SHIPPED_ARCHITECTURE = {"base_channels": 16, "depth": 4, "blocks_per_level": 1}
 
 def stand_in_weights(folder: Path) -> Path:
     """An untrained checkpoint of the shipped architecture: same cost per request, for when the weights are not out yet."""
-    from medinpaint.checkpoint import save_weights
-    from medinpaint.inference import MODEL_KIND
+    from medinpaint.inference import save_inpainter
     from medinpaint.models import MaskAwareUNet, UNetConfig
 
     cfg = UNetConfig(**SHIPPED_ARCHITECTURE)
-    return save_weights(folder / "stand-in.safetensors", MaskAwareUNet(cfg), MODEL_KIND, cfg.to_dict(), name="stand-in")
+    return save_inpainter(folder / "stand-in.safetensors", MaskAwareUNet(cfg), name="stand-in")
 
 
 def sample_requests() -> list[dict]:

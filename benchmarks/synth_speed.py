@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from medinpaint.synthesis.generator import SliceGenerator, load_generator
-from medinpaint.synthesis.models import build_network, network_config
+from medinpaint.synthesis.registry import build_network, network_config
 
 
 def generator(model: str, size: int, weights: Path | None, device: str, compile: bool) -> SliceGenerator:

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from medinpaint.checkpoint import save_weights
 from medinpaint.data.png import write_gray_png
-from medinpaint.inference import MODEL_KIND
+from medinpaint.inference import save_inpainter
 from medinpaint.masks import BrushStrokes
 from medinpaint.models import MaskAwareUNet, UNetConfig
 from medinpaint.samples import sample_dir
@@ -62,7 +61,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained tiny U-Net saved as a medinpaint checkpoint (fixed seed)."""
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    return save_weights(path, MaskAwareUNet(TINY), MODEL_KIND, TINY.to_dict(), name="tiny")
+    return save_inpainter(path, MaskAwareUNet(TINY), name="tiny")
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from medinpaint.masks import Blobs, BrushStrokes, RealMaskPool, Stripes, mask_statistics
+from medinpaint.masks import Blobs, BrushStrokes, Stripes, mask_statistics
 from medinpaint.samples import sample_dir
 from medinpaint.data import read_slices
 
@@ -26,17 +26,6 @@ def test_real_mask_statistics_fall_in_the_same_ranges() -> None:
     assert 0.12 <= min(cov) and max(cov) <= 0.73
 
 
-def test_real_mask_pool_only_turns_and_flips() -> None:
-    rng = np.random.default_rng(1)
-    base = np.zeros((8, 8), bool)
-    base[0, :3] = True
-    pool = RealMaskPool(base[None])
-    seen = {pool(rng, (8, 8)).tobytes() for _ in range(200)}
-    assert len(seen) == 8  # the 8 symmetries of the square, nothing else
-    for m in (np.frombuffer(b, bool).reshape(8, 8) for b in seen):
-        assert m.sum() == 3
-
-
 @pytest.mark.parametrize("orientation", ["vertical", "horizontal"])
 def test_stripes_have_the_asked_period_and_duty(orientation: str) -> None:
     m = Stripes(period=4, missing=2, orientation=orientation, random_phase=False)(np.random.default_rng(0), (12, 16))
@@ -59,7 +48,7 @@ def test_stripes_reject_impossible_duty() -> None:
 
 
 def test_generators_share_one_signature_and_are_seeded() -> None:
-    for gen in (BrushStrokes(), Stripes(), Blobs(), RealMaskPool(np.ones((2, 20, 30), bool))):
+    for gen in (BrushStrokes(), Stripes(), Blobs()):
         a = gen(np.random.default_rng(5), (20, 30))
         b = gen(np.random.default_rng(5), (20, 30))
         assert a.dtype == bool and a.shape == (20, 30) and np.array_equal(a, b)

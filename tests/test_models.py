@@ -44,11 +44,16 @@ def test_mri_config_without_side_information() -> None:
     assert net(torch.rand(1, 1, 12, 12), torch.ones(1, 1, 12, 12)).shape == (1, 1, 12, 12)
 
 
-def test_bottleneck_attention_is_used_and_keeps_known_pixels() -> None:
+def test_bottleneck_attention_starts_as_the_identity_is_used_and_keeps_known_pixels() -> None:
     torch.manual_seed(0)
     net = MaskAwareUNet(UNetConfig(base_channels=8, depth=3, blocks_per_level=1, attention=True)).eval()
     image, mask = torch.rand(1, 1, 30, 44), (torch.rand(1, 1, 30, 44) > 0.5).float()
+    attention = net.bottleneck
+    net.bottleneck = torch.nn.Identity()
+    without = net(image, mask)
+    net.bottleneck = attention
+    assert torch.equal(net(image, mask), without)  # zero-initialised output projection: adding it changes nothing
+    torch.nn.init.normal_(attention.proj.weight)  # as after training
     with_attention = net(image, mask)
     assert torch.equal(with_attention[mask == 0], image[mask == 0])
-    net.bottleneck = torch.nn.Identity()
-    assert not torch.equal(with_attention, net(image, mask))
+    assert not torch.equal(with_attention, without)

@@ -18,16 +18,16 @@ from medinpaint.synthesis.data import quantise_tissue, resize_pairs
 from medinpaint.synthesis.diffusion import Diffusion
 from medinpaint.synthesis.features import frechet_distance, precision_recall
 from medinpaint.synthesis.memorisation import nearest_training
-from medinpaint.synthesis.models import network_config
-from medinpaint.synthesis.trainer import SynthTrainConfig, train_generator
+from medinpaint.synthesis.registry import network_config
+from medinpaint.synthesis.task import SynthTrainConfig, train_generator
 from medinpaint.synthesis.writers import write_dmiai, write_npy
 
 from conftest import write_dmiai as write_phantoms
 
 
-def tiny(model: str, **kw) -> SynthTrainConfig:
-    network = network_config(model, 64, base_channels=8, blocks=1).to_dict()
-    return SynthTrainConfig(**{"model": model, "size": 64, "steps": 3, "batch_size": 4, "log_every": 1, "warmup_steps": 2,
+def tiny(family: str, **kw) -> SynthTrainConfig:
+    network = network_config(family, 64, base_channels=8, blocks=1).to_dict()
+    return SynthTrainConfig(**{"family": family, "size": 64, "steps": 3, "batch_size": 4, "log_every": 1, "warmup_steps": 2,
                                "network": network, **kw})
 
 
@@ -129,8 +129,8 @@ def test_tissue_levels_are_quantised_to_the_nearest_of_three() -> None:
 @pytest.mark.parametrize("model", ["diffusion", "vae"])
 def test_tiny_models_train_and_sample_triples(model: str, checkpoints: dict[str, Path]) -> None:
     meta = read_metadata(checkpoints[model])
-    assert meta["kind"] == f"synth-{model}" and meta["steps"] == 3 and meta["size"] == 64
-    assert sum(meta["vertebra_counts"]) == 20  # the 10 training patients x 2; 450 and 451 never seen
+    assert meta.kind == f"synth-{model}" and meta.training.steps == 3 and meta.preprocessing.size == 64
+    assert sum(meta.training.vertebra_counts) == 20  # the 10 training patients x 2; 450 and 451 never seen
     gen = load_generator(checkpoints[model])
     kw = {"steps": 2} if model == "diffusion" else {}
     images, tissue, vertebrae = gen.sample(5, seed=0, batch_size=2, **kw)
@@ -138,7 +138,7 @@ def test_tiny_models_train_and_sample_triples(model: str, checkpoints: dict[str,
     assert 0 <= images.min() and images.max() <= 1 and images.std() > 0
     assert tissue.shape == (5, 64, 64) and tissue.dtype == np.uint8 and set(np.unique(tissue)) <= {0, 100, 255}
     assert vertebrae.dtype == np.int16 and vertebrae.shape == (5,)
-    counts = np.asarray(meta["vertebra_counts"])
+    counts = np.asarray(meta.training.vertebra_counts)
     assert all(counts[v] > 0 for v in vertebrae)  # levels are drawn from those seen in training
 
 
@@ -146,10 +146,10 @@ def test_training_resumes_and_refuses_another_model(phantoms: SliceSet, tmp_path
     run = tmp_path / "run"
     train_generator(phantoms, run, tiny("vae", steps=2), device="cpu", progress=False)
     train_generator(phantoms, run, tiny("vae", steps=4), device="cpu", progress=False)
-    assert torch.load(run / "last.pt", weights_only=False)["step"] == 4
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == 4
     with open(run / "log.csv", newline="") as f:
         assert [int(r["step"]) for r in csv.DictReader(f)] == [1, 2, 3, 4]
-    with pytest.raises(InputError, match="another model or size"):
+    with pytest.raises(InputError, match="another network, config or data size"):
         train_generator(phantoms, run, tiny("diffusion", steps=5), device="cpu", progress=False)
 
 
@@ -223,9 +223,9 @@ def test_bad_sampling_arguments_are_input_errors(kwargs: dict, message: str, che
 
 
 def test_wrong_checkpoints_and_sizes_are_input_errors(checkpoints: dict[str, Path], tiny_checkpoint: Path) -> None:
-    with pytest.raises(InputError, match="'inpainting-unet' model"):
+    with pytest.raises(InputError, match="'inpainting-unet' network"):
         load_generator(tiny_checkpoint)
-    with pytest.raises(InputError, match="a 64x64 model, not 256x256"):
+    with pytest.raises(InputError, match="a 64x64 generator, not 256x256"):
         load_generator(checkpoints["vae"], size=256)
     with pytest.raises(InputError, match="apply to diffusion checkpoints"):
         load_generator(checkpoints["vae"]).sample(2, steps=10)

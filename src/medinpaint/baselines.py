@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from medinpaint.data.slices import TISSUE_LEVELS, SliceSet, to_uint8
+from medinpaint.constants import TISSUE_LEVELS
+from medinpaint.data.slices import SliceSet, to_uint8
 
 OFFICIAL_FILL_VALUE = 84  # the DM-i-AI starter baseline fills masked body pixels with this constant
 # Mean CT value per tissue class on DM-i-AI patients 0-449 (benchmarks/baselines.py --fit prints them).

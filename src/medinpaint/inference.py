@@ -10,12 +10,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from medinpaint.checkpoint import file_checksum, load_weights
+from medinpaint.checkpoint import CheckpointMeta, Preprocessing, file_checksum, load_checkpoint, load_state, save_checkpoint
 from medinpaint.data.slices import SliceSet, tissue_to_classes, to_uint8, to_unit
 from medinpaint.errors import InputError
 from medinpaint.models import MaskAwareUNet, UNetConfig
 
-MODEL_KIND = "inpainting-unet"
+INPAINTING_KIND = "inpainting-unet"
+INPAINTING_PREPROCESSING = Preprocessing()  # CT in [0, 1], tissue one-hot, vertebra plane: the defaults
 DEFAULT_WEIGHTS = "ct-unet.safetensors"
 
 
@@ -28,10 +29,12 @@ class Inpainter:
     """Fill the masked pixels of slices. Known pixels are always returned unchanged."""
 
     def __init__(
-        self, model: MaskAwareUNet | list[MaskAwareUNet], device: str = "cpu", flips: bool = False, name: str = "", checksum: str = ""
+        self, network: MaskAwareUNet | list[MaskAwareUNet], device: str = "cpu", flips: bool = False, name: str = "",
+        checksum: str = "", metadata: list[CheckpointMeta] | None = None,
     ) -> None:
-        self.members = [m.to(device).eval() for m in (model if isinstance(model, list) else [model])]
-        self.model = self.members[0]
+        self.members = [m.to(device).eval() for m in (network if isinstance(network, list) else [network])]
+        self.network = self.members[0]
+        self.metadata = metadata or []  # one per member, when loaded from checkpoints
         self.device = torch.device(device)
         self.flips = flips
         self.name = name
@@ -49,22 +52,22 @@ class Inpainter:
         paths = [Path(p) for p in path] if isinstance(path, list) else [Path(path) if path is not None else default_weights()]
         if not paths:
             raise InputError("an ensemble needs at least one checkpoint")
-        models, names = [], []
+        networks, metas = [], []
         for p in paths:
-            state, meta = load_weights(p, MODEL_KIND)
-            model = MaskAwareUNet(UNetConfig(**meta["config"]))
+            state, meta = load_checkpoint(p, INPAINTING_KIND, INPAINTING_PREPROCESSING)
             try:
-                model.load_state_dict(state)
-            except RuntimeError as exc:
-                raise InputError(f"{p}: weights do not match the model config in its metadata") from exc
-            models.append(model)
-            names.append(meta.get("name", p.stem))
+                config = UNetConfig(**meta.config)
+            except TypeError as exc:
+                raise InputError(f"{p}: network config in the metadata does not fit this version ({exc})") from None
+            networks.append(load_state(MaskAwareUNet(config), state, p))
+            metas.append(meta)
         checksum = file_checksum(paths[0]) if len(paths) == 1 else hashlib.sha256("".join(map(file_checksum, paths)).encode()).hexdigest()
-        return cls(models, device=device, flips=flips, name="+".join(names), checksum=checksum)
+        name = "+".join(m.training.name or p.stem for m, p in zip(metas, paths))
+        return cls(networks, device=device, flips=flips, name=name, checksum=checksum, metadata=metas)
 
     @property
     def config(self) -> UNetConfig:
-        return self.model.config
+        return self.network.config
 
     def predict(
         self,
@@ -124,3 +127,10 @@ class Inpainter:
             tf = None if t is None else t.flip(-1)
             preds += [net(x.flip(-1), m.flip(-1), tf, v).flip(-1) for net in self.members]
         return (sum(preds) / len(preds))[:, 0].float().cpu().numpy()
+
+
+def save_inpainter(path: Path, network: MaskAwareUNet, name: str = "", dtype: torch.dtype | None = None) -> Path:
+    """Write an inpainting network (trained elsewhere, or untrained for a test) as a checkpoint `from_pretrained` reads."""
+    meta = CheckpointMeta(kind=INPAINTING_KIND, config=network.config.to_dict(), preprocessing=INPAINTING_PREPROCESSING)
+    meta.training.name = name
+    return save_checkpoint(path, network, meta, dtype)

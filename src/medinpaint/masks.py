@@ -17,23 +17,6 @@ MaskGenerator = Callable[[np.random.Generator, tuple[int, int]], np.ndarray]
 
 
 @dataclass
-class RealMaskPool:
-    """Reuse real masks with random flips and 90-degree turns: new pairs that keep the real statistics."""
-
-    masks: np.ndarray  # (N, H, W) bool
-
-    def __call__(self, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
-        m = self.masks[rng.integers(len(self.masks))]
-        if m.shape[0] == m.shape[1]:
-            m = np.rot90(m, k=int(rng.integers(4)))
-        if rng.random() < 0.5:
-            m = m[:, ::-1]
-        if m.shape != tuple(shape):
-            m = cv2.resize(m.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
-        return np.ascontiguousarray(m)
-
-
-@dataclass
 class BrushStrokes:
     """Free-form strokes: random walks drawn with round brushes, thick and thin, until a coverage is reached."""
 

@@ -19,7 +19,8 @@ import numpy as np
 
 from medinpaint.data import cache
 from medinpaint.data.png import read_gray_png
-from medinpaint.data.slices import MAX_VERTEBRA, TISSUE_LEVELS, SliceSet
+from medinpaint.constants import MAX_VERTEBRA, TISSUE_LEVELS
+from medinpaint.data.slices import SliceSet
 from medinpaint.errors import InputError
 
 DMIAI_KINDS = ("corrupted", "mask", "ct", "tissue")

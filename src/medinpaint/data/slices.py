@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-TISSUE_LEVELS = (0, 100, 255)  # DM-i-AI tissue map: background, other body tissue, fat
-MAX_VERTEBRA = 24  # DM-i-AI vertebra levels are 0..24
+from medinpaint.constants import DMIAI_WINDOW_HU, TISSUE_LEVELS
 
 
 @dataclass
@@ -47,6 +46,11 @@ class SliceSet:
     def clean(self) -> np.ndarray:
         """The uncorrupted slices: the truth when known, else the images themselves (training sets)."""
         return self.truth if self.truth is not None else self.images
+
+    @property
+    def intensity_window(self) -> tuple[float, float] | None:
+        """The Hounsfield window the 0..255 values came in, where the layout tells (DM-i-AI: -150..250 HU)."""
+        return DMIAI_WINDOW_HU if self.layout == "dmiai" else None
 
     def subset(self, index: np.ndarray | list[int]) -> SliceSet:
         """The slices at `index`, with every optional array cut the same way."""

@@ -45,7 +45,7 @@ def check_outputs(input: Path, output: Path, figures: Path | None, overwrite: bo
 def report(input: Path, images: np.ndarray, missing_value: float, source: str, result: FillResult, device: str) -> str:
     """The choices made, in a few lines a person can check."""
     cfg = result.config
-    m = cfg.model
+    m = cfg.network
     budget = " and ".join(b for b in (cfg.minutes and f"{cfg.minutes:g} min", cfg.steps and f"{cfg.steps} steps") if b)
     val = "n/a" if result.val_mae is None else f"{result.val_mae:.2f}"
     return "\n".join([
@@ -57,7 +57,7 @@ def report(input: Path, images: np.ndarray, missing_value: float, source: str, r
         f"training slices: {source}",
         f"training masks: {'the target masks as they are' if not cfg.mask_symmetries else 'the target masks, turned and flipped'}"
         f" ({len(result.corruption.pool)} distinct)",
-        f"model: mask-aware U-Net from scratch (width {m.base_channels}, {m.depth} levels, {m.blocks_per_level} blocks "
+        f"network: mask-aware U-Net from scratch (width {m.base_channels}, {m.depth} levels, {m.blocks_per_level} blocks "
         f"per level, no side inputs) on {device}; budget {budget}; trained {result.steps} steps",
         f"validation MAE (0..255) on held-out training slices under the target masks: {val}",
         f"filled: {int(result.corruption.masks.sum())} pixels; every other pixel is returned unchanged",

@@ -27,7 +27,7 @@ class FillResult:
 
 
 def defaults(device: str) -> tuple[UNetConfig, int]:
-    """Model and batch size. No side inputs (the target has no tissue maps). A CPU gets a narrower net and small
+    """Network and batch size. No side inputs (the target has no tissue maps). A CPU gets a narrower net and small
     batches, since minutes buy few steps there: in a one-minute CPU trial on the 64x64 stripe case, batch 4
     reached an MAE of 3.0 against 4.2 with batch 16."""
     if device == "cpu":
@@ -42,7 +42,7 @@ def fill_gaps(
     corruption: Corruption | None = None,
     minutes: float | None = 5.0,
     steps: int | None = None,
-    model: UNetConfig | None = None,
+    network: UNetConfig | None = None,
     device: str = "cpu",
     batch_size: int | None = None,
     seed: int = 0,
@@ -56,7 +56,7 @@ def fill_gaps(
     data = SliceSet(ids=[str(i) for i in range(len(train_images))], images=to_uint8(train_images))
     cfg = TrainConfig(minutes=minutes, steps=steps, batch_size=batch_size or default_batch, seed=seed,
                       mask_symmetries=not corruption.shared and corruption.pattern is None,
-                      model=model or default_net)
+                      network=network or default_net)
     weights = train(data, Path(work_dir), cfg, device=device, progress=progress, overwrite=True, mask_pool=corruption.pool)
     inpainter = Inpainter.from_pretrained(weights, device=device)
     filled = inpainter.predict_batch(images, corruption.masks, batch_size=64, progress=progress)

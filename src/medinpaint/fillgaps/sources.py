@@ -45,10 +45,8 @@ def images_from_generator(path: Path | None, shape: tuple[int, int], n: int, see
                           device: str = "cpu") -> tuple[np.ndarray, str]:
     """`n` slices sampled from a synthesis checkpoint (`path`, any size: resampled), or from the shipped generator
     of the target's size."""
-    try:
-        from medinpaint.synthesis import load_generator
-    except ImportError:
-        raise InputError(f"slice synthesis is not available in this installation: {NO_GENERATOR}") from None
+    from medinpaint.synthesis import load_generator
+
     size = None if path is not None else max(shape)
     source = path or f"the shipped {size}x{size} generator"
     try:

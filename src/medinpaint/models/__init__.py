@@ -1,5 +1,9 @@
-"""Networks only: no files, masks or schedules here."""
+"""Networks only: no files, masks, schedules or training loops here. Each is built from a config dataclass."""
 
+from medinpaint.models.denoiser import ConditionalUNet, DenoiserConfig
+from medinpaint.models.encoder import EncoderConfig, FeatureEncoder
 from medinpaint.models.unet import MaskAwareUNet, UNetConfig
+from medinpaint.models.vae import ConditionalVAE, VAEConfig
 
-__all__ = ["MaskAwareUNet", "UNetConfig"]
+__all__ = ["ConditionalUNet", "ConditionalVAE", "DenoiserConfig", "EncoderConfig", "FeatureEncoder", "MaskAwareUNet",
+           "UNetConfig", "VAEConfig"]

@@ -12,6 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medinpaint.constants import MAX_VERTEBRA
+from medinpaint.models.blocks import ResBlock, SelfAttention, group_norm
+
 
 @dataclass
 class UNetConfig:
@@ -20,7 +23,7 @@ class UNetConfig:
     blocks_per_level: int = 2
     tissue_classes: int = 3  # 0 disables the tissue input
     use_vertebrae: bool = True
-    max_vertebra: int = 24
+    max_vertebra: int = MAX_VERTEBRA
     groups: int = 8
     attention: bool = False  # self-attention at the lowest resolution: context across the whole slice
 
@@ -36,36 +39,6 @@ class UNetConfig:
         return asdict(self)
 
 
-class ResBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, groups: int) -> None:
-        super().__init__()
-        self.norm1 = nn.GroupNorm(min(groups, cin), cin)
-        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
-        self.norm2 = nn.GroupNorm(min(groups, cout), cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
-        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(F.silu(self.norm2(h)))
-        return h + self.skip(x)
-
-
-class BottleneckAttention(nn.Module):
-    """Multi-head self-attention over every position of the coarsest feature map, with a residual."""
-
-    def __init__(self, channels: int, groups: int, heads: int = 4) -> None:
-        super().__init__()
-        self.norm = nn.GroupNorm(min(groups, channels), channels)
-        self.attn = nn.MultiheadAttention(channels, heads, batch_first=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        tokens = self.norm(x).flatten(2).transpose(1, 2)
-        out, _ = self.attn(tokens, tokens, tokens, need_weights=False)
-        return x + out.transpose(1, 2).reshape(b, c, h, w)
-
-
 class MaskAwareUNet(nn.Module):
     def __init__(self, config: UNetConfig | None = None) -> None:
         super().__init__()
@@ -78,7 +51,7 @@ class MaskAwareUNet(nn.Module):
             self.down_blocks.append(nn.Sequential(*[ResBlock(w, w, cfg.groups) for _ in range(cfg.blocks_per_level)]))
             if i < cfg.depth - 1:
                 self.downsample.append(nn.Conv2d(w, widths[i + 1], 3, stride=2, padding=1))
-        self.bottleneck = BottleneckAttention(widths[-1], cfg.groups) if cfg.attention else nn.Identity()
+        self.bottleneck = SelfAttention(widths[-1], cfg.groups) if cfg.attention else nn.Identity()
         self.upsample = nn.ModuleList()
         self.up_blocks = nn.ModuleList()
         for i in reversed(range(cfg.depth - 1)):
@@ -86,7 +59,7 @@ class MaskAwareUNet(nn.Module):
             blocks = [ResBlock(2 * widths[i], widths[i], cfg.groups)]
             blocks += [ResBlock(widths[i], widths[i], cfg.groups) for _ in range(cfg.blocks_per_level - 1)]
             self.up_blocks.append(nn.Sequential(*blocks))
-        self.head = nn.Sequential(nn.GroupNorm(min(cfg.groups, widths[0]), widths[0]), nn.SiLU(), nn.Conv2d(widths[0], 1, 3, padding=1))
+        self.head = nn.Sequential(group_norm(widths[0], cfg.groups), nn.SiLU(), nn.Conv2d(widths[0], 1, 3, padding=1))
 
     def assemble_inputs(
         self,

@@ -8,7 +8,7 @@ import binascii
 import numpy as np
 
 from medinpaint.data.png import decode_gray_png, encode_gray_png
-from medinpaint.data.slices import TISSUE_LEVELS
+from medinpaint.constants import TISSUE_LEVELS
 from medinpaint.errors import InputError
 
 IMAGE_SIZE = (256, 256)  # every DM-i-AI image is 256x256

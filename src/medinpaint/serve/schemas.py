@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from medinpaint.data.slices import MAX_VERTEBRA
+from medinpaint.constants import MAX_VERTEBRA
 
 MAX_BATCH_ITEMS = 32
 

@@ -12,13 +12,14 @@ Stable API (used by `medinpaint fill-gaps` and the CLI)::
         ...
 
 `load_generator(path=None, size=None, device="cpu", compile=False)` accepts a diffusion or VAE checkpoint
-written by `medinpaint synth train`; `gen.size`, `gen.model` ("diffusion" or "vae"), `gen.name` and
+written by `medinpaint synth train`; `gen.size`, `gen.family` ("diffusion" or "vae"), `gen.name` and
 `gen.checksum` describe it. `vertebrae` is None (levels drawn as often as in the training data), one level, or
 one per sample; `guidance` > 1 applies classifier-free guidance. `steps` and `sampler` are for diffusion only
 (a VAE draws in one pass). Bad arguments raise `medinpaint.InputError`.
 
-Layout (networks apart from procedures): `denoiser.py`, `vae.py`, `encoder.py` are networks only;
-`diffusion.py` the schedule and samplers; `objectives.py` the losses; `trainer.py` the training loop;
+Layout (networks apart from procedures): the networks are in `medinpaint.models` (denoiser, VAE, encoder);
+`registry.py` names the families and loads their checkpoints; `diffusion.py` the schedule and samplers;
+`objectives.py` the losses; `task.py` what the training engine (`medinpaint.engine`) needs of each family;
 `generator.py` sampling; `writers.py` streaming to disk; `features.py`, `memorisation.py`, `utility.py`,
 `figures.py` and `report.py` the quality measures; `cli.py` the `medinpaint synth` commands.
 """

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medinpaint.data.slices import MAX_VERTEBRA, TISSUE_LEVELS, SliceSet, tissue_to_classes, to_uint8, to_unit
+from medinpaint.constants import MAX_VERTEBRA, TISSUE_LEVELS
+from medinpaint.data.slices import SliceSet, tissue_to_classes, to_uint8, to_unit
 from medinpaint.errors import InputError
 
 _LEVELS = np.asarray(TISSUE_LEVELS, dtype=np.uint8)

@@ -44,6 +44,14 @@ class Diffusion:
     def to_dict(self) -> dict:
         return {"timesteps": self.timesteps, "schedule": "cosine", "prediction": "v"}
 
+    @classmethod
+    def from_dict(cls, stored: dict) -> Diffusion:
+        """The diffusion a checkpoint was trained with; a ValueError for a schedule this code does not implement."""
+        diffusion = cls(int(stored["timesteps"]))
+        if stored != diffusion.to_dict():
+            raise ValueError(f"unsupported diffusion schedule {stored} (this version implements {diffusion.to_dict()})")
+        return diffusion
+
     def _a(self, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(sqrt(a_t), sqrt(1 - a_t)) shaped to broadcast over `like`."""
         a = self.alpha_bar.to(like.device)[t].float().view(-1, *([1] * (like.ndim - 1)))

@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from medinpaint.data.slices import to_unit
-from medinpaint.synthesis.encoder import FeatureEncoder
+from medinpaint.models.encoder import FeatureEncoder
 
 
 @torch.inference_mode()

@@ -18,13 +18,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from medinpaint.checkpoint import file_checksum
-from medinpaint.data.slices import MAX_VERTEBRA
+from medinpaint.checkpoint import CheckpointMeta, file_checksum
+from medinpaint.constants import MAX_VERTEBRA
 from medinpaint.errors import InputError
 from medinpaint.synthesis.data import quantise_tissue
-from medinpaint.synthesis.denoiser import NULL_CLASS
+from medinpaint.models.denoiser import NULL_CLASS
 from medinpaint.synthesis.diffusion import Diffusion
-from medinpaint.synthesis.models import checkpoint_model, load_network
+from medinpaint.synthesis.registry import checkpoint_family, load_network
 
 SHIPPED_SIZES = (64, 256)
 SAMPLERS = {"ddim": 0.0, "ddpm": 1.0}  # sampler -> eta
@@ -52,27 +52,34 @@ def load_generator(path: str | Path | None = None, size: int | None = None, devi
     """A generator from a checkpoint written by `medinpaint synth train` (diffusion or VAE), or with `path=None`
     the shipped diffusion model of `size` (default 64). A given `size` must match the checkpoint's."""
     path = Path(path) if path is not None else shipped_weights(size or 64)
-    model = checkpoint_model(path)
-    if model not in ("diffusion", "vae"):
+    family = checkpoint_family(path)
+    if family not in ("diffusion", "vae"):
         raise InputError(f"{path}: holds the feature encoder, which cannot generate slices (expected a diffusion or VAE checkpoint)")
     if device == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA device is available")
-    net, meta = load_network(path, model)
-    if size is not None and size != meta["size"]:
-        raise InputError(f"{path}: a {meta['size']}x{meta['size']} model, not {size}x{size}")
-    return SliceGenerator(net, model, meta, device=device, compile=compile, name=meta.get("name", path.stem), checksum=file_checksum(path))
+    network, meta = load_network(path, family)
+    if size is not None and size != meta.preprocessing.size:
+        raise InputError(f"{path}: a {meta.preprocessing.size}x{meta.preprocessing.size} generator, not {size}x{size}")
+    if meta.training.vertebra_counts is None or (family == "diffusion" and not meta.schedule):
+        raise InputError(f"{path}: a generator checkpoint must record its vertebra counts (and a diffusion one its schedule)")
+    try:
+        return SliceGenerator(network, family, meta, device=device, compile=compile, name=meta.training.name or path.stem,
+                              checksum=file_checksum(path))
+    except ValueError as exc:  # a schedule this version does not implement
+        raise InputError(f"{path}: {exc}") from None
 
 
 class SliceGenerator:
-    def __init__(self, net: nn.Module, model: str, meta: dict, device: str = "cpu", compile: bool = False, name: str = "", checksum: str = "") -> None:
+    def __init__(self, net: nn.Module, family: str, meta: CheckpointMeta, device: str = "cpu", compile: bool = False, name: str = "",
+                 checksum: str = "") -> None:
         self.device = torch.device(device)
         self.net = net.to(self.device).eval()
         if self.device.type == "cuda":
             self.net = self.net.to(memory_format=torch.channels_last)
         self.forward = torch.compile(self.net) if compile else self.net
-        self.model, self.size, self.name, self.checksum, self.meta = model, int(meta["size"]), name, checksum, meta
-        self.diffusion = Diffusion(meta["diffusion"]["timesteps"]) if model == "diffusion" else None
-        counts = np.asarray(meta["vertebra_counts"], dtype=np.float64)
+        self.family, self.size, self.name, self.checksum, self.meta = family, int(meta.preprocessing.size), name, checksum, meta
+        self.diffusion = Diffusion.from_dict(meta.schedule) if family == "diffusion" else None
+        counts = np.asarray(meta.training.vertebra_counts, dtype=np.float64)
         self.level_probs = counts / counts.sum()
 
     def sample(self, n: int, seed: int = 0, steps: int | None = None, sampler: str | None = None, temperature: float = 1.0,
@@ -95,7 +102,7 @@ class SliceGenerator:
 
     def _chunks(self, levels: np.ndarray, seed: int, steps: int, eta: float, temperature: float, batch_size: int,
                 guidance: float, progress: bool) -> Iterator[Samples]:
-        with tqdm(total=len(levels), unit="slice", desc=f"sampling ({self.model})", disable=not progress) as bar:
+        with tqdm(total=len(levels), unit="slice", desc=f"sampling ({self.family})", disable=not progress) as bar:
             for k, start in enumerate(range(0, len(levels), batch_size)):
                 chunk = levels[start : start + batch_size]
                 gen = torch.Generator(self.device).manual_seed(int(np.random.SeedSequence([seed, k]).generate_state(1)[0]))

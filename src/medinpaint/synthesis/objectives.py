@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medinpaint.synthesis.denoiser import NULL_CLASS
+from medinpaint.models.denoiser import NULL_CLASS
 from medinpaint.synthesis.diffusion import Diffusion
 
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor, Any, torch.Generator], torch.Tensor]

@@ -31,8 +31,8 @@ from medinpaint.synthesis.features import encode, frechet_distance, precision_re
 from medinpaint.synthesis.figures import Triples, plot_closest, plot_grid, plot_histograms, tissue_fractions
 from medinpaint.synthesis.generator import Samples, SliceGenerator, load_generator
 from medinpaint.synthesis.memorisation import Neighbours, nearest_training, summarise, thumbnails
-from medinpaint.synthesis.models import load_network
-from medinpaint.synthesis.trainer import SynthTrainConfig, train_generator
+from medinpaint.synthesis.registry import load_network
+from medinpaint.synthesis.task import SynthTrainConfig, train_generator
 from medinpaint.synthesis.utility import UtilityTest, pairs_to_slices, samples_to_slices
 
 
@@ -93,10 +93,10 @@ def synth_report(weights: list[Path | None], data: Path, output: Path, cfg: Repo
     size = gens[0].size
     if any(g.size != size for g in gens):
         raise InputError("all checkpoints in one report must have the same size")
-    split_seed = gens[0].meta.get("seed", 0)  # the patient split the generators were trained with
+    split_seed = gens[0].meta.training.seed  # the patient split the generators were trained with
     with atomic_dir(output, overwrite=overwrite) as tmp:
         encoder_path = cfg.encoder or train_generator(
-            slices, tmp / "encoder", SynthTrainConfig(model="encoder", size=size, steps=cfg.encoder_steps, seed=split_seed),
+            slices, tmp / "encoder", SynthTrainConfig(family="encoder", size=size, steps=cfg.encoder_steps, seed=split_seed),
             device=cfg.device, progress=cfg.progress)
         encoder, encoder_meta = load_network(encoder_path, "encoder")
         features = functools.partial(encode, encoder, device=cfg.device, progress=cfg.progress)
@@ -110,7 +110,7 @@ def synth_report(weights: list[Path | None], data: Path, output: Path, cfg: Repo
                              "near_copy_share": float(real.heldout_nn.near_copies.mean()),
                              "median_nn_distance": float(np.median(real.heldout_nn.distance))},
             "models": [],
-            "encoder": {"path": str(cfg.encoder or "encoder/model.safetensors"), "steps": encoder_meta.get("steps")},
+            "encoder": {"path": str(cfg.encoder or "encoder/model.safetensors"), "steps": encoder_meta.training.steps},
         }
         utility = None
         if cfg.utility_steps:
@@ -121,7 +121,7 @@ def synth_report(weights: list[Path | None], data: Path, output: Path, cfg: Repo
             summary["utility"] = {"steps": cfg.utility_steps, "slices": len(ref), "real_mae": utility.mae("real", real_set)}
         sources, closest, rows = {"real": real.triples()}, [], []
         for k, (gen, path) in enumerate(zip(gens, weights)):
-            label = f"{gen.model}-{k}" if len(gens) > 1 else gen.model
+            label = f"{gen.family}-{k}" if len(gens) > 1 else gen.family
             samples, nn, entry = _measure(gen, label, cfg, real, features)
             entry["weights"] = str(path) if path else f"shipped synth-diffusion-{size}"
             if utility:
@@ -155,15 +155,15 @@ def _first(samples: Samples, n: int) -> Samples:
 def _measure(gen: SliceGenerator, label: str, cfg: ReportConfig, real: RealReference,
              features: Callable[[np.ndarray], np.ndarray]) -> tuple[Samples, Neighbours, dict]:
     """Draw n samples from `gen` and measure them: (samples, their nearest training slices, summary entry)."""
-    diffusion = gen.model == "diffusion"
+    diffusion = gen.family == "diffusion"
     t0 = time.perf_counter()
     samples = gen.sample(cfg.n, seed=cfg.seed, steps=cfg.steps if diffusion else None, sampler=cfg.sampler if diffusion else None,
                          batch_size=cfg.batch_size, progress=cfg.progress)
     seconds = time.perf_counter() - t0
     nn = nearest_training(thumbnails(samples.images), real.thumbs, progress=cfg.progress)
     body, fat = tissue_fractions(samples.tissue)
-    entry = {"label": label, "kind": gen.model, "name": gen.name, "checksum": gen.checksum,
-             "trained_on_slices": gen.meta.get("train_slices"), **real.fidelity(features(samples.images)),
+    entry = {"label": label, "kind": gen.family, "name": gen.name, "checksum": gen.checksum,
+             "trained_on_slices": gen.meta.training.slices, **real.fidelity(features(samples.images)),
              **summarise(nn, real.heldout_nn), "body_fraction": float(body.mean()), "fat_share_of_body": float(fat.mean()),
              "samples_per_s": cfg.n / seconds}
     return samples, nn, entry

@@ -37,10 +37,10 @@ class UtilityTest:
         self.val = validation_set(heldout, len(heldout), seed, self.pool)  # every held-out slice, fixed masks
         self.workdir, self.device, self.progress = Path(workdir), device, progress
         self.config = TrainConfig(steps=steps, batch_size=16, val_every=steps, val_cases=16, generated_masks=0, seed=seed,
-                                  model=UNetConfig(base_channels=base_channels))
+                                  network=UNetConfig(base_channels=base_channels))
 
     def mae(self, name: str, slices: SliceSet) -> float:
         """Train on `slices` into workdir/name and return the MAE (0..255) on the held-out slices."""
         weights = train(slices, self.workdir / name, self.config, device=self.device, progress=self.progress, mask_pool=self.pool)
-        model = Inpainter.from_pretrained(weights, device=self.device).model
-        return evaluate_mae(model, self.val, torch.device(self.device))
+        network = Inpainter.from_pretrained(weights, device=self.device).network
+        return evaluate_mae(network, self.val, torch.device(self.device))

@@ -1,6 +1,6 @@
 """A conditional convolutional VAE: the baseline the diffusion model must beat.
 
-Networks only (the L1 + beta*KL objective is in `objectives.py`). The latent is one vector per slice, so a
+Networks only (the L1 + beta*KL objective is in `medinpaint.synthesis.objectives`). The latent is one vector per slice, so a
 sample is a draw from N(0, I) decoded in one pass; the vertebra class is added to the hidden layer of both the
 encoder and the decoder (class `num_classes - 1` = unknown).
 """
@@ -13,9 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medinpaint.models.unet import ResBlock
-from medinpaint.synthesis.denoiser import NUM_CLASSES
-from medinpaint.synthesis.encoder import downsampling_trunk
+from medinpaint.models.blocks import ResBlock, downsampling_trunk, group_norm
+from medinpaint.models.denoiser import NUM_CLASSES
 
 
 @dataclass
@@ -46,7 +45,7 @@ class ConditionalVAE(nn.Module):
         widths = [cfg.base_channels * m for m in cfg.channel_mults]
         flat, hidden, g = widths[-1] * cfg.bottleneck**2, 2 * cfg.latent_dim, cfg.groups
         enc = downsampling_trunk(cfg.channels, widths, g, after_last=False)
-        self.encoder = nn.Sequential(*enc, nn.GroupNorm(min(g, widths[-1]), widths[-1]), nn.SiLU(), nn.Flatten())
+        self.encoder = nn.Sequential(*enc, group_norm(widths[-1], g), nn.SiLU(), nn.Flatten())
         self.enc_hidden = nn.Linear(flat, hidden)
         self.enc_class = nn.Embedding(cfg.num_classes, hidden)
         self.to_moments = nn.Linear(hidden, 2 * cfg.latent_dim)
@@ -58,7 +57,7 @@ class ConditionalVAE(nn.Module):
             dec.append(ResBlock(widths[min(i + 1, len(widths) - 1)], widths[i], g))
             if i > 0:
                 dec += [nn.Upsample(scale_factor=2.0, mode="nearest"), nn.Conv2d(widths[i], widths[i], 3, padding=1)]
-        self.decoder = nn.Sequential(*dec, nn.GroupNorm(min(g, widths[0]), widths[0]), nn.SiLU(),
+        self.decoder = nn.Sequential(*dec, group_norm(widths[0], g), nn.SiLU(),
                                      nn.Conv2d(widths[0], cfg.channels, 3, padding=1))
         self._top = widths[-1]
 

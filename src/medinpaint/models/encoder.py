@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medinpaint.data.slices import MAX_VERTEBRA
-from medinpaint.models.unet import ResBlock
+from medinpaint.constants import VERTEBRA_LEVELS
+from medinpaint.models.blocks import downsampling_trunk, group_norm
 
 
 @dataclass
@@ -24,7 +24,7 @@ class EncoderConfig:
     base_channels: int = 32
     channel_mults: tuple[int, ...] = (1, 2, 4, 4)  # each level halves the resolution; then global average pooling
     feature_dim: int = 128
-    num_levels: int = MAX_VERTEBRA + 1
+    num_levels: int = VERTEBRA_LEVELS
     groups: int = 8
 
     def __post_init__(self) -> None:
@@ -34,23 +34,12 @@ class EncoderConfig:
         return asdict(self)
 
 
-def downsampling_trunk(in_channels: int, widths: list[int], groups: int, after_last: bool) -> list[nn.Module]:
-    """A stem conv, then per level a residual block and a stride-2 conv (none after the last level unless
-    `after_last`): the convolutional half of this encoder and of the VAE's."""
-    layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, padding=1)]
-    for i, w in enumerate(widths):
-        layers.append(ResBlock(widths[max(i - 1, 0)], w, groups))
-        if after_last or i < len(widths) - 1:
-            layers.append(nn.Conv2d(w, w, 3, stride=2, padding=1))
-    return layers
-
-
 class FeatureEncoder(nn.Module):
     def __init__(self, config: EncoderConfig | None = None) -> None:
         super().__init__()
         self.config = cfg = config or EncoderConfig()
         widths = [cfg.base_channels * m for m in cfg.channel_mults]
-        self.trunk = nn.Sequential(*downsampling_trunk(1, widths, cfg.groups, after_last=True), nn.GroupNorm(min(cfg.groups, widths[-1]), widths[-1]), nn.SiLU(),
+        self.trunk = nn.Sequential(*downsampling_trunk(1, widths, cfg.groups, after_last=True), group_norm(widths[-1], cfg.groups), nn.SiLU(),
                                    nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], cfg.feature_dim))
         self.level_head = nn.Linear(cfg.feature_dim, cfg.num_levels)
         self.tissue_head = nn.Linear(cfg.feature_dim, 2)

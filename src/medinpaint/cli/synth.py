@@ -8,15 +8,13 @@ from typing import Annotated
 
 import typer
 
-# Made before importing medinpaint.cli, which registers this sub-app when it is imported; typer collects the
-# commands below only when the app runs, so importing either module first works.
+from medinpaint.cli.options import (BatchSize, Compile, DeviceOpt, Minutes, NoProgress, Overwrite, Steps, WeightsDtype,
+                                    resolve_device, user_errors)
+
 synth_app = typer.Typer(no_args_is_help=True, help="Generate synthetic slices with tissue maps; train and judge the generators.")
 
-from medinpaint.cli import Compile, DeviceOpt, NoProgress, Overwrite, WeightsDtype, resolve_device, user_errors  # noqa: E402
-
-Steps = Annotated[int | None, typer.Option("--steps", help="diffusion sampler steps (default: 25 for ddim, 1000 for ddpm)")]
+SamplerSteps = Annotated[int | None, typer.Option("--steps", help="diffusion sampler steps (default: 25 for ddim, 1000 for ddpm)")]
 Sampler = Annotated[str | None, typer.Option("--sampler", help="ddim (deterministic given the seed) or ddpm")]
-BatchSize = Annotated[int, typer.Option("--batch-size", help="slices per forward pass")]
 
 
 @synth_app.command("train")
@@ -24,13 +22,13 @@ BatchSize = Annotated[int, typer.Option("--batch-size", help="slices per forward
 def train_cmd(
     data: Annotated[Path, typer.Option("--data", help="real slices with tissue maps and vertebra levels (DM-i-AI folder or packed cache)")],
     output: Annotated[Path, typer.Option("--output", "-o", help="run folder (resumed if it holds last.pt)")],
-    model: Annotated[str, typer.Option(help="diffusion, vae, or encoder (the feature network of `synth report`)")] = "diffusion",
-    size: Annotated[int, typer.Option(help="model resolution: 64, 128 or 256 (the data are resized)")] = 64,
-    minutes: Annotated[float | None, typer.Option(help="training-time budget, in total across resumes")] = None,
-    steps: Annotated[int | None, typer.Option(help="optimizer-step budget, in total across resumes")] = None,
+    family: Annotated[str, typer.Option("--model", help="family: diffusion, vae, or encoder (the feature network of `synth report`)")] = "diffusion",
+    size: Annotated[int, typer.Option(help="resolution: 64, 128 or 256 (the data are resized)")] = 64,
+    minutes: Minutes = None,
+    steps: Steps = None,
     batch_size: BatchSize = 64,
     lr: Annotated[float | None, typer.Option(help="peak learning rate (default: 3e-4 diffusion, 1e-3 otherwise)")] = None,
-    base_channels: Annotated[int | None, typer.Option(help="network width at full resolution (default: by model and size)")] = None,
+    base_channels: Annotated[int | None, typer.Option(help="network width at full resolution (default: by family and size)")] = None,
     blocks: Annotated[int | None, typer.Option(help="diffusion: residual blocks per level (default 2)")] = None,
     compile: Compile = False,
     weights_dtype: WeightsDtype = "float32",
@@ -41,11 +39,11 @@ def train_cmd(
 ) -> None:
     """Train a generator (or the report's feature encoder); patients 450-499 are never trained on."""
     from medinpaint.data import read_slices
-    from medinpaint.synthesis.models import network_config
-    from medinpaint.synthesis.trainer import SynthTrainConfig, train_generator
+    from medinpaint.synthesis.registry import network_config
+    from medinpaint.synthesis.task import SynthTrainConfig, train_generator
 
-    network = network_config(model, size, base_channels, blocks).to_dict()
-    cfg = SynthTrainConfig(model=model, size=size, steps=steps, minutes=minutes, batch_size=batch_size, lr=lr, seed=seed,
+    network = network_config(family, size, base_channels, blocks).to_dict()
+    cfg = SynthTrainConfig(family=family, size=size, steps=steps, minutes=minutes, batch_size=batch_size, lr=lr, seed=seed,
                            compile=compile, weights_dtype=weights_dtype, network=network)
     weights = train_generator(read_slices(data), output, cfg, device=resolve_device(device), progress=not no_progress, overwrite=overwrite)
     typer.echo(f"weights: {weights}")
@@ -58,7 +56,7 @@ def sample_cmd(
     output: Annotated[Path, typer.Option("--output", "-o", help="X.npy (float32 (N,1,H,W), with X.tissue.npy and X.vertebrae.npy) or a folder (DM-i-AI ct/ tissue/ vertebrae/)")],
     weights: Annotated[Path | None, typer.Option(help="generator checkpoint (default: the shipped diffusion model of --size)")] = None,
     size: Annotated[int | None, typer.Option(help="64 or 256: which shipped model (default 64)")] = None,
-    steps: Steps = None,
+    steps: SamplerSteps = None,
     sampler: Sampler = None,
     temperature: Annotated[float, typer.Option(help="noise scale: below 1 gives typical slices, above 1 varied ones")] = 1.0,
     guidance: Annotated[float, typer.Option(help="diffusion: classifier-free guidance towards the vertebra level (1 = none)")] = 1.0,
@@ -95,7 +93,7 @@ def report_cmd(
     encoder_steps: Annotated[int, typer.Option(help="steps for the encoder trained when none is given")] = 500,
     utility_steps: Annotated[int, typer.Option(help="inpainting steps per utility run (real vs synthetic); 0 skips it")] = 0,
     utility_base_channels: Annotated[int, typer.Option(help="width of the utility runs' inpainting U-Net")] = 32,
-    steps: Steps = None,
+    steps: SamplerSteps = None,
     sampler: Sampler = None,
     seed: int = 0,
     batch_size: BatchSize = 64,

@@ -1,6 +1,6 @@
 """A conditional U-Net denoiser: noisy 2-channel slice + diffusion time + vertebra class -> v-prediction.
 
-Networks only: the noise schedule and the samplers live in `diffusion.py`, so either can change alone.
+Networks only: the noise schedule and the samplers live in `medinpaint.synthesis.diffusion`, so either can change alone.
 Time and class embeddings are summed and enter every residual block as a per-channel scale and shift (FiLM,
 as in improved DDPM); the last class (`num_classes - 1`) is the null class, used for classifier-free
 dropout in training and for unconditional or guided sampling.
@@ -15,9 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medinpaint.data.slices import MAX_VERTEBRA
+from medinpaint.constants import VERTEBRA_LEVELS
+from medinpaint.models.blocks import ResBlock, SelfAttention, group_norm
 
-NUM_CLASSES = MAX_VERTEBRA + 2  # vertebra levels 0..24, then the null class
+NUM_CLASSES = VERTEBRA_LEVELS + 1  # vertebra levels 0..24, then the null class
 NULL_CLASS = NUM_CLASSES - 1
 
 
@@ -47,52 +48,12 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=1)
 
 
-class EmbResBlock(nn.Module):
-    """Pre-norm residual block whose second norm is modulated by the time+class embedding."""
-
-    def __init__(self, cin: int, cout: int, emb_dim: int, groups: int) -> None:
-        super().__init__()
-        self.norm1 = nn.GroupNorm(min(groups, cin), cin)
-        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
-        self.emb = nn.Linear(emb_dim, 2 * cout)
-        self.norm2 = nn.GroupNorm(min(groups, cout), cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
-        nn.init.zeros_(self.conv2.weight)  # each block starts as the identity: stable early training
-        nn.init.zeros_(self.conv2.bias)
-        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
-
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        scale, shift = self.emb(F.silu(emb))[:, :, None, None].chunk(2, dim=1)
-        h = self.norm2(h) * (1 + scale) + shift
-        return self.conv2(F.silu(h)) + self.skip(x)
-
-
-class SelfAttention(nn.Module):
-    """Multi-head self-attention over the pixels of a (low-resolution) feature map, with a residual."""
-
-    def __init__(self, channels: int, groups: int) -> None:
-        super().__init__()
-        self.heads = max(1, channels // 32)
-        self.norm = nn.GroupNorm(min(groups, channels), channels)
-        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
-        self.proj = nn.Conv2d(channels, channels, 1)
-        nn.init.zeros_(self.proj.weight)
-        nn.init.zeros_(self.proj.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).transpose(-1, -2).unbind(1)
-        out = F.scaled_dot_product_attention(q, k, v)  # (b, heads, hw, c/heads)
-        return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
-
-
 class Level(nn.Module):
     """The residual blocks (and optional attention) of one resolution level."""
 
     def __init__(self, cin: int, cout: int, n_blocks: int, emb_dim: int, groups: int, attention: bool) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(EmbResBlock(cin if i == 0 else cout, cout, emb_dim, groups) for i in range(n_blocks))
+        self.blocks = nn.ModuleList(ResBlock(cin if i == 0 else cout, cout, groups, emb_dim, zero_init=True) for i in range(n_blocks))
         self.attention = SelfAttention(cout, groups) if attention else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
@@ -116,7 +77,7 @@ class ConditionalUNet(nn.Module):
         self.mid = Level(widths[-1], widths[-1], 2, emb_dim, g, attention=True)
         self.upsample = nn.ModuleList(nn.Conv2d(widths[i + 1], widths[i], 3, padding=1) for i in reversed(range(len(widths) - 1)))
         self.up = nn.ModuleList(Level(2 * widths[i], widths[i], n, emb_dim, g, i in attn) for i in reversed(range(len(widths) - 1)))
-        self.head = nn.Sequential(nn.GroupNorm(min(g, widths[0]), widths[0]), nn.SiLU(), nn.Conv2d(widths[0], cfg.channels, 3, padding=1))
+        self.head = nn.Sequential(group_norm(widths[0], g), nn.SiLU(), nn.Conv2d(widths[0], cfg.channels, 3, padding=1))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """x (B,C,H,W) noisy slices, t (B,) diffusion time in [0,1], labels (B,) class ids -> v (B,C,H,W)."""

@@ -1,60 +1,29 @@
-"""The `medinpaint` command: thin typer commands over the Python API."""
+"""The inpainting commands of `medinpaint` (train, predict, evaluate, benchmark, pack, demo, serve, fill-gaps)."""
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from medinpaint.errors import InputError
+from medinpaint.cli.options import (BatchSize, Compile, DeviceOpt, Minutes, NoProgress, Overwrite, Steps, WeightsDtype,
+                                    resolve_device, user_errors)
+from medinpaint.cli.synth import synth_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Repair corrupted CT/MRI slices by inpainting, and generate synthetic ones.")
-
-DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, or auto (cuda when available)")]
-NoProgress = Annotated[bool, typer.Option("--no-progress", help="hide progress bars")]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="replace an existing, non-empty output")]
-Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the network (GPU)")]
-WeightsDtype = Annotated[str, typer.Option(help="dtype of the exported weights: float32, float16 or bfloat16")]
-
-
-def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Print a user's mistake as one line on stderr and exit 2, instead of a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except InputError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda"):
-        raise InputError(f"--device must be cpu, cuda or auto, got {device!r}")
-    return device
-
 
 @app.command()
 @user_errors
 def train(
     data: Annotated[Path, typer.Option("--data", help="training data: DM-i-AI folder, .npy stack, PNG pairs or packed cache")],
     output: Annotated[Path, typer.Option("--output", "-o", help="run folder (resumed if it holds last.pt)")],
-    minutes: Annotated[float | None, typer.Option(help="training-time budget, in total across resumes")] = None,
-    steps: Annotated[int | None, typer.Option(help="optimizer-step budget, in total across resumes")] = None,
-    batch_size: Annotated[int, typer.Option(help="slices per step and process")] = 16,
+    minutes: Minutes = None,
+    steps: Steps = None,
+    batch_size: BatchSize = 16,
     lr: Annotated[float, typer.Option(help="peak learning rate")] = 2e-3,
     base_channels: Annotated[int, typer.Option(help="U-Net width at full resolution")] = 32,
     depth: Annotated[int, typer.Option(help="U-Net resolution levels")] = 4,
@@ -80,10 +49,10 @@ def train(
     from medinpaint.models import UNetConfig
     from medinpaint.training import TrainConfig, train as run_training
 
-    model = UNetConfig(base_channels=base_channels, depth=depth, blocks_per_level=blocks,
-                       tissue_classes=0 if no_tissue else 3, use_vertebrae=not no_vertebrae, attention=attention)
+    network = UNetConfig(base_channels=base_channels, depth=depth, blocks_per_level=blocks,
+                         tissue_classes=0 if no_tissue else 3, use_vertebrae=not no_vertebrae, attention=attention)
     cfg = TrainConfig(steps=steps, minutes=minutes, batch_size=batch_size, lr=lr, loss=loss, crop=crop, val_every=val_every,
-                      compile=compile, weights_dtype=weights_dtype, seed=seed, model=model)
+                      compile=compile, weights_dtype=weights_dtype, seed=seed, network=network)
     slices = read_slices(data)
     weights = run_training(slices, output, cfg, device=resolve_device(device), progress=not no_progress, overwrite=overwrite)
     if os.environ.get("RANK", "0") == "0":  # one line, not one per process, under torchrun / accelerate launch
@@ -256,7 +225,5 @@ def fill_gaps(
                          resolve_device(device), figures, seed, overwrite, not no_progress)
     typer.echo(text)
 
-
-from medinpaint.synthesis.cli import synth_app  # noqa: E402  (after the shared options it imports)
 
 app.add_typer(synth_app, name="synth")

@@ -1,0 +1,44 @@
+"""What every `medinpaint` command shares: option types, the device choice, and one-line errors."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+
+from medinpaint.errors import InputError
+
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, or auto (cuda when available)")]
+NoProgress = Annotated[bool, typer.Option("--no-progress", help="hide progress bars")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="replace an existing output (a run folder: start a fresh run)")]
+Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the network (GPU)")]
+WeightsDtype = Annotated[str, typer.Option(help="dtype of the exported weights: float32, float16 or bfloat16")]
+Minutes = Annotated[float | None, typer.Option(help="training-time budget, in total across resumes")]
+Steps = Annotated[int | None, typer.Option(help="optimizer-step budget, in total across resumes")]
+BatchSize = Annotated[int, typer.Option("--batch-size", help="slices per step (training: per process) or per forward pass")]
+
+
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Print a user's mistake as one line on stderr and exit 2, instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except InputError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda"):
+        raise InputError(f"--device must be cpu, cuda or auto, got {device!r}")
+    return device

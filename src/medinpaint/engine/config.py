@@ -1,0 +1,55 @@
+"""What every training run is given, whatever the network: budget, optimiser, EMA, logging and export settings."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from medinpaint.errors import InputError
+
+WEIGHTS_DTYPES = ("float32", "float16", "bfloat16")
+
+
+@dataclass
+class EngineConfig:
+    steps: int | None = None  # stop after this many optimizer steps (in total, across resumes)
+    minutes: float | None = None  # stop after this much training time (in total, across resumes)
+    batch_size: int = 16  # per process
+    lr: float = 2e-3  # peak learning rate
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    ema_decay: float = 0.999
+    val_every: int = 200  # validate the EMA network every N steps (and at the end)
+    log_every: int = 10  # a CSV / TensorBoard row every N steps
+    checkpoint_every_s: float = 120.0  # write the resumable last.pt this often
+    seed: int = 0
+    compile: bool = False  # torch.compile the training forward pass
+    weights_dtype: str = "float32"  # of the exported model.safetensors; float16 halves it for shipping
+
+    def __post_init__(self) -> None:
+        if self.steps is None and self.minutes is None:
+            raise InputError("give a budget: --steps N and/or --minutes M")
+        if (self.steps is not None and self.steps < 0) or (self.minutes is not None and self.minutes < 0):
+            raise InputError("--steps and --minutes must not be negative")
+        if self.weights_dtype not in WEIGHTS_DTYPES:
+            raise InputError(f"--weights-dtype must be float32, float16 or bfloat16, got {self.weights_dtype!r}")
+        if self.batch_size < 1:
+            raise InputError(f"--batch-size must be at least 1, got {self.batch_size}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def budget_left(self, step: int, elapsed_s: float) -> bool:
+        return (self.steps is None or step < self.steps) and (self.minutes is None or elapsed_s < self.minutes * 60)
+
+    def lr_at(self, step: int, elapsed_s: float) -> float:
+        """Linear warm-up, then a cosine to 1 % over the budget that runs out first."""
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        fractions = []
+        if self.steps:
+            fractions.append(step / self.steps)
+        if self.minutes:
+            fractions.append(elapsed_s / (self.minutes * 60))
+        progress = min(1.0, max(fractions, default=1.0))
+        return self.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))

@@ -1,0 +1,88 @@
+"""Where a run reports itself: `log.csv` (one row per logged step), TensorBoard event files in `tensorboard/`
+(what users of this field open first), `progress.png`, and the console: a progress bar on a terminal, plain
+periodic lines in a log file."""
+
+from __future__ import annotations
+
+import csv
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+from tqdm.auto import tqdm
+
+BASE_FIELDS = ("step", "elapsed_s", "lr", "loss", "images_per_s")
+LINE_EVERY_S = 30.0  # plain progress lines when stderr is not a terminal
+
+
+def _tensorboard(folder: Path):  # -> tensorboardX.SummaryWriter | None
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError:
+        print("note: tensorboardX is not installed; no TensorBoard event files for this run", file=sys.stderr)
+        return None
+    return SummaryWriter(logdir=str(folder), flush_secs=30)
+
+
+class RunLog:
+    """Rows go to the CSV (appended on resume, header once) and to TensorBoard; `show` keeps the console current.
+    Everything is a no-op on processes other than the main one (`enabled=False`)."""
+
+    def __init__(self, output: Path, val_fields: tuple[str, ...], enabled: bool, progress: bool, total: int | None,
+                 initial: int, desc: str) -> None:
+        self.fields = (*BASE_FIELDS, *val_fields)
+        self.enabled, self.total = enabled, total
+        self.file: IO[str] | None = None
+        self.writer: csv.DictWriter | None = None
+        self.tb = None
+        if enabled:
+            self.file = open(output / "log.csv", "a", newline="")
+            self.writer = csv.DictWriter(self.file, self.fields)
+            if self.file.tell() == 0:
+                self.writer.writeheader()
+            self.tb = _tensorboard(output / "tensorboard")
+        terminal = sys.stderr.isatty()
+        self.bar = tqdm(total=total, initial=initial, unit="step", desc=desc, disable=not (enabled and progress and terminal))
+        self.lines = enabled and progress and not terminal
+        self.desc, self.last_line = desc, time.monotonic()
+
+    def row(self, values: dict[str, float | int]) -> None:
+        """One logged step: `values` has the base fields and any validation measures of this step."""
+        if not self.enabled:
+            return
+        self.writer.writerow({k: _fmt(k, v) for k, v in values.items()})
+        self.file.flush()
+        if self.tb is not None:
+            step = int(values["step"])
+            for k, v in values.items():
+                if k != "step":
+                    self.tb.add_scalar(k.replace("val_", "val/", 1) if k.startswith("val_") else f"train/{k}", float(v), step)
+
+    def show(self, step: int, values: dict[str, float | int]) -> None:
+        """Advance the bar to `step`; on a log file, print a plain line every LINE_EVERY_S seconds."""
+        self.bar.update(step - self.bar.n)
+        shown = {k: _fmt(k, v) for k, v in values.items() if k in ("loss", "images_per_s") or k.startswith("val_")}
+        if shown:
+            self.bar.set_postfix(shown, refresh=False)
+        if self.lines and (time.monotonic() - self.last_line >= LINE_EVERY_S or step == self.total):
+            of = f"/{self.total}" if self.total else ""
+            print(f"{self.desc}: step {step}{of} " + " ".join(f"{k} {v}" for k, v in shown.items()), file=sys.stderr, flush=True)
+            self.last_line = time.monotonic()
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.file:
+            self.file.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _fmt(name: str, value: float | int) -> str:
+    if name == "step":
+        return str(int(value))
+    if name == "lr":
+        return f"{value:.3e}"
+    if name in ("elapsed_s", "images_per_s"):
+        return f"{value:.2f}" if name == "elapsed_s" else f"{value:.1f}"
+    return f"{value:.5f}" if name == "loss" else f"{value:.4f}"

@@ -1,0 +1,124 @@
+"""The one training loop every family uses, on accelerate: CPU, one GPU in bf16, or several processes (DDP).
+
+Why accelerate rather than Lightning Fabric: it is already what the GPU machine and the CPU tests run, it gives
+DDP under `torchrun`/`accelerate launch`, bf16 autocast and unwrapping in a few calls, and the loop stays plain
+Python that reads top to bottom; Fabric would add a dependency for the same four calls.
+
+The budget (steps and/or minutes, in total across resumes) and the cosine schedule live in `EngineConfig`; a
+run resumes from `last.pt` with its step count, clock, optimizer and EMA; the EMA network is what is validated
+and exported. Time counts training only: validation and checkpoint writing are not charged to the budget.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+
+from medinpaint.checkpoint import Training, save_checkpoint
+from medinpaint.engine import runstate
+from medinpaint.engine.config import EngineConfig
+from medinpaint.engine.ema import EMA
+from medinpaint.engine.logs import RunLog
+from medinpaint.engine.task import Task
+from medinpaint.plots import plot_progress
+
+
+def accelerator(device: str | None) -> Accelerator:
+    """CPU in float32, or the GPU(s) in bf16 autocast; `None` picks CUDA when there is one."""
+    cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
+    return Accelerator(cpu=cpu, mixed_precision="no" if cpu else "bf16")
+
+
+def fit(task: Task, output: Path, cfg: EngineConfig, device: str | None = None, progress: bool = True,
+        overwrite: bool = False) -> Path:
+    """Train `task`'s network into `output/` (log.csv, tensorboard/, progress.png, last.pt, config.json) and
+    export the EMA weights as `output/model.safetensors`, whose path is returned. `overwrite` starts afresh."""
+    output = Path(output)
+    acc = accelerator(device)
+    main = acc.is_main_process
+    if main:
+        runstate.prepare_folder(output, overwrite)
+    acc.wait_for_everyone()
+
+    torch.manual_seed(cfg.seed)
+    network = task.build_network()
+    ema = EMA(network, cfg.ema_decay)
+    opt = torch.optim.AdamW(network.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ident = runstate.identity(task.kind, task.network_config, **task.resume_key())
+    last = output / runstate.LAST
+    step, elapsed = runstate.resume(last, ident, type(task.network_config), network, ema.network, opt, say=acc.print)
+    ema.network.to(acc.device)
+    if acc.device.type == "cuda":
+        network = network.to(memory_format=torch.channels_last)
+    network, opt = acc.prepare(network, opt)
+    forward = torch.compile(network) if cfg.compile else network
+    task.setup(acc.device)
+    gen = torch.Generator(device=acc.device).manual_seed(cfg.seed * 1000 + acc.process_index + step)
+    if main:
+        (output / "config.json").write_text(json.dumps({"kind": task.kind, "engine": cfg.to_dict(), **ident}, indent=1, default=str))
+    log = RunLog(output, task.val_fields, main, progress, cfg.steps, step, task.name)
+
+    def save_state() -> None:
+        if main:
+            runstate.save(last, ident, acc.unwrap_model(network), ema.network, opt, step, elapsed, cfg.to_dict())
+
+    def stop() -> bool:
+        left = cfg.budget_left(step, elapsed)
+        if acc.num_processes == 1:
+            return not left
+        flag = torch.tensor(0.0 if left else 1.0, device=acc.device)  # every process stops at the same step
+        return acc.reduce(flag, reduction="sum").item() > 0
+
+    shown: dict[str, float] = {}
+    window_steps, window_s = 0, 0.0
+    last_ckpt = time.monotonic()
+    network.train()
+    try:
+        while not stop():
+            t0 = time.monotonic()
+            lr = cfg.lr_at(step, elapsed)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            batch = task.batch(gen, cfg.batch_size)
+            with acc.autocast():
+                loss = task.loss(forward, batch, gen)
+            opt.zero_grad(set_to_none=True)
+            acc.backward(loss)
+            acc.clip_grad_norm_(network.parameters(), 1.0)
+            opt.step()
+            ema.update(acc.unwrap_model(network), step)
+            step += 1
+            validating = bool(task.val_fields) and step % cfg.val_every == 0
+            loss_value = loss.item() if step % cfg.log_every == 0 or validating else None  # waits for the GPU
+            dt = time.monotonic() - t0
+            elapsed += dt
+            window_steps, window_s = window_steps + 1, window_s + dt
+            at_end = not cfg.budget_left(step, elapsed)
+            if loss_value is not None or at_end:
+                values: dict[str, float] = {"step": step, "elapsed_s": elapsed, "lr": lr,
+                                            "loss": loss.item() if loss_value is None else loss_value,
+                                            "images_per_s": window_steps * cfg.batch_size * acc.num_processes / max(window_s, 1e-9)}
+                if main and task.val_fields and (validating or at_end):
+                    values.update(task.validate(ema.network, acc.device))
+                log.row(values)
+                shown, window_steps, window_s = values, 0, 0.0
+            log.show(step, shown)
+            if time.monotonic() - last_ckpt > cfg.checkpoint_every_s:
+                save_state()
+                last_ckpt = time.monotonic()
+    finally:
+        log.close()
+        save_state()
+    acc.wait_for_everyone()
+    final = output / "model.safetensors"
+    if main:
+        record = Training(name=output.name, steps=step, minutes=round(elapsed / 60, 2), slices=task.train_slices,
+                          processes=acc.num_processes, seed=cfg.seed)
+        save_checkpoint(final, ema.network, task.metadata(record), dtype=getattr(torch, cfg.weights_dtype))
+        plot_progress(output / "log.csv", output / "progress.png")
+    acc.wait_for_everyone()
+    return final

@@ -1,0 +1,82 @@
+"""What a run keeps in its folder to go on after a crash or a 10-minute GPU call: `last.pt`, and the rules for
+starting a run in a folder (fresh, resumed, or refused).
+
+`last.pt` holds only tensors, numbers, strings and containers, so it is read back with `weights_only=True`:
+a checkpoint from elsewhere cannot run code on load.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from medinpaint.errors import InputError
+
+LAST = "last.pt"
+RUN_FILES = (LAST, "last.tmp", "log.csv", "config.json", "progress.png", "model.safetensors", "tensorboard")
+
+
+def prepare_folder(output: Path, overwrite: bool) -> None:
+    """Make `output` ready: `overwrite` removes every file of an earlier run (and nothing else); without it, a
+    non-empty folder must hold a run to resume."""
+    if overwrite:
+        for name in RUN_FILES:
+            path = output / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    elif output.exists() and any(output.iterdir()) and not (output / LAST).exists():
+        raise InputError(f"{output}: already exists and holds no checkpoint to resume (pass --overwrite)")
+    output.mkdir(parents=True, exist_ok=True)
+
+
+def identity(kind: str, network_config: Any, **key: Any) -> dict:
+    """What a resumed run must share with the saved one: the network's kind and config, and `key` (e.g. size)."""
+    return {"kind": kind, "network": asdict(network_config), **key}
+
+
+def same_run(saved: dict, current: dict, config_type: type) -> bool:
+    """Whether a saved identity is the current run's. The saved network config is rebuilt as a dataclass, so a
+    field added since (with its default) does not break resuming."""
+    if saved.keys() != current.keys() or any(saved[k] != current[k] for k in current if k != "network"):
+        return False
+    try:
+        rebuilt = config_type(**saved["network"])
+    except (TypeError, ValueError):
+        return False
+    return is_dataclass(rebuilt) and asdict(rebuilt) == current["network"]
+
+
+def resume(path: Path, current: dict, config_type: type, network: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer,
+           say: Callable[[str], None] = print) -> tuple[int, float]:
+    """Load `path` (if it exists) into network, EMA network and optimizer; (step, elapsed seconds) to go on from."""
+    if not path.exists():
+        return 0, 0.0
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001  (any unreadable file is the same user problem)
+        raise InputError(f"{path}: not a readable run checkpoint ({type(exc).__name__}); use a new --output or --overwrite") from None
+    if "identity" not in state or not same_run(state["identity"], current, config_type):
+        raise InputError(f"{path}: checkpoint of another network, config or data size; use a new --output or --overwrite")
+    network.load_state_dict(state["network"])
+    ema.load_state_dict(state["ema"])
+    opt.load_state_dict(state["optimizer"])
+    say(f"resuming from {path} at step {state['step']} ({state['elapsed_s'] / 60:.1f} min trained)")
+    return state["step"], state["elapsed_s"]
+
+
+def save(path: Path, current: dict, network: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer, step: int, elapsed: float,
+         config: dict) -> None:
+    """Write the resumable state atomically (a crash mid-write leaves the previous `last.pt`)."""
+    state = {"identity": current, "network": network.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+             "step": step, "elapsed_s": elapsed, "config": config}
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)

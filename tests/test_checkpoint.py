@@ -1,0 +1,75 @@
+"""Checkpoint metadata: every field written is read back; anything unknown or foreign is a one-line error."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import safe_open, save_file
+
+from medinpaint.checkpoint import FORMAT, CheckpointMeta, Preprocessing, Training, load_checkpoint, read_metadata, save_checkpoint
+from medinpaint.errors import InputError
+from medinpaint.inference import INPAINTING_KIND, INPAINTING_PREPROCESSING, Inpainter, default_weights
+from medinpaint.models import MaskAwareUNet
+
+from conftest import TINY
+
+
+def write_raw(path: Path, meta: dict) -> Path:
+    save_file({"w": torch.zeros(1)}, str(path), metadata={"medinpaint": json.dumps(meta)})
+    return path
+
+
+def test_every_field_round_trips(tmp_path: Path) -> None:
+    meta = CheckpointMeta(kind=INPAINTING_KIND, config=TINY.to_dict(),
+                          preprocessing=Preprocessing(intensity_window=(-150.0, 250.0), size=64),
+                          training=Training(name="run", steps=7, minutes=1.5, slices=20, processes=2, seed=3, vertebra_counts=[1, 2]),
+                          schedule={"timesteps": 10})
+    path = save_checkpoint(tmp_path / "a.safetensors", MaskAwareUNet(TINY), meta)
+    back = read_metadata(path)
+    assert back == meta and back.format == FORMAT and back.package_version
+    with safe_open(str(path), framework="pt") as f:
+        stored = json.loads(f.metadata()["medinpaint"])
+    assert stored == json.loads(json.dumps(asdict(meta)))  # written: exactly the dataclass fields, nothing else
+
+
+@pytest.mark.parametrize("where", ["top", "preprocessing", "training"])
+def test_an_unknown_field_is_a_one_line_error(tmp_path: Path, where: str) -> None:
+    raw = json.loads(CheckpointMeta(kind=INPAINTING_KIND, config={}).to_json())
+    (raw if where == "top" else raw[where])["colour"] = "blue"
+    with pytest.raises(InputError, match=r"unknown checkpoint .*field 'colour'"):
+        read_metadata(write_raw(tmp_path / "x.safetensors", raw))
+
+
+def test_a_newer_format_a_foreign_kind_and_other_preprocessing_are_refused(tmp_path: Path) -> None:
+    raw = json.loads(CheckpointMeta(kind=INPAINTING_KIND, config={}).to_json())
+    with pytest.raises(InputError, match="newer than this medinpaint reads"):
+        read_metadata(write_raw(tmp_path / "new.safetensors", {**raw, "format": FORMAT + 1}))
+    with pytest.raises(InputError, match="checkpoint of a 'synth-vae' network, expected 'inpainting-unet'"):
+        load_checkpoint(write_raw(tmp_path / "vae.safetensors", {**raw, "kind": "synth-vae"}), INPAINTING_KIND, INPAINTING_PREPROCESSING)
+    other = {**raw, "preprocessing": {**raw["preprocessing"], "value_range": [-1, 1]}}
+    with pytest.raises(InputError, match="expects preprocessing"):
+        load_checkpoint(write_raw(tmp_path / "pm1.safetensors", other), INPAINTING_KIND, INPAINTING_PREPROCESSING)
+    with pytest.raises(InputError, match="metadata is not JSON"):
+        save_file({"w": torch.zeros(1)}, str(tmp_path / "j.safetensors"), metadata={"medinpaint": "{oops"})
+        read_metadata(tmp_path / "j.safetensors")
+
+
+def test_format_1_checkpoints_are_upgraded_on_reading(tmp_path: Path) -> None:
+    legacy = {"kind": "synth-vae", "config": {"size": 64}, "size": 64, "name": "old", "steps": 5, "train_minutes": 0.5,
+              "train_slices": 9, "seed": 1, "vertebra_counts": [3, 6]}
+    meta = read_metadata(write_raw(tmp_path / "old.safetensors", legacy))
+    assert meta.format == 1 and meta.preprocessing.size == 64
+    assert meta.training == Training(name="old", steps=5, minutes=0.5, slices=9, seed=1, vertebra_counts=[3, 6])
+    with pytest.raises(InputError, match="unknown checkpoint metadata field 'colour'"):
+        read_metadata(write_raw(tmp_path / "odd.safetensors", {**legacy, "colour": 1}))
+
+
+@pytest.mark.skipif(not default_weights().is_file(), reason="the shipped weights are not in this checkout")
+def test_the_shipped_checkpoint_loads_with_no_flags() -> None:
+    inpainter = Inpainter.from_pretrained()
+    meta = inpainter.metadata[0]
+    assert meta.kind == INPAINTING_KIND and meta.preprocessing.fixed() == INPAINTING_PREPROCESSING.fixed()

@@ -1,0 +1,199 @@
+"""The training engine, for every family: resume, schedule, overwrite, EMA, logs, and a family of its own."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from medinpaint.checkpoint import Preprocessing, read_metadata
+from medinpaint.data import read_slices
+from medinpaint.engine import EMA, EngineConfig, Task, fit
+from medinpaint.errors import InputError
+from medinpaint.synthesis.registry import network_config
+from medinpaint.synthesis.task import GeneratorTask, SynthTrainConfig, train_generator
+from medinpaint.training import InpaintingTask, TrainConfig, train
+
+from conftest import TINY
+
+
+def log(run: Path) -> list[dict[str, str]]:
+    with open(run / "log.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def family_config(family: str, steps: int) -> EngineConfig:
+    common = dict(steps=steps, batch_size=2, log_every=1, warmup_steps=2, val_every=1000)
+    if family == "inpainting":
+        return TrainConfig(**common, val_cases=2, generated_masks=4, network=TINY)
+    return SynthTrainConfig(**common, family=family, network=network_config(family, 64, base_channels=8, blocks=1).to_dict())
+
+
+def run_family(family: str, data, run: Path, steps: int, overwrite: bool = False) -> Path:
+    trainer = train if family == "inpainting" else train_generator
+    return trainer(data, run, family_config(family, steps), device="cpu", progress=False, overwrite=overwrite)
+
+
+FAMILIES = ["inpainting", "diffusion", "vae", "encoder"]
+
+
+def crash_after(monkeypatch: pytest.MonkeyPatch, family: str, steps: int) -> None:
+    """Make the family's loss fail (as a crash or a killed GPU call would) once `steps` steps are done."""
+    cls = InpaintingTask if family == "inpainting" else GeneratorTask
+    original, calls = cls.loss, []
+
+    def loss(self, *args):
+        calls.append(1)
+        if len(calls) > steps:
+            raise KeyboardInterrupt
+        return original(self, *args)
+
+    monkeypatch.setattr(cls, "loss", loss)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_resume_continues_steps_and_schedule_even_after_a_config_field_is_added(
+    family: str, phantom_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = read_slices(phantom_dataset)
+    run_family(family, data, tmp_path / "whole", 6)
+    crash_after(monkeypatch, family, 3)
+    with pytest.raises(KeyboardInterrupt):
+        run_family(family, data, tmp_path / "parts", 6)
+    monkeypatch.undo()
+    state = torch.load(tmp_path / "parts" / "last.pt", weights_only=True)
+    dropped = sorted(state["identity"]["network"])[-1]
+    del state["identity"]["network"][dropped]  # as if saved before that config field existed (its default then)
+    torch.save(state, tmp_path / "parts" / "last.pt")
+    run_family(family, data, tmp_path / "parts", 6)
+    whole, parts = log(tmp_path / "whole"), log(tmp_path / "parts")
+    assert [r["step"] for r in parts] == [str(s) for s in range(1, 7)]
+    assert [r["lr"] for r in parts] == [r["lr"] for r in whole]  # the cosine goes on where it stopped
+    assert read_metadata(tmp_path / "parts" / "model.safetensors").training.steps == 6
+
+
+def test_overwrite_leaves_no_trace_of_the_old_run_and_keeps_other_files(phantom_dataset: Path, tmp_path: Path) -> None:
+    data, run = read_slices(phantom_dataset), tmp_path / "run"
+    run_family("vae", data, run, 4)
+    (run / "notes.txt").write_text("mine")
+    run_family("vae", data, run, 2, overwrite=True)
+    assert [r["step"] for r in log(run)] == ["1", "2"]
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == 2
+    assert len(list((run / "tensorboard").iterdir())) == 1
+    assert (run / "notes.txt").read_text() == "mine"
+
+
+def scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """Scalars of TensorBoard event files (TFRecords of Event protos), read without TensorBoard itself."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    out: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(folder.iterdir()):
+        data, pos = path.read_bytes(), 0
+        while pos < len(data):
+            n = int.from_bytes(data[pos : pos + 8], "little")
+            event = Event.FromString(data[pos + 12 : pos + 12 + n])
+            pos += 12 + n + 4
+            for v in event.summary.value:
+                out.setdefault(v.tag, []).append((event.step, v.simple_value))
+    return out
+
+
+def test_a_run_writes_tensorboard_events_and_curves(phantom_dataset: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(read_slices(phantom_dataset), run, TrainConfig(steps=4, batch_size=2, log_every=1, val_every=2, val_cases=2,
+                                                          generated_masks=4, network=TINY), device="cpu", progress=False)
+    events = scalars(run / "tensorboard")
+    assert {"train/loss", "train/lr", "val/mae"} <= set(events)
+    assert [step for step, _ in events["val/mae"]] == [2, 4]
+    assert [f"{v:.4f}" for _, v in events["val/mae"]] == [r["val_mae"] for r in log(run) if r["val_mae"]]
+    assert (run / "progress.png").stat().st_size > 1000
+
+
+def test_ema_is_the_hand_computed_average_and_copies_buffers() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    ema = EMA(net, decay=0.9)
+    start = [p.detach().clone() for p in net.parameters()]
+    history = []
+    for step in range(3):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(torch.randn_like(p))
+        net.train()(torch.randn(4, 3))  # moves the BatchNorm running statistics
+        history.append([p.detach().clone() for p in net.parameters()])
+        ema.update(net, step)
+    expected = start
+    for step, params in enumerate(history):
+        d = min(0.9, (1 + step) / (10 + step))
+        expected = [d * e + (1 - d) * p for e, p in zip(expected, params)]
+    for e, p in zip(expected, ema.network.parameters()):
+        assert torch.allclose(e, p, atol=1e-6)
+    assert torch.equal(ema.network[1].running_mean, net[1].running_mean)
+    assert int(ema.network[1].num_batches_tracked) == 3
+
+
+@dataclass
+class LineConfig:
+    """A network config for the toy family below."""
+
+    width: int = 4
+
+
+class LineFit(Task):
+    """A family written in a few lines: learn y = 2x + 1. It needs no loop of its own."""
+
+    kind = "toy-line"
+    val_fields = ("val_error",)
+
+    def __init__(self) -> None:
+        self.network_config = LineConfig()
+
+    def build_network(self) -> nn.Module:
+        return nn.Sequential(nn.Linear(1, self.network_config.width), nn.Linear(self.network_config.width, 1))
+
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(channels=("x",), vertebra_encoding="none")
+
+    def setup(self, device: torch.device) -> None:
+        self.device = device
+
+    def batch(self, gen: torch.Generator, size: int) -> torch.Tensor:
+        return torch.rand(size, 1, generator=gen, device=self.device)
+
+    def loss(self, forward, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return ((forward(x) - (2 * x + 1)) ** 2).mean()
+
+    def validate(self, network: nn.Module, device: torch.device) -> dict[str, float]:
+        x = torch.linspace(0, 1, 11, device=device)[:, None]
+        return {"val_error": float((network(x) - (2 * x + 1)).abs().mean())}
+
+
+def test_a_new_family_is_a_network_and_a_task(tmp_path: Path) -> None:
+    weights = fit(LineFit(), tmp_path / "line", EngineConfig(steps=300, batch_size=32, lr=0.05, warmup_steps=5, val_every=100,
+                                                             ema_decay=0.9), device="cpu", progress=False)
+    rows = [r for r in log(tmp_path / "line") if r["val_error"]]
+    assert [r["step"] for r in rows] == ["100", "200", "300"]
+    assert float(rows[-1]["val_error"]) < 0.05 < float(rows[0]["val_error"]) + 0.05
+    meta = read_metadata(weights)
+    assert meta.kind == "toy-line" and meta.config == {"width": 4} and meta.preprocessing.channels == ("x",)
+
+
+def test_a_run_folder_of_someone_else_is_refused(phantom_dataset: Path, tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "last.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="not a readable run checkpoint"):
+        run_family("encoder", read_slices(phantom_dataset), tmp_path / "run", 1)
+
+
+def test_cosine_schedule_follows_the_first_budget_to_run_out() -> None:
+    cfg = EngineConfig(steps=1000, minutes=1.0, lr=1.0, warmup_steps=10)
+    assert cfg.lr_at(0, 0) == pytest.approx(0.1)
+    assert cfg.lr_at(9, 0) == pytest.approx(1.0)  # end of warm-up
+    assert cfg.lr_at(500, 0) == pytest.approx(0.505)
+    assert cfg.lr_at(20, 30.0) == pytest.approx(0.505)  # half the time gone: half-way down the cosine
+    assert cfg.lr_at(1000, 0) == pytest.approx(0.01)
