@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure  # no pyplot: importing must not switch the user's backend
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from medinpaint.data.slices import to_unit  # noqa: E402
-from medinpaint.fillgaps.datasets import corrupted_pairs, target_dataset  # noqa: E402
+from medinpaint.data.slices import to_unit
+from medinpaint.fillgaps.datasets import corrupted_pairs, target_dataset
 
 SHOWN = 10
 
@@ -19,7 +16,8 @@ SHOWN = 10
 def _grid(rows: list[tuple[str, np.ndarray]], out_png: Path, title: str) -> None:
     """One row of up to SHOWN images per (label, (K, H, W) array in [0, 1]) entry."""
     cols = max(len(images) for _, images in rows)
-    fig, axes = plt.subplots(len(rows), cols, figsize=(1.4 * cols, 1.5 * len(rows) + 0.4), squeeze=False)
+    fig = Figure(figsize=(1.4 * cols, 1.5 * len(rows) + 0.4))
+    axes = fig.subplots(len(rows), cols, squeeze=False)
     for r, (label, images) in enumerate(rows):
         for c in range(cols):
             ax = axes[r, c]
@@ -30,7 +28,6 @@ def _grid(rows: list[tuple[str, np.ndarray]], out_png: Path, title: str) -> None
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(out_png, dpi=100)
-    plt.close(fig)
 
 
 def _spread(n: int) -> np.ndarray:

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure  # no pyplot: importing must not switch the user's backend
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from medinpaint.data.slices import to_uint8  # noqa: E402
+from medinpaint.data.slices import to_uint8
 
 Triples = tuple[np.ndarray, np.ndarray, np.ndarray]  # CT uint8 (N,H,W), tissue uint8 (N,H,W), vertebrae (N,)
 
 
-def _show(ax: plt.Axes, image: np.ndarray, title: str = "") -> None:
+def _show(ax: Axes, image: np.ndarray, title: str = "") -> None:
     ax.imshow(image, cmap="gray", vmin=0, vmax=255)
     ax.set_title(title, fontsize=7)
     ax.axis("off")
@@ -23,7 +21,8 @@ def _show(ax: plt.Axes, image: np.ndarray, title: str = "") -> None:
 
 def plot_grid(sources: dict[str, Triples], out_png: Path, columns: int = 8) -> None:
     """For each source (real first, then each model), a row of CT slices and a row of their tissue maps."""
-    fig, axes = plt.subplots(2 * len(sources), columns, figsize=(1.3 * columns, 2.7 * len(sources)), squeeze=False)
+    fig = Figure(figsize=(1.3 * columns, 2.7 * len(sources)))
+    axes = fig.subplots(2 * len(sources), columns, squeeze=False)
     for r, (name, (ct, tissue, levels)) in enumerate(sources.items()):
         for c in range(columns):
             for row, image in ((2 * r, ct), (2 * r + 1, tissue)):
@@ -33,7 +32,6 @@ def plot_grid(sources: dict[str, Triples], out_png: Path, columns: int = 8) -> N
                     axes[row, c].axis("off")
     fig.tight_layout()
     fig.savefig(out_png, dpi=90)
-    plt.close(fig)
 
 
 def tissue_fractions(tissue: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -45,7 +43,8 @@ def tissue_fractions(tissue: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def plot_histograms(sources: dict[str, Triples], out_png: Path) -> None:
     """Densities of CT intensity inside the body, body fraction and fat share of the body, per source."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig = Figure(figsize=(13, 3.6))
+    axes = fig.subplots(1, 3)
     for name, (ct, tissue, _) in sources.items():
         body, fat = tissue_fractions(tissue)
         axes[0].hist(ct[tissue > 0], bins=64, range=(0, 255), density=True, histtype="step", label=name)
@@ -58,12 +57,12 @@ def plot_histograms(sources: dict[str, Triples], out_png: Path) -> None:
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out_png, dpi=90)
-    plt.close(fig)
 
 
 def plot_closest(rows: list[tuple[str, np.ndarray, np.ndarray, float, float]], out_png: Path) -> None:
     """One row per pair: (label, sample CT, nearest training CT, distance, distance ratio), closest first."""
-    fig, axes = plt.subplots(len(rows), 3, figsize=(6.5, 2.2 * len(rows)), squeeze=False)
+    fig = Figure(figsize=(6.5, 2.2 * len(rows)))
+    axes = fig.subplots(len(rows), 3, squeeze=False)
     for r, (label, sample, nearest, dist, ratio) in enumerate(rows):
         diff = np.abs(sample.astype(np.float32) - nearest.astype(np.float32))
         _show(axes[r, 0], to_uint8(sample), f"{label}: sample")
@@ -73,4 +72,3 @@ def plot_closest(rows: list[tuple[str, np.ndarray, np.ndarray, float, float]], o
         axes[r, 2].axis("off")
     fig.tight_layout()
     fig.savefig(out_png, dpi=90)
-    plt.close(fig)
