@@ -12,7 +12,7 @@ from medinpaint.checkpoint import read_metadata
 from medinpaint.data import read_slices
 from medinpaint.errors import InputError
 from medinpaint.inference import Inpainter
-from medinpaint.training import TrainConfig, TrainingData, random_symmetries, train
+from medinpaint.training import TrainConfig, TrainingData, train
 
 from conftest import TINY
 
@@ -102,18 +102,6 @@ def test_batches_pair_slices_with_turned_masks_and_crop(phantom_dataset: Path) -
     b = td.batch(gen, 3, 1.0, crop=32)
     assert b["image"].shape == (3, 1, 32, 32) and b["tissue"].shape == (3, 32, 32)
     assert (b["tissue"] == -1).all() and (b["vertebrae"] == -1).all()  # side_dropout=1 hides side information
-
-
-def test_random_symmetries_give_the_8_symmetries_of_the_square_and_nothing_else() -> None:
-    base = torch.zeros(1, 8, 8, dtype=torch.bool)
-    base[0, 0, :3] = True
-    gen = torch.Generator().manual_seed(1)
-    seen = {random_symmetries(base, gen)[0].numpy().tobytes() for _ in range(300)}
-    assert len(seen) == 8
-    assert all(np.frombuffer(b, bool).sum() == 3 for b in seen)
-    wide = torch.zeros(1, 4, 6, dtype=torch.bool)
-    wide[0, 0, 0] = True
-    assert {tuple(random_symmetries(wide, gen)[0].nonzero()[0].tolist()) for _ in range(100)} == {(0, 0), (0, 5), (3, 0), (3, 5)}
 
 
 def test_the_inpainting_network_learns_a_tiny_set_in_seconds(phantom_dataset: Path, tmp_path: Path) -> None:

@@ -91,3 +91,39 @@ class InpaintingMetrics:
             out[name] = float(vals.mean()) if vals.size else float("nan")
         out["n"] = len(self.rows)
         return out
+
+
+class SegmentationMetrics:
+    """Accumulate per-case Dice and Jaccard of each foreground class, and the error of the last class's share of
+    the foreground (for body composition: the fat fraction of the body, what its users report), then aggregate."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = tuple(names)
+        self.rows: list[dict[str, float | str]] = []
+
+    def __call__(self, case_id: str, pred: np.ndarray, truth: np.ndarray) -> dict[str, float | str]:
+        """`pred` and `truth`: (H, W) class ids, 0 the background."""
+        row: dict[str, float | str] = {"case": case_id}
+        for k, name in enumerate(self.names[1:], start=1):
+            row[f"dice_{name}"] = dice(pred == k, truth == k)
+            row[f"jaccard_{name}"] = jaccard(pred == k, truth == k)
+        last = len(self.names) - 1
+        share = lambda a: float((a == last).sum() / max(1, (a > 0).sum()))  # noqa: E731
+        row[f"{self.names[-1]}_fraction_true"] = share(truth)
+        row[f"{self.names[-1]}_fraction_error"] = share(pred) - share(truth)
+        self.rows.append(row)
+        return row
+
+    def aggregate(self) -> dict[str, float]:
+        """Means over cases: mean Dice over foreground classes first, then each class, the mean absolute fraction
+        error, and the count."""
+        def mean(key: str) -> float:
+            return float(np.mean([r[key] for r in self.rows]))
+
+        fg = self.names[1:]
+        out = {"mean_dice": float(np.mean([mean(f"dice_{n}") for n in fg]))}
+        out.update({f"dice_{n}": mean(f"dice_{n}") for n in fg})
+        out.update({f"jaccard_{n}": mean(f"jaccard_{n}") for n in fg})
+        out[f"{self.names[-1]}_fraction_abs_error"] = float(np.mean([abs(r[f"{self.names[-1]}_fraction_error"]) for r in self.rows]))
+        out["n"] = len(self.rows)
+        return out

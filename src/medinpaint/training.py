@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medinpaint.augment import random_symmetries
 from medinpaint.checkpoint import Preprocessing
 from medinpaint.data.slices import SliceSet, tissue_to_classes, to_uint8
 from medinpaint.data.split import split_by_patient
@@ -42,16 +43,6 @@ class TrainConfig(EngineConfig):
             raise InputError(f"--loss must be l1 or mse, got {self.loss!r}")
         if isinstance(self.network, dict):
             self.network = UNetConfig(**self.network)
-
-
-def random_symmetries(masks: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Each (H, W) mask of a (B, H, W) batch turned and flipped through one of the 8 symmetries of the square
-    (only the flips when H != W): new training pairs with the real masks' statistics."""
-    flip = torch.rand(len(masks), 3, generator=gen, device=masks.device) < 0.5
-    if masks.shape[-1] == masks.shape[-2]:
-        masks = torch.where(flip[:, 0, None, None], masks.transpose(-1, -2), masks)
-    masks = torch.where(flip[:, 1, None, None], masks.flip(-1), masks)
-    return torch.where(flip[:, 2, None, None], masks.flip(-2), masks)
 
 
 class TrainingData:
@@ -114,7 +105,7 @@ def validation_set(slices: SliceSet, n: int, seed: int, pool: np.ndarray) -> Sli
     if val.masks is None or val.truth is None:
         masks = pool[rng.integers(len(pool), size=len(val))]
         clean = to_uint8(val.clean)
-        val = SliceSet(val.ids, np.where(masks, 0, clean).astype(np.uint8), masks, clean, val.tissue, val.vertebrae, val.layout)
+        val = SliceSet(val.ids, np.where(masks, 0, clean).astype(np.uint8), masks, clean, val.tissue, val.vertebrae, layout=val.layout)
     return val
 
 

@@ -11,6 +11,7 @@ import typer
 
 from medinpaint.cli.options import (BatchSize, Compile, DeviceOpt, Minutes, NoProgress, Overwrite, Steps, WeightsDtype,
                                     resolve_device, user_errors)
+from medinpaint.cli.segment import segment_app
 from medinpaint.cli.synth import synth_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -227,3 +228,4 @@ def fill_gaps(
 
 
 app.add_typer(synth_app, name="synth")
+app.add_typer(segment_app, name="segment")

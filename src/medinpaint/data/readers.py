@@ -4,8 +4,9 @@ Layouts (detected from what is on disk):
 - DM-i-AI folder: `corrupted/ mask/ ct/ tissue/ vertebrae/` with files `<kind>_<PPP>_<k>.png|txt`; every
   sub-folder but one of `corrupted/` or `ct/` is optional (a folder with `ct/` only is a clean training set).
 - `.npy` stack: a file `(N,H,W)` or `(N,1,H,W)` of uint8 or float in [0,1] (clean slices), or a folder holding
-  `images.npy` and optionally `masks.npy`, `truth.npy`, `tissue.npy`, `vertebrae.npy`.
-- PNG pairs: a folder with `images/NAME.png` and optionally `masks/NAME.png` and `truth/NAME.png`.
+  `images.npy` and optionally `masks.npy`, `truth.npy`, `tissue.npy`, `vertebrae.npy`, `labels.npy`.
+- PNG pairs: a folder with `images/NAME.png` and optionally `masks/NAME.png`, `truth/NAME.png`, `labels/NAME.png`.
+`labels` are segmentation label maps (integers 0..255, one value per class) for `medinpaint segment`.
 - A packed cache written by `medinpaint pack` (see `medinpaint.data.cache`).
 """
 
@@ -24,7 +25,7 @@ from medinpaint.data.slices import SliceSet
 from medinpaint.errors import InputError
 
 DMIAI_KINDS = ("corrupted", "mask", "ct", "tissue")
-NPY_PARTS = ("images", "masks", "truth", "tissue", "vertebrae")
+NPY_PARTS = ("images", "masks", "truth", "tissue", "vertebrae", "labels")
 
 
 def detect_layout(path: Path) -> str:
@@ -179,6 +180,16 @@ def load_npy_images(path: Path) -> tuple[np.ndarray, tuple[int, ...]]:
     return arr.astype(np.float32, copy=False), shape
 
 
+def _label_map(arr: np.ndarray, f: Path) -> np.ndarray:
+    """A label-map stack (N,H,W) or (N,1,H,W) of integers 0..255 -> uint8 (N,H,W)."""
+    arr = arr[:, 0] if arr.ndim == 4 and arr.shape[1] == 1 else arr
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.bool_)):
+        raise InputError(f"{f}: label maps must hold integers (one value per class), got {arr.dtype}")
+    if arr.size and (arr.min() < 0 or arr.max() > 255):
+        raise InputError(f"{f}: label values must lie in 0..255, found {int(arr.min())}..{int(arr.max())}")
+    return arr.astype(np.uint8)
+
+
 def _read_npy(path: Path) -> SliceSet:
     if path.is_file():
         images, shape = load_npy_images(path)
@@ -193,6 +204,8 @@ def _read_npy(path: Path) -> SliceSet:
             arr = np.load(f, allow_pickle=False).astype(np.int16).reshape(-1)
         elif part == "truth":
             arr = load_npy_images(f)[0]
+        elif part == "labels":
+            arr = _label_map(np.load(f, allow_pickle=False), f)
         else:
             arr = np.load(f, allow_pickle=False)
             arr = arr[:, 0] if arr.ndim == 4 else arr
@@ -208,6 +221,7 @@ def _read_npy(path: Path) -> SliceSet:
         truth=parts.get("truth"),
         tissue=parts.get("tissue"),
         vertebrae=parts.get("vertebrae"),
+        labels=parts.get("labels"),
         layout="npy",
         source_shape=shape,
     )
@@ -219,7 +233,7 @@ def _read_png_pairs(path: Path, workers: int) -> SliceSet:
     if not ids:
         raise InputError(f"{path / 'images'}: the folder is empty")
     stacks: dict[str, np.ndarray] = {"images": _stack([images[i] for i in ids], workers, None)}
-    for part, prefix in (("masks", "mask"), ("truth", "truth")):
+    for part, prefix in (("masks", "mask"), ("truth", "truth"), ("labels", "label")):
         if not (path / part).is_dir():
             continue
         files = _png_files(path / part, prefix)
@@ -229,4 +243,5 @@ def _read_png_pairs(path: Path, workers: int) -> SliceSet:
         chosen = [files[i] for i in ids]
         stack = _stack(chosen, workers, stacks["images"].shape[1:])
         stacks[part] = _as_mask(stack, chosen) if part == "masks" else stack
-    return SliceSet(ids=ids, images=stacks["images"], masks=stacks.get("masks"), truth=stacks.get("truth"), layout="png")
+    return SliceSet(ids=ids, images=stacks["images"], masks=stacks.get("masks"), truth=stacks.get("truth"),
+                    labels=stacks.get("labels"), layout="png")

@@ -24,6 +24,7 @@ class SliceSet:
     truth: np.ndarray | None = None
     tissue: np.ndarray | None = None
     vertebrae: np.ndarray | None = None
+    labels: np.ndarray | None = None  # segmentation label maps (uint8, one value per class), when not the tissue map
     layout: str = "npy"
     source_shape: tuple[int, ...] | None = None
     extras: dict[str, str] = field(default_factory=dict)
@@ -32,7 +33,7 @@ class SliceSet:
         n = len(self.ids)
         if self.images.ndim != 3 or self.images.shape[0] != n:
             raise ValueError(f"images must be (N,H,W) with N={n}, got {self.images.shape}")
-        for name in ("masks", "truth", "tissue"):
+        for name in ("masks", "truth", "tissue", "labels"):
             arr = getattr(self, name)
             if arr is not None and arr.shape != self.images.shape:
                 raise ValueError(f"{name} has shape {arr.shape}, images have {self.images.shape}")
@@ -63,6 +64,7 @@ class SliceSet:
             truth=pick(self.truth),
             tissue=pick(self.tissue),
             vertebrae=pick(self.vertebrae),
+            labels=pick(self.labels),
             layout=self.layout,
             source_shape=None if self.source_shape is None else (len(idx), *self.source_shape[1:]),
             extras=dict(self.extras),

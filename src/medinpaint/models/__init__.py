@@ -2,8 +2,9 @@
 
 from medinpaint.models.denoiser import ConditionalUNet, DenoiserConfig
 from medinpaint.models.encoder import EncoderConfig, FeatureEncoder
-from medinpaint.models.unet import MaskAwareUNet, UNetConfig
+from medinpaint.models.segmenter import SegmentationUNet, SegmenterConfig
+from medinpaint.models.unet import MaskAwareUNet, ResUNet, UNetConfig
 from medinpaint.models.vae import ConditionalVAE, VAEConfig
 
 __all__ = ["ConditionalUNet", "ConditionalVAE", "DenoiserConfig", "EncoderConfig", "FeatureEncoder", "MaskAwareUNet",
-           "UNetConfig", "VAEConfig"]
+           "ResUNet", "SegmentationUNet", "SegmenterConfig", "UNetConfig", "VAEConfig"]

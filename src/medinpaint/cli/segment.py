@@ -1,0 +1,101 @@
+"""`medinpaint segment ...`: train a segmentation U-Net, segment slices, score segmentations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medinpaint.cli.options import (BatchSize, Compile, DeviceOpt, Minutes, NoProgress, Overwrite, Steps, WeightsDtype,
+                                    resolve_device, user_errors)
+
+segment_app = typer.Typer(no_args_is_help=True, help="Segment slices (e.g. body composition: background / body / fat).")
+
+Values = Annotated[list[int] | None, typer.Option("--class-value", help="label value of each class, in order (repeat; default: "
+                                                   "DM-i-AI tissue coding 0/100/255, else the values found)")]
+
+
+@segment_app.command("train")
+@user_errors
+def train_cmd(
+    data: Annotated[Path, typer.Option("--data", help="images with label maps: DM-i-AI folder (tissue/), .npy folder or PNG pairs")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="run folder (resumed if it holds last.pt)")],
+    minutes: Minutes = None,
+    steps: Steps = None,
+    batch_size: BatchSize = 8,
+    lr: Annotated[float, typer.Option(help="peak learning rate")] = 2e-3,
+    base_channels: Annotated[int, typer.Option(help="U-Net width at full resolution")] = 16,
+    depth: Annotated[int, typer.Option(help="U-Net resolution levels")] = 4,
+    blocks: Annotated[int, typer.Option(help="residual blocks per level")] = 1,
+    crop: Annotated[int | None, typer.Option(help="train on random square crops of this size")] = None,
+    no_augment: Annotated[bool, typer.Option("--no-augment", help="no turns and mirrors")] = False,
+    class_value: Values = None,
+    val_every: Annotated[int, typer.Option(help="validate every N steps")] = 250,
+    compile: Compile = False,
+    weights_dtype: WeightsDtype = "float32",
+    seed: int = 0,
+    device: DeviceOpt = "auto",
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Train the segmentation U-Net (Dice + cross-entropy); patients 450-499 (or a tenth) are kept for validation."""
+    from medinpaint.models import SegmenterConfig
+    from medinpaint.segmentation.data import read_labelled
+    from medinpaint.segmentation.task import SegTrainConfig, train_segmenter
+
+    labelled = read_labelled(data, tuple(class_value) if class_value else None)
+    network = SegmenterConfig(classes=len(labelled.values), base_channels=base_channels, depth=depth, blocks_per_level=blocks)
+    cfg = SegTrainConfig(steps=steps, minutes=minutes, batch_size=batch_size, lr=lr, crop=crop, augment=not no_augment,
+                         val_every=val_every, compile=compile, weights_dtype=weights_dtype, seed=seed, network=network)
+    weights = train_segmenter(labelled, output, cfg, device=resolve_device(device), progress=not no_progress, overwrite=overwrite)
+    typer.echo(f"weights: {weights}\ncurves: {output / 'progress.png'}")
+
+
+@segment_app.command("predict")
+@user_errors
+def predict_cmd(
+    input: Annotated[Path, typer.Option("--input", "-i", help="slices: DM-i-AI folder (ct/, else corrupted/), .npy or PNG folder")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="folder for the label maps")],
+    weights: Annotated[list[Path] | None, typer.Option(help="checkpoint (default: the shipped model); repeat for an ensemble")] = None,
+    device: DeviceOpt = "cpu",
+    batch_size: BatchSize = 16,
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Segment slices; DM-i-AI and PNG input give OUTPUT/<case id>.png in the labels' coding, .npy gives labels.npy."""
+    from medinpaint.outputs import atomic_dir, check_output_path
+    from medinpaint.segmentation.data import read_labelled, write_segmentations
+    from medinpaint.segmentation.inference import Segmenter
+
+    check_output_path(output, [input], overwrite)
+    segmenter = Segmenter.from_pretrained(weights or None, device=resolve_device(device))
+    data = read_labelled(input, segmenter.values, require_labels=False)
+    maps = segmenter.to_values(segmenter.predict(data.images, batch_size=batch_size, progress=not no_progress))
+    with atomic_dir(output, overwrite=overwrite) as tmp:
+        write_segmentations(tmp, data, maps)
+    typer.echo(f"segmented {len(data)} slices into {output}")
+
+
+@segment_app.command("evaluate")
+@user_errors
+def evaluate_cmd(
+    pred: Annotated[Path, typer.Option("--pred", help="label maps written by `medinpaint segment predict`")],
+    data: Annotated[Path, typer.Option("--data", help="the dataset with its label maps")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="report folder")],
+    class_value: Values = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """Score segmentations: summary.json (Dice and Jaccard per class, fat fraction error), per_case.csv, cases.png."""
+    from medinpaint.outputs import atomic_dir, check_output_path
+    from medinpaint.segmentation.data import read_labelled
+    from medinpaint.segmentation.evaluate import read_segmentations, score, write_report
+
+    check_output_path(output, [pred, data], overwrite)
+    reference = read_labelled(data, tuple(class_value) if class_value else None)
+    predicted = read_segmentations(pred, reference)
+    metrics = score(reference, predicted)
+    with atomic_dir(output, overwrite=overwrite) as tmp:
+        summary = write_report(tmp, reference, predicted, metrics)
+    typer.echo(json.dumps(summary, indent=1))

@@ -1,0 +1,78 @@
+"""Score segmentations against label maps: summary.json (means first), per_case.csv and cases.png."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+
+from medinpaint.data.png import read_gray_png
+from medinpaint.errors import InputError
+from medinpaint.metrics import SegmentationMetrics
+from medinpaint.segmentation.data import LabelledSet, to_class_ids
+
+CLASS_COLOURS = ListedColormap(["black", "tab:red", "gold", "tab:blue", "tab:green", "tab:purple", "tab:cyan", "tab:pink"])
+
+
+def score(data: LabelledSet, pred: np.ndarray) -> SegmentationMetrics:
+    """Per-case metrics of `pred` (N, H, W) class ids against `data.labels`."""
+    if data.labels is None:
+        raise InputError("scoring needs label maps")
+    metrics = SegmentationMetrics(data.names)
+    for case, p, t in zip(data.ids, pred, data.labels):
+        metrics(case, p, t)
+    return metrics
+
+
+def read_segmentations(folder: Path, data: LabelledSet) -> np.ndarray:
+    """Predictions for every case of `data`, as class ids, from `<case id>.png` files or a `labels.npy` stack."""
+    folder = Path(folder)
+    npy = folder / "labels.npy"
+    if npy.is_file():
+        raw = np.load(npy, allow_pickle=False)
+        if raw.shape != data.images.shape:
+            raise InputError(f"{npy}: shape {raw.shape} does not match the data {data.images.shape}")
+        return to_class_ids(raw, data.values, str(npy))
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such folder")
+    out = []
+    for case in data.ids:
+        f = folder / f"{case}.png"
+        if not f.is_file():
+            raise InputError(f"{f}: missing prediction for case {case}")
+        img = read_gray_png(f)
+        if img.shape != data.images.shape[1:]:
+            raise InputError(f"{f}: size {img.shape[1]}x{img.shape[0]} differs from the data's")
+        out.append(to_class_ids(img, data.values, str(f)))
+    return np.stack(out)
+
+
+def write_report(report: Path, data: LabelledSet, pred: np.ndarray, metrics: SegmentationMetrics, n_show: int = 3) -> dict:
+    """summary.json, per_case.csv and cases.png (best and worst by the last class's Dice) into `report`."""
+    summary = metrics.aggregate()
+    (report / "summary.json").write_text(json.dumps(summary, indent=1))
+    with open(report / "per_case.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, list(metrics.rows[0]))
+        writer.writeheader()
+        writer.writerows(metrics.rows)
+    key = f"dice_{data.names[-1]}"
+    order = list(np.argsort([r[key] for r in metrics.rows]))
+    chosen = order[::-1][:n_show] + [i for i in order[:n_show] if i not in order[::-1][:n_show]]
+    fig = Figure(figsize=(8, 2.7 * len(chosen)))
+    axes = fig.subplots(len(chosen), 3, squeeze=False)
+    for r, i in enumerate(chosen):
+        label = ("best " if r < n_show else "worst ") + data.ids[i]
+        panels = [(data.images[i], "gray", f"{label}: CT"), (data.labels[i], CLASS_COLOURS, "truth"),
+                  (pred[i], CLASS_COLOURS, f"prediction, {key} {metrics.rows[i][key]:.3f}")]
+        for c, (img, cmap, title) in enumerate(panels):
+            axes[r, c].imshow(img, cmap=cmap, vmin=0, vmax=255 if c == 0 else CLASS_COLOURS.N - 1, interpolation="nearest")
+            axes[r, c].set_title(title, fontsize=9)
+            axes[r, c].axis("off")
+    fig.suptitle(f"best and worst cases (mean Dice {summary['mean_dice']:.3f}, n={summary['n']})")
+    fig.tight_layout()
+    fig.savefig(report / "cases.png", dpi=90)
+    return summary

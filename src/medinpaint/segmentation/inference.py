@@ -1,0 +1,88 @@
+"""Segmenter: load a segmentation checkpoint once, then label slices from numpy arrays, in batches."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from medinpaint.checkpoint import CheckpointMeta, Preprocessing, file_checksum, load_checkpoint, load_state, read_metadata
+from medinpaint.data.slices import to_unit
+from medinpaint.errors import InputError
+from medinpaint.models import SegmentationUNet, SegmenterConfig
+from medinpaint.segmentation.data import coding
+
+SEGMENTER_KIND = "segmentation-unet"
+SEGMENTER_PREPROCESSING = Preprocessing(channels=("ct",), vertebra_encoding="none")  # tissue_levels: the label coding
+DEFAULT_WEIGHTS = "ct-segmenter.safetensors"
+
+
+def default_weights() -> Path:
+    return Path(str(resources.files("medinpaint") / "weights" / DEFAULT_WEIGHTS))
+
+
+@torch.inference_mode()
+def predict_classes(networks: list[nn.Module], images: np.ndarray, device: torch.device | str, batch_size: int = 16,
+                    progress: bool = False) -> np.ndarray:
+    """(N, H, W) uint8 or float [0, 1] slices -> (N, H, W) int64 class ids, averaging the members' probabilities."""
+    out = np.empty(images.shape, dtype=np.int64)
+    for s in tqdm(range(0, len(images), batch_size), desc="segmenting", unit="batch", disable=not progress):
+        x = torch.from_numpy(to_unit(images[s : s + batch_size])).unsqueeze(1).to(device)
+        probs = sum(net.eval()(x).float().softmax(1) for net in networks)
+        out[s : s + batch_size] = probs.argmax(1).cpu().numpy()
+    return out
+
+
+class Segmenter:
+    """Label the pixels of slices; `values` are the label-map values of the classes (DM-i-AI: 0, 100, 255)."""
+
+    def __init__(self, networks: list[SegmentationUNet], values: tuple[int, ...], device: str = "cpu", name: str = "",
+                 checksum: str = "", metadata: list[CheckpointMeta] | None = None) -> None:
+        self.members = [n.to(device).eval() for n in networks]
+        self.values, self.names = tuple(values), coding(tuple(values))
+        self.device, self.name, self.checksum, self.metadata = torch.device(device), name, checksum, metadata or []
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | list[str | Path] | None = None, device: str = "cpu") -> Segmenter:
+        """Rebuild from checkpoints' own metadata; `None` is the shipped body-composition model; a list of paths
+        is an ensemble (same classes) that averages the members' probabilities."""
+        if device == "cuda" and not torch.cuda.is_available():
+            raise InputError("--device cuda: no CUDA device is available")
+        paths = [Path(p) for p in path] if isinstance(path, list) else [Path(path) if path is not None else default_weights()]
+        if not paths:
+            raise InputError("an ensemble needs at least one checkpoint")
+        networks, metas = [], []
+        for p in paths:
+            values = read_metadata(p).preprocessing.tissue_levels
+            state, meta = load_checkpoint(p, SEGMENTER_KIND, replace(SEGMENTER_PREPROCESSING, tissue_levels=values))
+            try:
+                config = SegmenterConfig(**meta.config)
+            except TypeError as exc:
+                raise InputError(f"{p}: network config in the metadata does not fit this version ({exc})") from None
+            if config.classes != len(values):
+                raise InputError(f"{p}: {config.classes} classes but {len(values)} label values in the metadata")
+            networks.append(load_state(SegmentationUNet(config), state, p))
+            metas.append(meta)
+        if len({m.preprocessing.tissue_levels for m in metas}) > 1:
+            raise InputError("the members of an ensemble must share their classes")
+        checksum = file_checksum(paths[0]) if len(paths) == 1 else "+".join(file_checksum(p)[:12] for p in paths)
+        name = "+".join(m.training.name or p.stem for m, p in zip(metas, paths))
+        return cls(networks, metas[0].preprocessing.tissue_levels, device, name, checksum, metas)
+
+    def predict(self, images: np.ndarray, batch_size: int = 16, progress: bool = False) -> np.ndarray:
+        """(N, H, W) or one (H, W) slice, uint8 0..255 or float [0, 1] -> class ids of the same shape (int64)."""
+        images = np.asarray(images)
+        if images.ndim not in (2, 3):
+            raise InputError(f"expected (H, W) or (N, H, W) slices, got shape {images.shape}")
+        one = images.ndim == 2
+        out = predict_classes(self.members, images[None] if one else images, self.device, batch_size, progress)
+        return out[0] if one else out
+
+    def to_values(self, classes: np.ndarray) -> np.ndarray:
+        """Class ids -> the label maps' own coding, as uint8."""
+        return np.asarray(self.values, dtype=np.uint8)[classes]
