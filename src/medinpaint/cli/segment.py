@@ -99,3 +99,38 @@ def evaluate_cmd(
     with atomic_dir(output, overwrite=overwrite) as tmp:
         summary = write_report(tmp, reference, predicted, metrics)
     typer.echo(json.dumps(summary, indent=1))
+
+
+@segment_app.command("study")
+@user_errors
+def study_cmd(
+    data: Annotated[Path, typer.Option("--data", help="slices with tissue maps and vertebra levels (DM-i-AI folder or packed cache)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="report folder: results.csv, dice_vs_n.png, summary.md")],
+    n: Annotated[list[str] | None, typer.Option("--n", help="real training patients (repeat; 'all' for every one); default 1 2 5 10 25 50 all")] = None,
+    seeds: Annotated[int, typer.Option(help="seeds (each also draws the patients)")] = 3,
+    ratio: Annotated[list[int] | None, typer.Option("--ratio", help="synthetic pairs per real slice (repeat); default 1 and 4")] = None,
+    arm: Annotated[list[str] | None, typer.Option("--arm", help="real, real+own, real+all, synthetic (repeat); default all four")] = None,
+    size: Annotated[int, typer.Option(help="slice size the study works at")] = 64,
+    generator: Annotated[str, typer.Option(help="family of the generator trained on the n patients: vae or diffusion")] = "vae",
+    reference: Annotated[Path | None, typer.Option(help="generator trained on all training patients (default: the shipped one)")] = None,
+    seg_steps: Annotated[int, typer.Option(help="segmenter training steps per run")] = 300,
+    gen_steps: Annotated[int, typer.Option(help="generator training steps per (n, seed)")] = 300,
+    device: DeviceOpt = "auto",
+    overwrite: Overwrite = False,
+) -> None:
+    """Does adding generated image/label pairs help when real labels are scarce? Fat Dice against n, with seeds."""
+    from medinpaint.segmentation.study import ARMS, StudyConfig, run_study
+
+    ns = tuple(None if v == "all" else _positive_int(v) for v in (n or ["1", "2", "5", "10", "25", "50", "all"]))
+    cfg = StudyConfig(ns=ns, seeds=seeds, ratios=tuple(ratio or (1, 4)), arms=tuple(arm or ARMS), size=size, family=generator,
+                      reference=reference, seg_steps=seg_steps, gen_steps=gen_steps, device=resolve_device(device))
+    run_study(data, output, cfg, overwrite=overwrite)
+    typer.echo((output / "summary.md").read_text() + f"\nfigure: {output / 'dice_vs_n.png'}")
+
+
+def _positive_int(text: str) -> int:
+    from medinpaint.errors import InputError
+
+    if not text.isdigit() or int(text) < 1:
+        raise InputError(f"--n takes a positive number of patients or 'all', got {text!r}")
+    return int(text)

@@ -57,7 +57,7 @@ class SegmentationTask(Task):
     kind = SEGMENTER_KIND
     name = "training segmenter"
 
-    def __init__(self, data: LabelledSet, cfg: SegTrainConfig, extra: LabelledSet | None = None) -> None:
+    def __init__(self, data: LabelledSet, cfg: SegTrainConfig, extra: LabelledSet | None = None, check_classes: bool = True) -> None:
         if data.labels is None:
             raise InputError("training needs label maps")
         if cfg.network.classes != len(data.values):
@@ -71,7 +71,8 @@ class SegmentationTask(Task):
                 raise InputError("extra training pairs must have the same classes and size as the data")
             train = LabelledSet(train.ids + extra.ids, np.concatenate([train.images, extra.images]),
                                 np.concatenate([train.labels, extra.labels]), data.values, data.names, data.layout, data.window)
-        check_classes_present(train, "training data")
+        if check_classes:
+            check_classes_present(train, "training data")
         rng = np.random.default_rng(cfg.seed + 1)
         val_from = val_idx if len(val_idx) else train_idx
         self.val = data.subset(np.sort(rng.choice(val_from, size=min(cfg.val_cases, len(val_from)), replace=False)))
@@ -114,6 +115,7 @@ class SegmentationTask(Task):
 
 
 def train_segmenter(data: LabelledSet, output: Path, cfg: SegTrainConfig, extra: LabelledSet | None = None,
-                    device: str | None = None, progress: bool = True, overwrite: bool = False) -> Path:
-    """Train on the training patients of `data` (plus `extra` pairs), writing `output/`; the weights' path."""
-    return fit(SegmentationTask(data, cfg, extra), output, cfg, device=device, progress=progress, overwrite=overwrite)
+                    device: str | None = None, progress: bool = True, overwrite: bool = False, check_classes: bool = True) -> Path:
+    """Train on the training patients of `data` (plus `extra` pairs), writing `output/`; the weights' path.
+    `check_classes=False` trains even when a class never occurs (a study measuring a poor generator's pairs)."""
+    return fit(SegmentationTask(data, cfg, extra, check_classes), output, cfg, device=device, progress=progress, overwrite=overwrite)

@@ -56,9 +56,9 @@ class SynthTrainConfig(EngineConfig):
 class GeneratorTask(Task):
     """(CT, tissue level) pairs of the training patients with their vertebra levels."""
 
-    def __init__(self, data: SliceSet, cfg: SynthTrainConfig) -> None:
+    def __init__(self, data: SliceSet, cfg: SynthTrainConfig, hold_out: bool = True) -> None:
         require_triples(data, "training data")
-        train_idx, val_idx = split_by_patient(data.ids, seed=cfg.seed)
+        train_idx, val_idx = split_by_patient(data.ids, seed=cfg.seed) if hold_out else (np.arange(len(data)), np.arange(0))
         if len(train_idx) == 0:
             raise InputError("no training slices left after holding out the validation patients (450-499)")
         self.cfg, self.kind, self.name = cfg, KINDS[cfg.family], f"training {cfg.family}"
@@ -108,7 +108,8 @@ class GeneratorTask(Task):
 
 
 def train_generator(data: SliceSet, output: Path, cfg: SynthTrainConfig, device: str | None = None, progress: bool = True,
-                    overwrite: bool = False) -> Path:
+                    overwrite: bool = False, hold_out: bool = True) -> Path:
     """Train `cfg.family` on the training patients of `data`, writing `output/` (model.safetensors of the EMA
-    weights, log.csv, tensorboard/, progress.png, config.json, last.pt). Returns the path of the weights."""
-    return fit(GeneratorTask(data, cfg), output, cfg, device=device, progress=progress, overwrite=overwrite)
+    weights, log.csv, tensorboard/, progress.png, config.json, last.pt). Returns the path of the weights.
+    `hold_out=False` trains on every slice of `data` (no validation loss): for callers that chose the patients."""
+    return fit(GeneratorTask(data, cfg, hold_out), output, cfg, device=device, progress=progress, overwrite=overwrite)

@@ -1,0 +1,255 @@
+"""Do generated image/label pairs help a segmentation U-Net when real labels are scarce? The study, as one call.
+
+For n real training patients in `ns` and each seed (the seed also draws which patients: one random order of the
+training patients per seed, whose first n are taken, so the sets of one seed are nested), the segmenter is trained
+with the same budget on
+  real        the n patients' slices, with the 8 symmetries as geometric augmentation;
+  real+own    plus pairs sampled from a generator trained on the same n patients only (the honest protocol:
+              the generator sees no label the segmenter could not);
+  real+all    plus pairs from a reference generator trained on all training patients (it saw more data: a
+              reference, not a fair arm);
+  synthetic   pairs from the n-patient generator alone;
+with `ratios` synthetic pairs per real slice. Every run is scored on all slices of patients 450-499, which no
+generator and no segmenter ever trains on. Everything is done at `size` x `size` (64 on a CPU).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from medinpaint.constants import TISSUE_LEVELS
+from medinpaint.data import read_slices, split_by_patient
+from medinpaint.data.slices import SliceSet, to_uint8
+from medinpaint.data.split import patient_of
+from medinpaint.errors import InputError
+from medinpaint.models import SegmenterConfig
+from medinpaint.outputs import atomic_dir, check_output_path
+from medinpaint.segmentation.data import LabelledSet, coding, to_class_ids
+from medinpaint.segmentation.evaluate import score
+from medinpaint.segmentation.inference import Segmenter
+from medinpaint.segmentation.task import SegTrainConfig, train_segmenter
+from medinpaint.synthesis.data import require_triples, resize_pairs
+
+ARMS = ("real", "real+own", "real+all", "synthetic")
+FIELDS = ("n", "seed", "arm", "ratio", "generator", "real_slices", "synthetic_slices", "dice_fat", "dice_body", "mean_dice",
+          "fat_fraction_abs_error", "train_seconds")
+
+
+@dataclass
+class StudyConfig:
+    ns: tuple[int | None, ...] = (1, 2, 5, 10, 25, 50, None)  # None: all training patients
+    seeds: int = 3
+    ratios: tuple[int, ...] = (1, 4)  # synthetic pairs per real slice (real+own, real+all)
+    synthetic_only: int = 4  # synthetic pairs per real slice the 'synthetic' arm is given
+    arms: tuple[str, ...] = ARMS
+    size: int = 64
+    family: str = "vae"  # the generator trained on the n patients: vae (fast to train and sample) or diffusion
+    reference: Path | None = None  # the real+all generator (default: the shipped one of `size`)
+    seg_steps: int = 300
+    seg_batch: int = 16
+    gen_steps: int = 300
+    gen_batch: int = 32
+    sample_steps: int = 10  # diffusion sampler steps
+    network: SegmenterConfig = field(default_factory=lambda: SegmenterConfig(base_channels=16, depth=3))
+    gen_base_channels: int = 16
+    device: str = "cpu"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = set(self.arms) - set(ARMS)
+        if unknown:
+            raise InputError(f"unknown arm {sorted(unknown)[0]!r}: choose from {', '.join(ARMS)}")
+        if self.seeds < 1 or not self.ns or any(n is not None and n < 1 for n in self.ns) or any(r < 1 for r in self.ratios):
+            raise InputError("--seeds, every n and every ratio must be at least 1")
+
+
+def training_patients(ids: list[str]) -> list[str]:
+    """The patients a study may train on: every patient outside the validation split, sorted."""
+    train_idx, _ = split_by_patient(ids)
+    return sorted({patient_of(ids[i]) for i in train_idx})
+
+
+def pick_patients(patients: list[str], n: int | None, seed: int) -> list[str]:
+    """The first n of the seed's random order of `patients` (all of them for None)."""
+    order = np.random.default_rng(seed).permutation(len(patients))
+    return sorted(patients[i] for i in order[: len(patients) if n is None else n])
+
+
+def slices_of(data: SliceSet, patients: list[str]) -> SliceSet:
+    chosen = set(patients)
+    return data.subset([i for i, c in enumerate(data.ids) if patient_of(c) in chosen])
+
+
+def as_labelled(ids: list[str], ct: np.ndarray, tissue: np.ndarray) -> LabelledSet:
+    """uint8 CT and DM-i-AI tissue maps (N, H, W) -> a LabelledSet in the tissue coding."""
+    return LabelledSet(list(ids), to_uint8(ct), to_class_ids(tissue, TISSUE_LEVELS, "tissue"), TISSUE_LEVELS,
+                       coding(TISSUE_LEVELS), "dmiai")
+
+
+def small(data: SliceSet, size: int) -> SliceSet:
+    """The slices at size x size (CT area-averaged, tissue by majority), with their ids and vertebra levels."""
+    pairs = resize_pairs(data, size)
+    return SliceSet(list(data.ids), pairs[:, 0], tissue=pairs[:, 1], vertebrae=data.vertebrae, layout="dmiai")
+
+
+class Study:
+    """Runs the arms; every trained network lives under `work`."""
+
+    def __init__(self, data: SliceSet, cfg: StudyConfig, work: Path) -> None:
+        require_triples(data, "study data")
+        self.cfg, self.work = cfg, work
+        self.data = small(data, cfg.size)
+        self.patients = training_patients(self.data.ids)
+        if not self.patients:
+            raise InputError("the data hold no training patients (only validation patients 450-499)")
+        _, val_idx = split_by_patient(self.data.ids)
+        if len(val_idx) == 0:
+            raise InputError("the study scores on validation patients 450-499: the data hold none")
+        held = self.data.subset(val_idx)
+        self.heldout = as_labelled(held.ids, held.images, held.tissue)
+        self.validation = self.heldout.subset(np.linspace(0, len(held) - 1, min(64, len(held))).astype(int))
+        self._reference = None
+
+    def reference(self):  # -> SliceGenerator
+        from medinpaint.synthesis import load_generator
+
+        if self._reference is None:
+            self._reference = load_generator(self.cfg.reference, None if self.cfg.reference else self.cfg.size, device=self.cfg.device)
+            if self._reference.size != self.cfg.size:
+                raise InputError(f"the reference generator is {self._reference.size}x{self._reference.size}, the study {self.cfg.size}")
+        return self._reference
+
+    def own_generator(self, real: SliceSet, name: str):  # -> SliceGenerator
+        """A generator trained on `real` (the n patients' slices) and nothing else."""
+        from medinpaint.synthesis import load_generator
+        from medinpaint.synthesis.registry import network_config
+        from medinpaint.synthesis.task import SynthTrainConfig, train_generator
+
+        c = self.cfg
+        network = network_config(c.family, c.size, base_channels=c.gen_base_channels).to_dict()
+        gcfg = SynthTrainConfig(family=c.family, size=c.size, steps=c.gen_steps, batch_size=c.gen_batch, network=network,
+                                warmup_steps=min(200, c.gen_steps // 5), log_every=50)
+        weights = train_generator(real, self.work / name, gcfg, device=c.device, progress=False, hold_out=False)
+        return load_generator(weights, device=c.device)
+
+    def sample(self, generator, n: int, seed: int) -> LabelledSet:
+        kw = {"steps": self.cfg.sample_steps} if generator.family == "diffusion" else {}
+        s = generator.sample(n, seed=seed, batch_size=256, **kw)
+        return as_labelled([f"synthetic_{i}" for i in range(n)], s.images[:, 0], s.tissue)
+
+    def segment(self, train: LabelledSet, extra: LabelledSet | None, name: str, seed: int) -> tuple[dict, float]:
+        """Train on `train` (+ `extra`), score on every held-out slice: (summary, training seconds)."""
+        c = self.cfg
+        # the validation slices ride along so the engine holds them out and logs their Dice; never trained on
+        data = LabelledSet(train.ids + self.validation.ids, np.concatenate([train.images, self.validation.images]),
+                           np.concatenate([train.labels, self.validation.labels]), TISSUE_LEVELS, coding(TISSUE_LEVELS), "dmiai")
+        cfg = SegTrainConfig(steps=c.seg_steps, batch_size=c.seg_batch, val_every=c.seg_steps, val_cases=len(self.validation),
+                             warmup_steps=min(100, c.seg_steps // 5), log_every=50, seed=seed, network=c.network)
+        t0 = time.monotonic()
+        weights = train_segmenter(data, self.work / name, cfg, extra=extra, device=c.device, progress=False, check_classes=False)
+        seconds = time.monotonic() - t0
+        pred = Segmenter.from_pretrained(weights, device=c.device).predict(self.heldout.images, batch_size=64)
+        return score(self.heldout, pred).aggregate(), seconds
+
+    def run(self) -> list[dict]:
+        c, rows = self.cfg, []
+        plan = [(n, seed) for seed in range(c.seeds) for n in c.ns]
+        for k, (n, seed) in enumerate(plan, start=1):
+            chosen = pick_patients(self.patients, n, seed)
+            real = slices_of(self.data, chosen)
+            real_set = as_labelled(real.ids, real.images, real.tissue)
+            label = "all" if n is None else str(n)
+            tag = f"n{label}-s{seed}"
+            if c.progress:
+                print(f"[{k}/{len(plan)}] n={label} ({len(chosen)} patients, {len(real)} slices), seed {seed}", flush=True)
+
+            def record(arm: str, ratio: int, generator: str, extra: LabelledSet | None, synthetic_only: bool = False) -> None:
+                train = extra if synthetic_only else real_set
+                summary, seconds = self.segment(train, None if synthetic_only else extra, f"{tag}-{arm}-{ratio}", seed)
+                rows.append({"n": label, "seed": seed, "arm": arm, "ratio": ratio, "generator": generator,
+                             "real_slices": 0 if synthetic_only else len(real_set), "synthetic_slices": 0 if extra is None else len(extra),
+                             "dice_fat": summary["dice_fat"], "dice_body": summary["dice_body"], "mean_dice": summary["mean_dice"],
+                             "fat_fraction_abs_error": summary["fat_fraction_abs_error"], "train_seconds": round(seconds, 1)})
+
+            if "real" in c.arms:
+                record("real", 0, "", None)
+            needs_own = {"real+own", "synthetic"} & set(c.arms)
+            own = self.own_generator(real, f"{tag}-generator") if needs_own else None
+            most = max([*c.ratios, c.synthetic_only]) * len(real_set)
+            pools = {}
+            if own is not None:
+                pools["own"] = self.sample(own, most, seed)
+            if "real+all" in c.arms:
+                pools["all"] = self.sample(self.reference(), most, seed)
+            for ratio in c.ratios:
+                for arm, key in (("real+own", "own"), ("real+all", "all")):
+                    if arm in c.arms:
+                        record(arm, ratio, f"{c.family} on {len(chosen)} patients" if key == "own" else "reference",
+                               pools[key].subset(np.arange(ratio * len(real_set))))
+            if "synthetic" in c.arms:
+                record("synthetic", c.synthetic_only, f"{c.family} on {len(chosen)} patients",
+                       pools["own"].subset(np.arange(c.synthetic_only * len(real_set))), synthetic_only=True)
+        return rows
+
+
+def plot_study(rows: list[dict], out_png: Path, patients_all: int) -> None:
+    """Fat Dice against the number of real training patients: one line per arm (and ratio), the seeds' mean,
+    their range as a band."""
+    fig = Figure(figsize=(8, 5))
+    ax = fig.subplots()
+    keys = sorted({(r["arm"], r["ratio"]) for r in rows}, key=lambda k: (ARMS.index(k[0]), k[1]))
+    x_of = lambda n: patients_all if n == "all" else int(n)  # noqa: E731
+    for arm, ratio in keys:
+        mine = [r for r in rows if (r["arm"], r["ratio"]) == (arm, ratio)]
+        xs = sorted({x_of(r["n"]) for r in mine})
+        vals = [[float(r["dice_fat"]) for r in mine if x_of(r["n"]) == x] for x in xs]
+        label = arm if arm == "real" else f"{arm} ({ratio}:1)"
+        line, = ax.plot(xs, [np.mean(v) for v in vals], "o-", label=label)
+        ax.fill_between(xs, [min(v) for v in vals], [max(v) for v in vals], color=line.get_color(), alpha=0.15)
+    ax.set_xscale("log")
+    ax.set(xlabel="real training patients (log scale)", ylabel="fat Dice on patients 450-499",
+           title="Does synthetic data help? (mean over seeds, band: min-max)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+
+
+def summary_table(rows: list[dict]) -> str:
+    """A markdown table: fat Dice mean +- sd over seeds per n (rows) and arm (columns)."""
+    keys = sorted({(r["arm"], r["ratio"]) for r in rows}, key=lambda k: (ARMS.index(k[0]), k[1]))
+    ns = list(dict.fromkeys(r["n"] for r in rows))
+    head = ["n"] + [a if a == "real" else f"{a} {r}:1" for a, r in keys]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for n in ns:
+        cells = [n]
+        for key in keys:
+            v = [float(r["dice_fat"]) for r in rows if r["n"] == n and (r["arm"], r["ratio"]) == key]
+            cells.append(f"{np.mean(v):.3f} ± {np.std(v):.3f}" if v else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run_study(data: Path, output: Path, cfg: StudyConfig, overwrite: bool = False) -> list[dict]:
+    """The whole study: `output/` gets results.csv, dice_vs_n.png, summary.md, config.json and the runs."""
+    check_output_path(output, [data], overwrite)
+    slices = read_slices(data)
+    with atomic_dir(output, overwrite=overwrite) as tmp:
+        study = Study(slices, cfg, tmp / "runs")
+        rows = study.run()
+        with open(tmp / "results.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+        plot_study(rows, tmp / "dice_vs_n.png", len(study.patients))
+        (tmp / "summary.md").write_text(f"Fat Dice on {len(study.heldout)} slices of patients 450-499 at {cfg.size}x{cfg.size}, "
+                                        f"mean ± sd over {cfg.seeds} seeds\n\n{summary_table(rows)}\n")
+        (tmp / "config.json").write_text(json.dumps({**asdict(cfg), "data": str(data)}, indent=1, default=str))
+    return rows

@@ -1,0 +1,82 @@
+"""The synthetic-segmentation study: honest patient sampling and the whole command on phantoms."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from medinpaint.cli import app
+from medinpaint.data import read_slices
+from medinpaint.data.split import patient_of
+from medinpaint.models import SegmenterConfig
+from medinpaint.segmentation.study import Study, StudyConfig, pick_patients, run_study, training_patients
+from medinpaint.synthesis import task as synth_task
+
+from conftest import write_dmiai
+
+
+def test_patient_sampling_never_takes_a_validation_patient_and_is_nested_per_seed() -> None:
+    ids = [f"{p:03d}_{k}" for p in [*range(30), *range(450, 460)] for k in range(3)]
+    patients = training_patients(ids)
+    assert patients == [f"{p:03d}" for p in range(30)]
+    for seed in range(5):
+        sets = [pick_patients(patients, n, seed) for n in (1, 2, 5, 10, None)]
+        assert all(int(p) < 450 for s in sets for p in s)
+        assert [len(s) for s in sets] == [1, 2, 5, 10, 30]
+        assert all(set(a) <= set(b) for a, b in zip(sets, sets[1:]))
+    assert pick_patients(patients, 5, 0) != pick_patients(patients, 5, 1)
+
+
+@pytest.fixture
+def phantoms(tmp_path: Path) -> Path:
+    return write_dmiai(tmp_path / "phantoms", [*range(6), 450, 451], per_patient=2)
+
+
+def tiny(**kw) -> StudyConfig:
+    base = dict(ns=(1, None), seeds=2, ratios=(1,), synthetic_only=1, seg_steps=2, seg_batch=2, gen_steps=2, gen_batch=2,
+                network=SegmenterConfig(base_channels=8, depth=3), gen_base_channels=8, progress=False, device="cpu")
+    return StudyConfig(**{**base, **kw})
+
+
+def test_the_own_generator_sees_only_the_n_patients(phantoms: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[set[str]] = []
+    real_train = synth_task.train_generator
+
+    def spy(data, *args, **kwargs):
+        seen.append({patient_of(i) for i in data.ids})
+        return real_train(data, *args, **kwargs)
+
+    monkeypatch.setattr(synth_task, "train_generator", spy)
+    study = Study(read_slices(phantoms), tiny(arms=("real+own",), seeds=1), tmp_path / "work")
+    study.run()
+    expected = [set(pick_patients(study.patients, n, 0)) for n in (1, None)]
+    assert seen == expected and all(int(p) < 450 for s in seen for p in s)
+
+
+def test_the_study_writes_every_row_the_plot_and_the_table(phantoms: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    vae = tmp_path / "ref"
+    result = runner.invoke(app, ["synth", "train", "--model", "vae", "--data", str(phantoms), "-o", str(vae), "--steps", "2",
+                                 "--batch-size", "2", "--base-channels", "8", "--device", "cpu", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "study"
+    run_study(phantoms, out, tiny(reference=vae / "model.safetensors", seeds=1))
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted((r["arm"], r["n"], r["seed"]) for r in rows) == sorted(
+        (arm, n, "0") for arm in ("real", "real+own", "real+all", "synthetic") for n in ("1", "all"))
+    assert all(0 <= float(r["dice_fat"]) <= 1 for r in rows)
+    assert {r["real_slices"] for r in rows if r["n"] == "1" and r["arm"] == "real"} == {"2"}
+    assert {r["synthetic_slices"] for r in rows if r["n"] == "all" and r["arm"] == "real+own"} == {"12"}
+    assert (out / "dice_vs_n.png").stat().st_size > 1000
+    assert "| n | real | real+own 1:1 | real+all 1:1 | synthetic 1:1 |" in (out / "summary.md").read_text()
+
+
+def test_the_study_command_says_what_is_wrong_in_one_line(phantoms: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["segment", "study", "--data", str(phantoms), "-o", str(tmp_path / "s"), "--n", "zero"])
+    assert result.exit_code == 2 and "--n takes a positive number of patients or 'all', got 'zero'" in result.output
+    result = CliRunner().invoke(app, ["segment", "study", "--data", str(phantoms), "-o", str(tmp_path / "s"), "--arm", "magic"])
+    assert result.exit_code == 2 and "unknown arm 'magic'" in result.output
