@@ -54,7 +54,7 @@ def train_cmd(
 def sample_cmd(
     n: Annotated[int, typer.Option("-n", "--number", help="how many slices to generate")],
     output: Annotated[Path, typer.Option("--output", "-o", help="X.npy (float32 (N,1,H,W), with X.tissue.npy and X.vertebrae.npy) or a folder (DM-i-AI ct/ tissue/ vertebrae/)")],
-    weights: Annotated[Path | None, typer.Option(help="generator checkpoint (default: the shipped diffusion model of --size)")] = None,
+    weights: Annotated[Path | None, typer.Option(help="generator checkpoint (default: the shipped generator of --size)")] = None,
     size: Annotated[int | None, typer.Option(help="64 or 256: which shipped model (default 64)")] = None,
     steps: SamplerSteps = None,
     sampler: Sampler = None,

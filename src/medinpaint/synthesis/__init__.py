@@ -4,7 +4,7 @@ Stable API (used by `medinpaint fill-gaps` and the CLI)::
 
     from medinpaint.synthesis import load_generator
 
-    gen = load_generator(None, size=64)               # the shipped diffusion model, or load_generator("run/model.safetensors")
+    gen = load_generator(None, size=64)               # the shipped generator, or load_generator("run/model.safetensors")
     images, tissue, vertebrae = gen.sample(n=1000, seed=0, steps=25, sampler="ddim", temperature=1.0,
                                            batch_size=256, vertebrae=None)
     # images float32 (n,1,H,W) in [0,1]; tissue uint8 (n,H,W) in {0,100,255}; vertebrae int16 (n,) in 0..24

@@ -37,20 +37,25 @@ class Samples(NamedTuple):
     vertebrae: np.ndarray  # int16 (n,), 0..24
 
 
+SHIPPED_FAMILIES = ("diffusion", "vae")  # the first one shipped for a size is its default generator
+
+
 def shipped_weights(size: int) -> Path:
-    """The diffusion checkpoint shipped for `size`; an InputError that says what to do when there is none."""
+    """The generator shipped for `size` (the diffusion model where there is one, else the VAE); an InputError
+    that says what to do when there is none."""
     if size not in SHIPPED_SIZES:
         raise InputError(f"no shipped checkpoint for size {size}: shipped sizes are {' and '.join(map(str, SHIPPED_SIZES))} (or pass --weights)")
-    path = Path(str(resources.files("medinpaint") / "weights" / f"synth-diffusion-{size}.safetensors"))
-    if not path.is_file():
-        raise InputError(f"no shipped checkpoint for size {size} yet: pass --weights or train one with "
-                         f"`medinpaint synth train --model diffusion --size {size} --data DIR --output RUN_DIR`")
-    return path
+    for family in SHIPPED_FAMILIES:
+        path = Path(str(resources.files("medinpaint") / "weights" / f"synth-{family}-{size}.safetensors"))
+        if path.is_file():
+            return path
+    raise InputError(f"no shipped checkpoint for size {size} yet: pass --weights or train one with "
+                     f"`medinpaint synth train --model diffusion --size {size} --data DIR --output RUN_DIR`")
 
 
 def load_generator(path: str | Path | None = None, size: int | None = None, device: str = "cpu", compile: bool = False) -> SliceGenerator:
     """A generator from a checkpoint written by `medinpaint synth train` (diffusion or VAE), or with `path=None`
-    the shipped diffusion model of `size` (default 64). A given `size` must match the checkpoint's."""
+    the shipped generator of `size` (default 64; the diffusion model where one is shipped, else the VAE). A given `size` must match the checkpoint's."""
     path = Path(path) if path is not None else shipped_weights(size or 64)
     family = checkpoint_family(path)
     if family not in ("diffusion", "vae"):

@@ -29,7 +29,7 @@ from medinpaint.outputs import atomic_dir, check_output_path
 from medinpaint.synthesis.data import require_triples, resize_pairs
 from medinpaint.synthesis.features import encode, frechet_distance, precision_recall
 from medinpaint.synthesis.figures import Triples, plot_closest, plot_grid, plot_histograms, tissue_fractions
-from medinpaint.synthesis.generator import Samples, SliceGenerator, load_generator
+from medinpaint.synthesis.generator import Samples, SliceGenerator, load_generator, shipped_weights
 from medinpaint.synthesis.memorisation import Neighbours, nearest_training, summarise, thumbnails
 from medinpaint.synthesis.registry import load_network
 from medinpaint.synthesis.task import SynthTrainConfig, train_generator
@@ -82,7 +82,7 @@ class RealReference:
 
 
 def synth_report(weights: list[Path | None], data: Path, output: Path, cfg: ReportConfig, overwrite: bool = False) -> dict:
-    """Measure every generator in `weights` (None: the shipped diffusion model of the data's size) against the
+    """Measure every generator in `weights` (None: the shipped generator of the data's size) against the
     real slices of `data` (the data the generators were trained on) and write the report to `output`."""
     if cfg.n < 2:
         raise InputError(f"-n must be at least 2 to compare distributions, got {cfg.n}")
@@ -123,7 +123,7 @@ def synth_report(weights: list[Path | None], data: Path, output: Path, cfg: Repo
         for k, (gen, path) in enumerate(zip(gens, weights)):
             label = f"{gen.family}-{k}" if len(gens) > 1 else gen.family
             samples, nn, entry = _measure(gen, label, cfg, real, features)
-            entry["weights"] = str(path) if path else f"shipped synth-diffusion-{size}"
+            entry["weights"] = str(path) if path else f"shipped {shipped_weights(size).name}"
             if utility:
                 entry["utility_mae"] = utility.mae(label, samples_to_slices(_first(samples, len(real.ref))))
                 entry["utility_mae_vs_real"] = entry["utility_mae"] / summary["utility"]["real_mae"] - 1
