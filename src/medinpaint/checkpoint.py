@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -175,6 +176,30 @@ def load_state(network: torch.nn.Module, state: dict[str, torch.Tensor], path: P
     except RuntimeError:
         raise InputError(f"{path}: weights do not match the network config in its metadata") from None
     return network
+
+
+def config_from(meta: CheckpointMeta, config_type: type, path: Path) -> Any:
+    """The network config dataclass of a checkpoint; a field this version does not know is a one-line error."""
+    try:
+        return config_type(**meta.config)
+    except TypeError as exc:
+        raise InputError(f"{path}: network config in the metadata does not fit this version ({exc})") from None
+
+
+def load_members(path: str | Path | list[str | Path] | None, default: Path, device: str,
+                 load_one: Callable[[Path], tuple[torch.nn.Module, CheckpointMeta]]
+                 ) -> tuple[list[torch.nn.Module], list[CheckpointMeta], str, str]:
+    """The networks a `from_pretrained` call names: one checkpoint, a list (an ensemble), or None for `default`.
+    (networks, metadata, joint name, checksum: of the file, or of the members' checksums for an ensemble)."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA device is available")
+    paths = [Path(p) for p in path] if isinstance(path, list) else [Path(path) if path is not None else default]
+    if not paths:
+        raise InputError("an ensemble needs at least one checkpoint")
+    networks, metas = zip(*(load_one(p) for p in paths))
+    checksum = file_checksum(paths[0]) if len(paths) == 1 else hashlib.sha256("".join(map(file_checksum, paths)).encode()).hexdigest()
+    name = "+".join(m.training.name or p.stem for m, p in zip(metas, paths))
+    return list(networks), list(metas), name, checksum
 
 
 def file_checksum(path: Path) -> str:

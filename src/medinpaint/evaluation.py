@@ -52,14 +52,19 @@ def read_predictions(pred: Path, reference: SliceSet) -> np.ndarray:
     return np.stack(out)
 
 
-def write_report(report: Path, reference: SliceSet, filled: np.ndarray, metrics: InpaintingMetrics, n_show: int = 3) -> dict:
-    """Write summary.json, per_case.csv and cases.png into `report` (an existing folder); return the summary."""
-    summary = metrics.aggregate()
+def write_tables(report: Path, summary: dict, rows: list[dict]) -> dict:
+    """summary.json (means first, as aggregated) and per_case.csv (a row per case) into `report`; the summary."""
     (report / "summary.json").write_text(json.dumps(summary, indent=1))
     with open(report / "per_case.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, list(metrics.rows[0]))
+        writer = csv.DictWriter(f, list(rows[0]))
         writer.writeheader()
-        writer.writerows(metrics.rows)
+        writer.writerows(rows)
+    return summary
+
+
+def write_report(report: Path, reference: SliceSet, filled: np.ndarray, metrics: InpaintingMetrics, n_show: int = 3) -> dict:
+    """Write summary.json, per_case.csv and cases.png into `report` (an existing folder); return the summary."""
+    summary = write_tables(report, metrics.aggregate(), metrics.rows)
     order = np.argsort([r["mae"] for r in metrics.rows])
     chosen = list(order[:n_show]) + [i for i in order[::-1][:n_show] if i not in order[:n_show]]
     pred = to_uint8(filled)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from importlib import resources
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from medinpaint.checkpoint import CheckpointMeta, Preprocessing, file_checksum, load_checkpoint, load_state, save_checkpoint
+from medinpaint.checkpoint import CheckpointMeta, Preprocessing, config_from, load_checkpoint, load_members, load_state, save_checkpoint
 from medinpaint.data.slices import SliceSet, tissue_to_classes, to_uint8, to_unit
 from medinpaint.errors import InputError
 from medinpaint.models import MaskAwareUNet, UNetConfig
@@ -47,22 +46,11 @@ class Inpainter:
         """Rebuild the model from a checkpoint's own metadata; `path=None` loads the shipped default, and a list
         of paths makes an ensemble that averages its members (slower by the number of members).
         `flips=True` averages with the left-right flipped prediction (about 2x slower, usually more accurate)."""
-        if device == "cuda" and not torch.cuda.is_available():
-            raise InputError("--device cuda: no CUDA device is available")
-        paths = [Path(p) for p in path] if isinstance(path, list) else [Path(path) if path is not None else default_weights()]
-        if not paths:
-            raise InputError("an ensemble needs at least one checkpoint")
-        networks, metas = [], []
-        for p in paths:
+        def load_one(p: Path) -> tuple[MaskAwareUNet, CheckpointMeta]:
             state, meta = load_checkpoint(p, INPAINTING_KIND, INPAINTING_PREPROCESSING)
-            try:
-                config = UNetConfig(**meta.config)
-            except TypeError as exc:
-                raise InputError(f"{p}: network config in the metadata does not fit this version ({exc})") from None
-            networks.append(load_state(MaskAwareUNet(config), state, p))
-            metas.append(meta)
-        checksum = file_checksum(paths[0]) if len(paths) == 1 else hashlib.sha256("".join(map(file_checksum, paths)).encode()).hexdigest()
-        name = "+".join(m.training.name or p.stem for m, p in zip(metas, paths))
+            return load_state(MaskAwareUNet(config_from(meta, UNetConfig, p)), state, p), meta
+
+        networks, metas, name, checksum = load_members(path, default_weights(), device, load_one)
         return cls(networks, device=device, flips=flips, name=name, checksum=checksum, metadata=metas)
 
     @property

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +10,7 @@ from matplotlib.figure import Figure
 
 from medinpaint.data.png import read_gray_png
 from medinpaint.errors import InputError
+from medinpaint.evaluation import write_tables
 from medinpaint.metrics import SegmentationMetrics
 from medinpaint.segmentation.data import LabelledSet, to_class_ids
 
@@ -53,12 +52,7 @@ def read_segmentations(folder: Path, data: LabelledSet) -> np.ndarray:
 
 def write_report(report: Path, data: LabelledSet, pred: np.ndarray, metrics: SegmentationMetrics, n_show: int = 3) -> dict:
     """summary.json, per_case.csv and cases.png (best and worst by the last class's Dice) into `report`."""
-    summary = metrics.aggregate()
-    (report / "summary.json").write_text(json.dumps(summary, indent=1))
-    with open(report / "per_case.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, list(metrics.rows[0]))
-        writer.writeheader()
-        writer.writerows(metrics.rows)
+    summary = write_tables(report, metrics.aggregate(), metrics.rows)
     key = f"dice_{data.names[-1]}"
     order = list(np.argsort([r[key] for r in metrics.rows]))
     chosen = order[::-1][:n_show] + [i for i in order[:n_show] if i not in order[::-1][:n_show]]

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from medinpaint.checkpoint import CheckpointMeta, Preprocessing, file_checksum, load_checkpoint, load_state, read_metadata
+from medinpaint.checkpoint import CheckpointMeta, Preprocessing, config_from, load_checkpoint, load_members, load_state, read_metadata
 from medinpaint.data.slices import to_unit
 from medinpaint.errors import InputError
 from medinpaint.models import SegmentationUNet, SegmenterConfig
@@ -51,27 +51,17 @@ class Segmenter:
     def from_pretrained(cls, path: str | Path | list[str | Path] | None = None, device: str = "cpu") -> Segmenter:
         """Rebuild from checkpoints' own metadata; `None` is the shipped body-composition model; a list of paths
         is an ensemble (same classes) that averages the members' probabilities."""
-        if device == "cuda" and not torch.cuda.is_available():
-            raise InputError("--device cuda: no CUDA device is available")
-        paths = [Path(p) for p in path] if isinstance(path, list) else [Path(path) if path is not None else default_weights()]
-        if not paths:
-            raise InputError("an ensemble needs at least one checkpoint")
-        networks, metas = [], []
-        for p in paths:
+        def load_one(p: Path) -> tuple[SegmentationUNet, CheckpointMeta]:
             values = read_metadata(p).preprocessing.tissue_levels
             state, meta = load_checkpoint(p, SEGMENTER_KIND, replace(SEGMENTER_PREPROCESSING, tissue_levels=values))
-            try:
-                config = SegmenterConfig(**meta.config)
-            except TypeError as exc:
-                raise InputError(f"{p}: network config in the metadata does not fit this version ({exc})") from None
+            config = config_from(meta, SegmenterConfig, p)
             if config.classes != len(values):
                 raise InputError(f"{p}: {config.classes} classes but {len(values)} label values in the metadata")
-            networks.append(load_state(SegmentationUNet(config), state, p))
-            metas.append(meta)
+            return load_state(SegmentationUNet(config), state, p), meta
+
+        networks, metas, name, checksum = load_members(path, default_weights(), device, load_one)
         if len({m.preprocessing.tissue_levels for m in metas}) > 1:
             raise InputError("the members of an ensemble must share their classes")
-        checksum = file_checksum(paths[0]) if len(paths) == 1 else "+".join(file_checksum(p)[:12] for p in paths)
-        name = "+".join(m.training.name or p.stem for m, p in zip(metas, paths))
         return cls(networks, metas[0].preprocessing.tissue_levels, device, name, checksum, metas)
 
     def predict(self, images: np.ndarray, batch_size: int = 16, progress: bool = False) -> np.ndarray:

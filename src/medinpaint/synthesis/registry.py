@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from medinpaint.checkpoint import CheckpointMeta, Preprocessing, load_checkpoint, load_state, read_metadata
+from medinpaint.checkpoint import CheckpointMeta, Preprocessing, config_from, load_checkpoint, load_state, read_metadata
 from medinpaint.errors import InputError
 from medinpaint.models import ConditionalUNet, ConditionalVAE, DenoiserConfig, EncoderConfig, FeatureEncoder, VAEConfig
 
@@ -77,8 +77,5 @@ def load_network(path: Path, family: str) -> tuple[nn.Module, CheckpointMeta]:
     state, meta = load_checkpoint(path, KINDS[family], PREPROCESSING[family])
     if meta.preprocessing.size is None:
         raise InputError(f"{path}: a synthesis checkpoint must record its size")
-    try:
-        network = build_network(family, meta.config)
-    except TypeError as exc:
-        raise InputError(f"{path}: network config in the metadata does not fit this version ({exc})") from None
+    network = build_network(family, config_from(meta, config_type(family), path))
     return load_state(network, state, path).eval(), meta
