@@ -113,17 +113,23 @@ def study_cmd(
     size: Annotated[int, typer.Option(help="slice size the study works at")] = 64,
     generator: Annotated[str, typer.Option(help="family of the generator trained on the n patients: vae or diffusion")] = "vae",
     reference: Annotated[Path | None, typer.Option(help="generator trained on all training patients (default: the shipped one)")] = None,
-    seg_steps: Annotated[int, typer.Option(help="segmenter training steps per run")] = 300,
-    gen_steps: Annotated[int, typer.Option(help="generator training steps per (n, seed)")] = 300,
+    seg_steps: Annotated[int, typer.Option(help="segmenter training steps per run")] = 120,
+    seg_batch_size: Annotated[int, typer.Option(help="segmenter batch size")] = 8,
+    seg_base_channels: Annotated[int, typer.Option(help="segmenter U-Net width (3 levels)")] = 8,
+    gen_steps: Annotated[int, typer.Option(help="generator training steps per (n, seed)")] = 120,
+    gen_base_channels: Annotated[int, typer.Option(help="width of the generator trained per (n, seed)")] = 8,
     device: DeviceOpt = "auto",
     overwrite: Overwrite = False,
 ) -> None:
     """Does adding generated image/label pairs help when real labels are scarce? Fat Dice against n, with seeds."""
+    from medinpaint.models import SegmenterConfig
     from medinpaint.segmentation.study import ARMS, StudyConfig, run_study
 
     ns = tuple(None if v == "all" else _positive_int(v) for v in (n or ["1", "2", "5", "10", "25", "50", "all"]))
     cfg = StudyConfig(ns=ns, seeds=seeds, ratios=tuple(ratio or (1, 4)), arms=tuple(arm or ARMS), size=size, family=generator,
-                      reference=reference, seg_steps=seg_steps, gen_steps=gen_steps, device=resolve_device(device))
+                      reference=reference, seg_steps=seg_steps, seg_batch=seg_batch_size, gen_steps=gen_steps,
+                      network=SegmenterConfig(base_channels=seg_base_channels, depth=3), gen_base_channels=gen_base_channels,
+                      device=resolve_device(device))
     run_study(data, output, cfg, overwrite=overwrite)
     typer.echo((output / "summary.md").read_text() + f"\nfigure: {output / 'dice_vs_n.png'}")
 

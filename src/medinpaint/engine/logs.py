@@ -78,11 +78,9 @@ class RunLog:
             self.tb.close()
 
 
+FORMATS = {"step": "{:.0f}", "lr": "{:.3e}", "elapsed_s": "{:.2f}", "images_per_s": "{:.1f}", "loss": "{:.5f}"}
+
+
 def _fmt(name: str, value: float | int) -> str:
-    if name == "step":
-        return str(int(value))
-    if name == "lr":
-        return f"{value:.3e}"
-    if name in ("elapsed_s", "images_per_s"):
-        return f"{value:.2f}" if name == "elapsed_s" else f"{value:.1f}"
-    return f"{value:.5f}" if name == "loss" else f"{value:.4f}"
+    """How each column is written; validation measures get 4 decimals."""
+    return FORMATS.get(name, "{:.4f}").format(value)
