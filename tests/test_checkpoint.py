@@ -73,3 +73,14 @@ def test_the_shipped_checkpoint_loads_with_no_flags() -> None:
     inpainter = Inpainter.from_pretrained()
     meta = inpainter.metadata[0]
     assert meta.kind == INPAINTING_KIND and meta.preprocessing.fixed() == INPAINTING_PREPROCESSING.fixed()
+
+
+def test_a_checkpoint_gets_ordinary_permissions(tmp_path: Path) -> None:
+    import os
+
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / "w.safetensors", MaskAwareUNet(TINY), CheckpointMeta(kind=INPAINTING_KIND, config=TINY.to_dict()))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644  # safetensors writes a new file of its own: the mode is set after

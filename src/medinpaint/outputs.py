@@ -63,10 +63,10 @@ def atomic_file(path: Path) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield tmp
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    os.chmod(tmp, 0o666 & ~_umask())  # after writing: mkstemp's file is private, and some writers replace it
     os.replace(tmp, path)
