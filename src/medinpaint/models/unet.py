@@ -31,10 +31,6 @@ class UNetConfig:
     def in_channels(self) -> int:
         return 2 + self.tissue_classes + int(self.use_vertebrae)
 
-    @property
-    def stride(self) -> int:
-        return 2 ** (self.depth - 1)
-
     def to_dict(self) -> dict:
         return asdict(self)
 
