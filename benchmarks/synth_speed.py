@@ -14,19 +14,26 @@ import argparse
 import json
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from medinpaint.checkpoint import CheckpointMeta, Training
+from medinpaint.constants import VERTEBRA_LEVELS
+from medinpaint.synthesis.diffusion import Diffusion
 from medinpaint.synthesis.generator import SliceGenerator, load_generator
-from medinpaint.synthesis.registry import build_network, network_config
+from medinpaint.synthesis.registry import KINDS, PREPROCESSING, build_network, network_config
 
 
 def generator(model: str, size: int, weights: Path | None, device: str, compile: bool) -> SliceGenerator:
     if weights is not None:
         return load_generator(weights, size, device=device, compile=compile)
-    meta = {"size": size, "diffusion": {"timesteps": 1000}, "vertebra_counts": [1] * 25}
-    net = build_network(model, network_config(model, size))
+    config = network_config(model, size)
+    meta = CheckpointMeta(kind=KINDS[model], config=config.to_dict(), preprocessing=replace(PREPROCESSING[model], size=size),
+                          training=Training(vertebra_counts=[1] * VERTEBRA_LEVELS),
+                          schedule=Diffusion(1000).to_dict() if model == "diffusion" else None)
+    net = build_network(model, config)
     return SliceGenerator(net, model, meta, device=device, compile=compile, name=f"untrained {model} {size}")
 
 

@@ -1,0 +1,119 @@
+"""A CPU rehearsal of benchmarks/gpu_session.sh, the one-call GPU session: its stages on phantoms with tiny
+networks and --steps budgets (DEVICE=cpu), checking what would come back from the GPU machine in $OUT.
+
+Each training job is a process of its own, and importing torch costs a few seconds of CPU each, so the
+rehearsals are marked slow; together they run about ten such processes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+from safetensors import safe_open
+from typer.testing import CliRunner
+
+from medinpaint.checkpoint import read_metadata
+from medinpaint.cli import app
+
+from conftest import write_dmiai
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "gpu_session.sh"
+TINY_CT = "--batch-size 4 --base-channels 8 --depth 3 --blocks 1 --val-every 2"
+TINY_SYNTH = "--batch-size 4 --base-channels 8"
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("timeout") is None or shutil.which("bash") is None, reason="needs bash and coreutils")]
+
+
+def packed_phantoms(folder: Path, size: int) -> Path:
+    """Six training and two validation patients of phantoms, packed with `medinpaint pack` as for the GPU."""
+    write_dmiai(folder / "phantoms", [*range(6), 450, 451], per_patient=2, size=size)
+    result = CliRunner().invoke(app, ["pack", "-i", str(folder / "phantoms"), "-o", str(folder / "packed"), "--validation-cases", "64"])
+    assert result.exit_code == 0, result.output
+    return folder / "packed"
+
+
+def base_env(tmp_path: Path, packed: Path, **knobs: str) -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "DEVICE": "cpu", "PYTHON": sys.executable, "DATA": str(packed),
+            "DATA_SMALL": str(tmp_path / "packed-64"), "RUNS": str(tmp_path / "runs"), "DEADLINE_S": "200",
+            "DIFF_SMALL_FLAGS": "--blocks 1", "DIFF_LARGE_FLAGS": "--blocks 1", "SYNTH_FLAGS": f"--steps 2 {TINY_SYNTH}", **knobs}
+
+
+def run_stage(stage: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SCRIPT), stage], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+
+
+def weights_info(path: Path) -> tuple[int, set[str]]:
+    """(training steps in the metadata, dtypes of the floating-point tensors)."""
+    steps = read_metadata(path).training.steps
+    with safe_open(str(path), framework="pt") as f:
+        dtypes = {str(f.get_tensor(k).dtype) for k in f.keys() if f.get_tensor(k).is_floating_point()}
+    return steps, dtypes
+
+
+def archived(path: Path) -> set[str]:
+    with tarfile.open(path) as tar:
+        return set(tar.getnames())
+
+
+def test_train_then_extend_returns_half_precision_weights_and_one_archive_and_resumes(tmp_path: Path) -> None:
+    packed = packed_phantoms(tmp_path, 64)
+    env = base_env(tmp_path, packed, SIZE_LARGE="0")  # the 64x64 phantoms have no 256x256 job
+    done = run_stage("train", {**env, "OUT": str(tmp_path / "out-train"), "CT_FLAGS": f"--steps 3 {TINY_CT}"})
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    out = tmp_path / "out-train"
+    weights = {"ct-unet.safetensors", "synth-diffusion-64.safetensors", "synth-vae-64.safetensors", "synth-encoder-64.safetensors"}
+    assert {p.name for p in out.iterdir()} == weights | {"logs.tar.gz"}
+    for name in weights:
+        steps, dtypes = weights_info(out / name)
+        assert dtypes and dtypes <= {"torch.float16", "torch.bfloat16"}, (name, dtypes)
+    first_steps, dtypes = weights_info(out / "ct-unet.safetensors")
+    assert first_steps == 3 and dtypes == {"torch.float16"}
+    names = archived(out / "logs.tar.gz")
+    for run in ("ct-unet", "synth-diffusion-64", "synth-vae-64", "synth-encoder-64"):
+        assert f"./{run}/log.csv" in names, sorted(names)
+    assert {"./logs/train/summary.md", "./logs/train/summary.json", "./logs/train/session.log", "./logs/train/ct.log",
+            "./logs/train/derive-64.log"} <= names
+    assert not any(n.endswith((".safetensors", ".pt")) for n in names)
+    assert "images_per_s_median" in done.stdout  # the summary table is printed
+
+    done = run_stage("extend", {**env, "OUT": str(tmp_path / "out-extend"), "CT_FLAGS": f"--steps 6 {TINY_CT}",
+                                "REPORT_N": "6", "UTILITY_STEPS": "0", "REPORT_BATCH": "6", "REPORT_FLAGS": "--steps 2",
+                                "SPEED_N": "2", "SPEED_RUNS": "ddim:2 vae"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = tmp_path / "out-extend"
+    assert {p.name for p in out.iterdir()} == {"ct-unet.safetensors", "logs.tar.gz"}
+    steps, dtypes = weights_info(out / "ct-unet.safetensors")
+    assert steps == 6 > first_steps and dtypes == {"torch.float16"}  # resumed from last.pt, not restarted
+    assert {"./synth-report-64/summary.json", "./logs/extend/speed.jsonl", "./logs/extend/summary.md",
+            "./logs/train/summary.md"} <= archived(out / "logs.tar.gz")
+    speed = (tmp_path / "runs" / "logs" / "extend" / "speed.jsonl").read_text().splitlines()
+    assert len(speed) == 2 and "report: held-out real" in done.stdout  # ddim:2 and vae; the report's headline
+
+    cold = run_stage("extend", {**env, "RUNS": str(tmp_path / "fresh-machine"), "OUT": str(tmp_path / "out-cold")})
+    assert cold.returncode == 3 and "fresh one" in cold.stdout
+
+
+def test_solo_run_and_large_generator(tmp_path: Path) -> None:
+    """SOLO=1 runs the CT recipe alone first and the summary compares; the large generator (256x256 on the GPU,
+    here 128x128 phantoms) trains on the pack as it is and comes back under its own name."""
+    packed = packed_phantoms(tmp_path, 128)
+    env = base_env(tmp_path, packed, SIZE_LARGE="128", JOBS="ct large", SOLO="1", SOLO_MINUTES="1",
+                   OUT=str(tmp_path / "out"), CT_FLAGS=f"--steps 4 {TINY_CT}")
+    done = run_stage("train", env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = tmp_path / "out"
+    assert {p.name for p in out.iterdir()} == {"ct-unet.safetensors", "synth-diffusion-128.safetensors", "logs.tar.gz"}
+    assert weights_info(out / "synth-diffusion-128.safetensors") == (2, {"torch.bfloat16"})
+    assert read_metadata(out / "synth-diffusion-128.safetensors").preprocessing.size == 128
+    names = archived(out / "logs.tar.gz")
+    assert {"./ct-solo/log.csv", "./ct-unet/log.csv", "./synth-diffusion-128/log.csv"} <= names
+    assert "solo vs concurrent: ct_solo_images_per_s" in done.stdout
