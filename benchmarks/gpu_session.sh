@@ -15,6 +15,8 @@
 # train, all jobs at once (in priority order, which is their CPU niceness: 0, 5, 10):
 #   ct             medinpaint train on DATA: base 32, depth 4, 2 blocks, batch 64, lr 2e-3, --compile, bf16,
 #                  float16 weights (the recipe of issue 4)                                                CT_MINUTES=8
+#   seg            medinpaint segment train on DATA (body composition at 256x256, base 32), batch 32,
+#                  float16 weights; the shipped segmenter's successor (issue 12: fat Dice >= 0.93)  SEG_MINUTES=6
 #   diffusion-64   synth train --model diffusion --size 64, batch 256, lr 5e-4                DIFF_SMALL_MINUTES=7.5
 #   vae-64         synth train --model vae --size 64, batch 256 (the baseline)                        VAE_MINUTES=3
 #   encoder-64     synth train --model encoder --size 64, batch 256 (the report's features)         ENC_MINUTES=1.5
@@ -60,13 +62,13 @@ out=${OUT:-runs/gpu-session-out}
 deadline=${DEADLINE_S:-560}
 hard=${HARD_S:-$((deadline + 35))}  # the salvage of interrupted runs ends by then (the call: 600 s)
 solo=${SOLO:-0}
-jobs=" ${JOBS:-ct small large report speed} "
+jobs=" ${JOBS:-ct seg small large report speed} "
 [ "$large" = 0 ] && jobs=${jobs/ large / }
 has() { [[ $jobs == *" $1 "* ]]; }  # whether JOBS names this job
 compile_default=$([ "$device" = cuda ] && echo 1 || echo 0)
 compile=$([ "${COMPILE:-$compile_default}" = 1 ] && echo --compile || true)
 logs=$runs/logs/$stage
-ct_run=$runs/ct-unet
+ct_run=$runs/ct-unet seg_run=$runs/ct-segmenter
 diff_small=$runs/synth-diffusion-$small vae_small=$runs/synth-vae-$small enc_small=$runs/synth-encoder-$small
 diff_large=$runs/synth-diffusion-$large report=$runs/synth-report-$small
 rm -rf "$logs"  # this call's logs only (a stage run twice on one machine)
@@ -124,6 +126,10 @@ ct_cmd() {  # RUN_FOLDER MINUTES: the CT recipe (base 32, depth 4, 2 blocks, bat
   cmd=("$py" -m medinpaint train --data "$data" --output "$1" --minutes "$2" --device "$device" $compile
        --batch-size "${CT_BATCH:-64}" --lr 2e-3 --base-channels 32 --depth 4 --blocks 2 --val-every 500
        --weights-dtype float16 --no-progress ${CT_FLAGS:-})
+}
+seg_cmd() {  # RUN_FOLDER MINUTES: the body-composition segmenter on the CT slices and tissue maps of DATA
+  cmd=("$py" -m medinpaint segment train --data "$data" --output "$1" --minutes "$2" --device "$device" $compile
+       --batch-size "${SEG_BATCH:-32}" --base-channels 32 --val-every 500 --weights-dtype float16 --no-progress ${SEG_FLAGS:-})
 }
 synth_cmd() {  # MODEL SIZE DATA RUN_FOLDER MINUTES BATCH [flags]
   cmd=("$py" -m medinpaint synth train --model "$1" --size "$2" --data "$3" --output "$4" --minutes "$5" --batch-size "$6"
@@ -186,6 +192,11 @@ case "$stage" in
       jobs_summary+=("ct=$ct_run:$(rows "$ct_run")")
       ct_cmd "$ct_run" "${CT_MINUTES:-$(budget 8)}"
       launch -r "$ct_run" ct "${cmd[@]}"
+    fi
+    if has seg; then
+      jobs_summary+=("seg=$seg_run:$(rows "$seg_run")")
+      seg_cmd "$seg_run" "${SEG_MINUTES:-$(budget 6)}"
+      launch -n 5 -r "$seg_run" seg "${cmd[@]}"
     fi
     if has large; then
       jobs_summary+=("diffusion-$large=$diff_large:$(rows "$diff_large")")
@@ -255,6 +266,7 @@ ship() {  # RUN_FOLDER NAME: its weights into $OUT as NAME
 has ct && ship "$ct_run" ct-unet.safetensors
 case "$stage" in
   train)
+    has seg && ship "$seg_run" ct-segmenter.safetensors
     if has small; then
       ship "$diff_small" "synth-diffusion-$small.safetensors"
       ship "$vae_small" "synth-vae-$small.safetensors"

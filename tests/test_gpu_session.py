@@ -66,11 +66,13 @@ def archived(path: Path) -> set[str]:
 def test_train_then_extend_returns_half_precision_weights_and_one_archive_and_resumes(tmp_path: Path) -> None:
     packed = packed_phantoms(tmp_path, 64)
     env = base_env(tmp_path, packed, SIZE_LARGE="0")  # the 64x64 phantoms have no 256x256 job
-    done = run_stage("train", {**env, "OUT": str(tmp_path / "out-train"), "CT_FLAGS": f"--steps 3 {TINY_CT}"})
+    done = run_stage("train", {**env, "OUT": str(tmp_path / "out-train"), "CT_FLAGS": f"--steps 3 {TINY_CT}",
+                               "SEG_FLAGS": "--steps 2 --batch-size 2 --base-channels 8 --depth 3"})
     assert done.returncode == 0, done.stdout + done.stderr
 
     out = tmp_path / "out-train"
-    weights = {"ct-unet.safetensors", "synth-diffusion-64.safetensors", "synth-vae-64.safetensors", "synth-encoder-64.safetensors"}
+    weights = {"ct-unet.safetensors", "ct-segmenter.safetensors", "synth-diffusion-64.safetensors", "synth-vae-64.safetensors",
+               "synth-encoder-64.safetensors"}
     assert {p.name for p in out.iterdir()} == weights | {"logs.tar.gz"}
     for name in weights:
         steps, dtypes = weights_info(out / name)
