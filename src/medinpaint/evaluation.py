@@ -40,16 +40,22 @@ def read_predictions(pred: Path, reference: SliceSet) -> np.ndarray:
         if arr.shape != reference.images.shape:
             raise InputError(f"{npy}: shape {arr.shape} does not match the data {reference.images.shape}")
         return arr
+    return np.stack([img for _, img in read_case_pngs(pred, reference.ids, reference.images.shape[1:])])
+
+
+def read_case_pngs(folder: Path, ids: list[str], shape: tuple[int, ...]) -> list[tuple[Path, np.ndarray]]:
+    """(file, image) of `<case id>.png` in `folder` for every case, each of `shape`; a missing or odd file is a
+    one-line error naming it."""
     out = []
-    for case_id in reference.ids:
-        f = pred / f"{case_id}.png"
+    for case_id in ids:
+        f = folder / f"{case_id}.png"
         if not f.is_file():
             raise InputError(f"{f}: missing prediction for case {case_id}")
         img = read_gray_png(f)
-        if img.shape != reference.images.shape[1:]:
+        if img.shape != tuple(shape):
             raise InputError(f"{f}: size {img.shape[1]}x{img.shape[0]} differs from the data's")
-        out.append(img)
-    return np.stack(out)
+        out.append((f, img))
+    return out
 
 
 def write_tables(report: Path, summary: dict, rows: list[dict]) -> dict:

@@ -8,9 +8,8 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
-from medinpaint.data.png import read_gray_png
 from medinpaint.errors import InputError
-from medinpaint.evaluation import write_tables
+from medinpaint.evaluation import read_case_pngs, write_tables
 from medinpaint.metrics import SegmentationMetrics
 from medinpaint.segmentation.data import LabelledSet, to_class_ids
 
@@ -38,16 +37,7 @@ def read_segmentations(folder: Path, data: LabelledSet) -> np.ndarray:
         return to_class_ids(raw, data.values, str(npy))
     if not folder.is_dir():
         raise InputError(f"{folder}: no such folder")
-    out = []
-    for case in data.ids:
-        f = folder / f"{case}.png"
-        if not f.is_file():
-            raise InputError(f"{f}: missing prediction for case {case}")
-        img = read_gray_png(f)
-        if img.shape != data.images.shape[1:]:
-            raise InputError(f"{f}: size {img.shape[1]}x{img.shape[0]} differs from the data's")
-        out.append(to_class_ids(img, data.values, str(f)))
-    return np.stack(out)
+    return np.stack([to_class_ids(img, data.values, str(f)) for f, img in read_case_pngs(folder, data.ids, data.images.shape[1:])])
 
 
 def write_report(report: Path, data: LabelledSet, pred: np.ndarray, metrics: SegmentationMetrics, n_show: int = 3) -> dict:
