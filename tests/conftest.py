@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from medinpaint.backends import CACHE_ENV
 from medinpaint.data.png import write_gray_png
 from medinpaint.inference import save_inpainter
 from medinpaint.masks import BrushStrokes
@@ -54,6 +57,19 @@ def write_dmiai(folder: Path, patients: list[int], per_patient: int = 2, size: i
 def phantom_dataset(tmp_path: Path) -> Path:
     """Ten training patients (0-9) and two validation patients (450, 451), two 64x64 slices each."""
     return write_dmiai(tmp_path / "phantoms", [*range(10), 450, 451])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Exported ONNX graphs go to a folder of the test session, never into the user's ~/.cache."""
+    folder = tmp_path_factory.mktemp("cache")
+    old = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(folder)
+    yield folder
+    if old is None:
+        del os.environ[CACHE_ENV]
+    else:
+        os.environ[CACHE_ENV] = old
 
 
 @pytest.fixture(scope="session")

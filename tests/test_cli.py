@@ -42,6 +42,18 @@ def test_predict_then_evaluate_matches_an_independent_mae(samples: Path, tiny_ch
     assert (tmp_path / "report" / "cases.png").stat().st_size > 10_000
 
 
+def test_predict_backends_agree_and_a_wrong_backend_is_one_line(samples: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    for backend in ("torch", "onnx"):
+        code, out = cli("predict", "-i", samples, "-o", tmp_path / backend, "--weights", tiny_checkpoint, "--backend", backend, "--no-progress")
+        assert code == 0, out
+    for f in (tmp_path / "torch").iterdir():
+        a, b = (np.asarray(Image.open(tmp_path / d / f.name), dtype=int) for d in ("torch", "onnx"))
+        assert np.abs(a - b).max() <= 1 and (a == b).mean() >= 0.999
+    code, msg = cli("predict", "-i", samples, "-o", tmp_path / "x", "--weights", tiny_checkpoint, "--backend", "tensorrt")
+    assert code == 2 and msg.count("\n") == 1 and "--backend must be one of" in msg and not (tmp_path / "x").exists()
+
+
 def test_predict_refuses_to_overwrite_or_write_into_the_input(samples: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()

@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from medinpaint.backends import resolve_backend
 from medinpaint.checkpoint import file_checksum
 from medinpaint.cli import app as cli
 from medinpaint.data import read_slices
@@ -233,7 +234,8 @@ def test_app_factory_reads_the_environment(tiny_checkpoint: Path, monkeypatch: p
 def test_cli_serve_runs_the_server(tiny_checkpoint: Path, tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     with serve_in_subprocess("--weights", str(tiny_checkpoint), log=log) as url:
-        assert httpx.get(f"{url}/health").json()["checksum"] == file_checksum(tiny_checkpoint)
+        health = httpx.get(f"{url}/health").json()
+        assert health["checksum"] == file_checksum(tiny_checkpoint) and health["backend"] == resolve_backend("auto", "cpu")
     lines = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
     assert any(line.get("path") == "/health" and line.get("status") == 200 for line in lines)
 

@@ -20,6 +20,7 @@ def compare(
     flips: bool = False,
     progress: bool = False,
     ensemble: bool = False,
+    backend: str = "auto",
 ) -> list[dict]:
     """One result row per method: the metric means on the validation patients of `data` (all cases when
     it has none), per-tissue means fitted on the rest, and wall-clock milliseconds per slice. `ensemble` adds
@@ -33,7 +34,7 @@ def compare(
     models: list[Path | None | list[Path | None]] = list(weights) + ([list(weights)] if ensemble and len(weights) > 1 else [])
     for w in models:
         for use_flips in (False, True) if flips else (False,):
-            model = Inpainter.from_pretrained(w, device=device, flips=use_flips)
+            model = Inpainter.from_pretrained(w, device=device, flips=use_flips, backend=backend)
             label = f"model {model.name}" + (" + flips" if use_flips else "")
             while label in methods:  # two checkpoints that share a name each keep their row
                 label += "'"

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from medinpaint.backends import runners
 from medinpaint.checkpoint import CheckpointMeta, Preprocessing, config_from, load_checkpoint, load_members, load_state, save_checkpoint
 from medinpaint.data.slices import SliceSet, tissue_to_classes, to_uint8, to_unit
 from medinpaint.errors import InputError
@@ -25,14 +26,19 @@ def default_weights() -> Path:
 
 
 class Inpainter:
-    """Fill the masked pixels of slices. Known pixels are always returned unchanged."""
+    """Fill the masked pixels of slices. Known pixels are always returned unchanged.
+
+    `backend`: `auto` (ONNX Runtime on CPU when installed, else PyTorch), `torch` or `onnx`; see `backends`."""
+
+    INPUT_NAMES = ("image", "mask", "tissue", "vertebrae")
 
     def __init__(
         self, network: MaskAwareUNet | list[MaskAwareUNet], device: str = "cpu", flips: bool = False, name: str = "",
-        checksum: str = "", metadata: list[CheckpointMeta] | None = None,
+        checksum: str = "", metadata: list[CheckpointMeta] | None = None, backend: str = "auto",
     ) -> None:
         self.members = [m.to(device).eval() for m in (network if isinstance(network, list) else [network])]
         self.network = self.members[0]
+        self.runners, self.backend = runners(self.members, backend, device, self._example(), self.INPUT_NAMES)
         self.metadata = metadata or []  # one per member, when loaded from checkpoints
         self.device = torch.device(device)
         self.flips = flips
@@ -41,7 +47,8 @@ class Inpainter:
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path | list[str | Path] | None = None, device: str = "cpu", flips: bool = False
+        cls, path: str | Path | list[str | Path] | None = None, device: str = "cpu", flips: bool = False,
+        backend: str = "auto",
     ) -> Inpainter:
         """Rebuild the model from a checkpoint's own metadata; `path=None` loads the shipped default, and a list
         of paths makes an ensemble that averages its members (slower by the number of members).
@@ -51,11 +58,17 @@ class Inpainter:
             return load_state(MaskAwareUNet(config_from(meta, UNetConfig, p)), state, p), meta
 
         networks, metas, name, checksum = load_members(path, default_weights(), device, load_one)
-        return cls(networks, device=device, flips=flips, name=name, checksum=checksum, metadata=metas)
+        return cls(networks, device=device, flips=flips, name=name, checksum=checksum, metadata=metas, backend=backend)
 
     @property
     def config(self) -> UNetConfig:
         return self.network.config
+
+    def _example(self) -> tuple[torch.Tensor, ...]:
+        """Inputs of the shapes and dtypes `_forward` passes, for the ONNX export."""
+        size = 2 * self.network.stride
+        image = torch.zeros(1, 1, size, size)
+        return image, image, torch.zeros(1, size, size, dtype=torch.int64), torch.zeros(1, dtype=torch.int64)
 
     def predict(
         self,
@@ -108,12 +121,13 @@ class Inpainter:
         dev = self.device
         x = torch.from_numpy(images).unsqueeze(1).to(dev)
         m = torch.from_numpy(masks.astype(np.float32)).unsqueeze(1).to(dev)
-        t = None if classes is None else torch.from_numpy(classes).to(dev)
-        v = None if verts is None else torch.from_numpy(verts.astype(np.int64)).to(dev)
-        preds = [net(x, m, t, v) for net in self.members]
+        # an unknown tissue class or vertebra level is -1, which the network reads exactly as a missing input
+        t = torch.full(x.shape[:1] + x.shape[2:], -1) if classes is None else torch.from_numpy(classes).long()
+        v = torch.full(x.shape[:1], -1) if verts is None else torch.from_numpy(verts.astype(np.int64))
+        t, v = t.to(dev), v.to(dev)
+        preds = [run(x, m, t, v) for run in self.runners]
         if self.flips:
-            tf = None if t is None else t.flip(-1)
-            preds += [net(x.flip(-1), m.flip(-1), tf, v).flip(-1) for net in self.members]
+            preds += [run(x.flip(-1), m.flip(-1), t.flip(-1), v).flip(-1) for run in self.runners]
         return (sum(preds) / len(preds))[:, 0].float().cpu().numpy()
 
 

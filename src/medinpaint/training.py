@@ -118,7 +118,7 @@ def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, ki
 def evaluate_mae(network: MaskAwareUNet, val: SliceSet, device: torch.device, batch_size: int = 16) -> float:
     """Whole-image MAE (0..255, as the challenge scores it) of `network` on a validation SliceSet."""
     was_training = network.training
-    filled = Inpainter(network, device=str(device)).predict_slices(val, batch_size=batch_size)
+    filled = Inpainter(network, device=str(device), backend="torch").predict_slices(val, batch_size=batch_size)
     network.train(was_training)
     return float(np.abs(filled.astype(np.float64) - to_uint8(val.truth).astype(np.float64)).mean())
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from medinpaint.cli.options import (BatchSize, Compile, DeviceOpt, Minutes, NoProgress, Overwrite, Steps, WeightsDtype,
+from medinpaint.cli.options import (Backend, BatchSize, Compile, DeviceOpt, Minutes, NoProgress, Overwrite, Steps, WeightsDtype,
                                     resolve_device, user_errors)
 from medinpaint.cli.segment import segment_app
 from medinpaint.cli.synth import synth_app
@@ -69,6 +69,7 @@ def predict(
     device: DeviceOpt = "cpu",
     batch_size: Annotated[int, typer.Option(help="slices per forward pass")] = 8,
     flips: Annotated[bool, typer.Option("--flips", help="average with the mirrored prediction: slower, more accurate")] = False,
+    backend: Backend = "auto",
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
 ) -> None:
@@ -80,7 +81,7 @@ def predict(
 
     check_output_path(output, [input], overwrite)
     slices = read_slices(input, require_masks=True)
-    inpainter = Inpainter.from_pretrained(weights or None, device=resolve_device(device), flips=flips)
+    inpainter = Inpainter.from_pretrained(weights or None, device=resolve_device(device), flips=flips, backend=backend)
     filled = inpainter.predict_slices(slices, batch_size=batch_size, progress=not no_progress)
     with atomic_dir(output, overwrite=overwrite) as tmp:
         write_predictions(tmp, slices, filled)
@@ -119,6 +120,7 @@ def benchmark(
     device: DeviceOpt = "cpu",
     flips: Annotated[bool, typer.Option("--flips", help="also score each model with test-time flips")] = False,
     ensemble: Annotated[bool, typer.Option("--ensemble", help="also score the average of all --weights")] = False,
+    backend: Backend = "auto",
     no_progress: NoProgress = False,
 ) -> None:
     """Classical baselines beside models on the same validation cases, as one table."""
@@ -128,7 +130,7 @@ def benchmark(
     from medinpaint.benchmarking import compare
 
     results = compare(data, weights or [None], limit=limit, device=resolve_device(device), flips=flips,
-                      progress=not no_progress, ensemble=ensemble)
+                      progress=not no_progress, ensemble=ensemble, backend=backend)
     table = Table(title=f"inpainting on {results[0]['n']} cases of {data}")
     for col in ("method", "mae", "mae_in_mask", "psnr", "ssim", "ms_per_slice"):
         table.add_column(col, justify="left" if col == "method" else "right")
@@ -193,12 +195,13 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="server processes, each with its own copy of the model")] = 1,
     flips: Annotated[bool, typer.Option("--flips", help="average with the mirrored prediction: slower, more accurate")] = False,
     max_batch: Annotated[int | None, typer.Option(min=1, help="most concurrent slices filled in one forward pass (default: 8 on a GPU, 1 = none on CPU)")] = None,
+    backend: Backend = "auto",
 ) -> None:
     """Serve the DM-i-AI /predict API, /predict/batch, /health, the docs at /docs and a page at /ui/."""
     from medinpaint.serve.server import run
 
     typer.echo(f"page: http://{host}:{port}/ui/  API docs: http://{host}:{port}/docs", err=True)
-    run(host=host, port=port, weights=weights, device=resolve_device(device), workers=workers, flips=flips, max_batch=max_batch)
+    run(host=host, port=port, weights=weights, device=resolve_device(device), workers=workers, flips=flips, max_batch=max_batch, backend=backend)
 
 
 @app.command("fill-gaps")

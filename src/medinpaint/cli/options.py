@@ -17,6 +17,7 @@ Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the netw
 WeightsDtype = Annotated[str, typer.Option(help="dtype of the exported weights: float32, float16 or bfloat16")]
 Minutes = Annotated[float | None, typer.Option(help="training-time budget, in total across resumes")]
 Steps = Annotated[int | None, typer.Option(help="optimizer-step budget, in total across resumes")]
+Backend = Annotated[str, typer.Option("--backend", help="auto (ONNX Runtime on CPU when installed, else PyTorch), torch or onnx")]
 BatchSize = Annotated[int, typer.Option("--batch-size", help="slices per step (training: per process) or per forward pass")]
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from medinpaint.cli.options import (BatchSize, Compile, DeviceOpt, Minutes, NoProgress, Overwrite, Steps, WeightsDtype,
+from medinpaint.cli.options import (Backend, BatchSize, Compile, DeviceOpt, Minutes, NoProgress, Overwrite, Steps, WeightsDtype,
                                     resolve_device, user_errors)
 
 segment_app = typer.Typer(no_args_is_help=True, help="Segment slices (e.g. body composition: background / body / fat).")
@@ -61,6 +61,7 @@ def predict_cmd(
     weights: Annotated[list[Path] | None, typer.Option(help="checkpoint (default: the shipped model); repeat for an ensemble")] = None,
     device: DeviceOpt = "cpu",
     batch_size: BatchSize = 16,
+    backend: Backend = "auto",
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
 ) -> None:
@@ -70,7 +71,7 @@ def predict_cmd(
     from medinpaint.segmentation.inference import Segmenter
 
     check_output_path(output, [input], overwrite)
-    segmenter = Segmenter.from_pretrained(weights or None, device=resolve_device(device))
+    segmenter = Segmenter.from_pretrained(weights or None, device=resolve_device(device), backend=backend)
     data = read_labelled(input, segmenter.values, require_labels=False)
     maps = segmenter.to_values(segmenter.predict(data.images, batch_size=batch_size, progress=not no_progress))
     with atomic_dir(output, overwrite=overwrite) as tmp:

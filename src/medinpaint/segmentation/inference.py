@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from medinpaint.backends import Runner, runners
 from medinpaint.checkpoint import CheckpointMeta, Preprocessing, config_from, load_checkpoint, load_members, load_state, read_metadata
 from medinpaint.data.slices import to_unit
 from medinpaint.errors import InputError
@@ -27,28 +28,32 @@ def default_weights() -> Path:
 
 
 @torch.inference_mode()
-def predict_classes(networks: list[nn.Module], images: np.ndarray, device: torch.device | str, batch_size: int = 16,
+def predict_classes(networks: list[nn.Module] | list[Runner], images: np.ndarray, device: torch.device | str, batch_size: int = 16,
                     progress: bool = False) -> np.ndarray:
     """(N, H, W) uint8 or float [0, 1] slices -> (N, H, W) int64 class ids, averaging the members' probabilities."""
     out = np.empty(images.shape, dtype=np.int64)
     for s in tqdm(range(0, len(images), batch_size), desc="segmenting", unit="batch", disable=not progress):
         x = torch.from_numpy(to_unit(images[s : s + batch_size])).unsqueeze(1).to(device)
-        probs = sum(net.eval()(x).float().softmax(1) for net in networks)
+        probs = sum(net(x).float().softmax(1) for net in networks)
         out[s : s + batch_size] = probs.argmax(1).cpu().numpy()
     return out
 
 
 class Segmenter:
-    """Label the pixels of slices; `values` are the label-map values of the classes (DM-i-AI: 0, 100, 255)."""
+    """Label the pixels of slices; `values` are the label-map values of the classes (DM-i-AI: 0, 100, 255).
+    `backend`: `auto` (ONNX Runtime on CPU when installed, else PyTorch), `torch` or `onnx`; see `backends`."""
 
     def __init__(self, networks: list[SegmentationUNet], values: tuple[int, ...], device: str = "cpu", name: str = "",
-                 checksum: str = "", metadata: list[CheckpointMeta] | None = None) -> None:
+                 checksum: str = "", metadata: list[CheckpointMeta] | None = None, backend: str = "auto") -> None:
         self.members = [n.to(device).eval() for n in networks]
+        example = (torch.zeros(1, 1, 2 * self.members[0].stride, 2 * self.members[0].stride),)
+        self.runners, self.backend = runners(self.members, backend, device, example, ("image",))
         self.values, self.names = tuple(values), coding(tuple(values))
         self.device, self.name, self.checksum, self.metadata = torch.device(device), name, checksum, metadata or []
 
     @classmethod
-    def from_pretrained(cls, path: str | Path | list[str | Path] | None = None, device: str = "cpu") -> Segmenter:
+    def from_pretrained(cls, path: str | Path | list[str | Path] | None = None, device: str = "cpu",
+                        backend: str = "auto") -> Segmenter:
         """Rebuild from checkpoints' own metadata; `None` is the shipped body-composition model; a list of paths
         is an ensemble (same classes) that averages the members' probabilities."""
         def load_one(p: Path) -> tuple[SegmentationUNet, CheckpointMeta]:
@@ -62,7 +67,7 @@ class Segmenter:
         networks, metas, name, checksum = load_members(path, default_weights(), device, load_one)
         if len({m.preprocessing.tissue_levels for m in metas}) > 1:
             raise InputError("the members of an ensemble must share their classes")
-        return cls(networks, metas[0].preprocessing.tissue_levels, device, name, checksum, metas)
+        return cls(networks, metas[0].preprocessing.tissue_levels, device, name, checksum, metas, backend)
 
     def predict(self, images: np.ndarray, batch_size: int = 16, progress: bool = False) -> np.ndarray:
         """(N, H, W) or one (H, W) slice, uint8 0..255 or float [0, 1] -> class ids of the same shape (int64)."""
@@ -70,7 +75,7 @@ class Segmenter:
         if images.ndim not in (2, 3):
             raise InputError(f"expected (H, W) or (N, H, W) slices, got shape {images.shape}")
         one = images.ndim == 2
-        out = predict_classes(self.members, images[None] if one else images, self.device, batch_size, progress)
+        out = predict_classes(self.runners, images[None] if one else images, self.device, batch_size, progress)
         return out[0] if one else out
 
     def to_values(self, classes: np.ndarray) -> np.ndarray:

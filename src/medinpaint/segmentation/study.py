@@ -156,7 +156,7 @@ class Study:
         t0 = time.monotonic()
         weights = train_segmenter(data, self.work / name, cfg, extra=extra, device=c.device, progress=False, check_classes=False)
         seconds = time.monotonic() - t0
-        pred = Segmenter.from_pretrained(weights, device=c.device).predict(self.heldout.images, batch_size=64)
+        pred = Segmenter.from_pretrained(weights, device=c.device, backend="torch").predict(self.heldout.images, batch_size=64)
         return score(self.heldout, pred).aggregate(), seconds
 
     def run(self) -> list[dict]:

@@ -108,7 +108,7 @@ class SegmentationTask(Task):
 
     def validate(self, network: torch.nn.Module, device: torch.device) -> dict[str, float]:
         metrics = SegmentationMetrics(self.val.names)
-        for case, pred, truth in zip(self.val.ids, predict_classes([network], self.val.images, device), self.val.labels):
+        for case, pred, truth in zip(self.val.ids, predict_classes([network.eval()], self.val.images, device), self.val.labels):
             metrics(case, pred, truth)
         summary = metrics.aggregate()
         return {"val_dice": summary["mean_dice"], **{f"val_dice_{n}": summary[f"dice_{n}"] for n in self.val.names[1:]}}

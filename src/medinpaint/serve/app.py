@@ -51,11 +51,12 @@ def create_app(
     max_batch: int | None = None,
     max_wait_ms: float = 10.0,
     max_body_bytes: int = MAX_BODY_BYTES,
+    backend: str = "auto",
 ) -> FastAPI:
     """An app serving `model`: an Inpainter, a checkpoint path, or None for the shipped weights.
     `max_batch` None: micro-batch on a GPU only (on 2 CPU cores it did not raise throughput, see BENCHMARKS.md);
     1 turns it off. A batch request may be `MAX_BATCH_ITEMS` times `max_body_bytes`."""
-    inpainter = model if isinstance(model, Inpainter) else Inpainter.from_pretrained(model, device=device, flips=flips)
+    inpainter = model if isinstance(model, Inpainter) else Inpainter.from_pretrained(model, device=device, flips=flips, backend=backend)
     if max_batch is None:
         max_batch = DEFAULT_GPU_BATCH if inpainter.device.type == "cuda" else 1
     batcher = MicroBatcher(inpainter, max_batch=max_batch, max_wait_ms=max_wait_ms)
@@ -87,7 +88,7 @@ def create_app(
     @app.get("/health", response_model=Health, summary="The model being served, identified by its checksum")
     async def health() -> Health:
         return Health(status="ok", model=inpainter.name, checksum=inpainter.checksum, device=str(inpainter.device),
-                      max_batch=batcher.max_batch)
+                      backend=inpainter.backend, max_batch=batcher.max_batch)
 
     @app.post("/predict", response_model=PredictResponse, responses=ERRORS, summary="Fill one DM-i-AI case")
     async def predict(body: PredictRequest, request: Request) -> PredictResponse:
@@ -158,5 +159,5 @@ def app_from_env() -> FastAPI:
 
         torch.set_num_threads(int(threads))
     return create_app(os.environ.get("MEDINPAINT_WEIGHTS") or None, device=os.environ.get("MEDINPAINT_DEVICE", "cpu"),
-                      flips=os.environ.get("MEDINPAINT_FLIPS") == "1",
+                      flips=os.environ.get("MEDINPAINT_FLIPS") == "1", backend=os.environ.get("MEDINPAINT_BACKEND", "auto"),
                       max_batch=int(os.environ["MEDINPAINT_MAX_BATCH"]) if os.environ.get("MEDINPAINT_MAX_BATCH") else None)

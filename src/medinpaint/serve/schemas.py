@@ -50,6 +50,7 @@ class Health(BaseModel):
     model: str
     checksum: str
     device: str
+    backend: str  # torch or onnx: what actually runs the network
     max_batch: int
 
 

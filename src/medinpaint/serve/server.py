@@ -22,16 +22,16 @@ from medinpaint.serve.app import create_app
 
 
 def run(host: str = "127.0.0.1", port: int = 9050, weights: Path | None = None, device: str = "cpu",
-        workers: int = 1, flips: bool = False, max_batch: int | None = None) -> None:
+        workers: int = 1, flips: bool = False, max_batch: int | None = None, backend: str = "auto") -> None:
     """Serve until interrupted. One worker gets the app object (load errors surface here, as InputErrors);
     several are separate processes, each loading the model once and sharing the cores between their torch threads."""
     common = {"host": host, "port": port, "access_log": False, "log_level": "info"}  # RequestLog is the access log
     if workers == 1:
-        uvicorn.run(create_app(weights, device=device, flips=flips, max_batch=max_batch), **common)
+        uvicorn.run(create_app(weights, device=device, flips=flips, max_batch=max_batch, backend=backend), **common)
         return
     read_metadata(weights or default_weights())  # a bad path fails now, not once per worker
     os.environ.update({
-        "MEDINPAINT_WEIGHTS": str(weights or ""), "MEDINPAINT_DEVICE": device, "MEDINPAINT_FLIPS": "1" if flips else "0",
+        "MEDINPAINT_WEIGHTS": str(weights or ""), "MEDINPAINT_DEVICE": device, "MEDINPAINT_FLIPS": "1" if flips else "0", "MEDINPAINT_BACKEND": backend,
         "MEDINPAINT_MAX_BATCH": str(max_batch or ""), "MEDINPAINT_TORCH_THREADS": str(max(1, (os.cpu_count() or 1) // workers)),
     })
     uvicorn.run("medinpaint.serve.app:app_from_env", factory=True, workers=workers, **common)

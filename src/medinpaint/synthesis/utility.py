@@ -42,5 +42,5 @@ class UtilityTest:
     def mae(self, name: str, slices: SliceSet) -> float:
         """Train on `slices` into workdir/name and return the MAE (0..255) on the held-out slices."""
         weights = train(slices, self.workdir / name, self.config, device=self.device, progress=self.progress, mask_pool=self.pool)
-        network = Inpainter.from_pretrained(weights, device=self.device).network
+        network = Inpainter.from_pretrained(weights, device=self.device, backend="torch").network
         return evaluate_mae(network, self.val, torch.device(self.device))

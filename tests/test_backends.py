@@ -1,0 +1,111 @@
+"""The ONNX Runtime backend: same answers as PyTorch, cached exports, and a PyTorch fallback that says so."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medinpaint import backends
+from medinpaint.backends import cache_dir, resolve_backend, weights_key
+from medinpaint.errors import InputError
+from medinpaint.inference import Inpainter
+from medinpaint.models import MaskAwareUNet, SegmentationUNet, SegmenterConfig
+from medinpaint.segmentation.inference import Segmenter
+
+from conftest import TINY
+
+pytest.importorskip("onnxruntime")
+
+
+def tiny_unet(seed: int) -> MaskAwareUNet:
+    torch.manual_seed(seed)
+    return MaskAwareUNet(TINY)
+
+
+def random_slices(rng: np.random.Generator, n: int, h: int, w: int) -> tuple[np.ndarray, ...]:
+    images = rng.integers(0, 256, (n, h, w)).astype(np.uint8)
+    masks = rng.random((n, h, w)) < 0.3
+    tissue = rng.choice(np.array([0, 100, 255], dtype=np.uint8), (n, h, w))
+    return images, masks, tissue, rng.integers(0, 25, n)
+
+
+@pytest.mark.parametrize("side_inputs", [True, False])
+def test_onnx_agrees_with_pytorch_at_sizes_off_the_stride(side_inputs: bool) -> None:
+    """37x45 is padded to the stride outside the graph; missing side inputs are read as unknown in both."""
+    net = tiny_unet(0)
+    images, masks, tissue, verts = random_slices(np.random.default_rng(0), 3, 37, 45)
+    side = (tissue, verts) if side_inputs else (None, None)
+    onnx, eager = Inpainter(net, backend="onnx"), Inpainter(net, backend="torch")
+    assert (onnx.backend, eager.backend) == ("onnx", "torch")
+    floats = images.astype(np.float32) / 255
+    a, b = onnx.predict_batch(floats, masks, *side), eager.predict_batch(floats, masks, *side)
+    assert np.abs(a - b).max() < 1e-5
+    assert np.array_equal(a[~masks], floats[~masks])
+
+
+def test_flips_and_ensembles_run_on_onnx_too() -> None:
+    images, masks, tissue, verts = random_slices(np.random.default_rng(1), 2, 32, 32)
+    members = [tiny_unet(1), tiny_unet(2)]
+    onnx = Inpainter(members, flips=True, backend="onnx")
+    eager = Inpainter(members, flips=True, backend="torch")
+    floats = images.astype(np.float32) / 255
+    assert len(onnx.runners) == 2
+    assert np.abs(onnx.predict_batch(floats, masks, tissue, verts) - eager.predict_batch(floats, masks, tissue, verts)).max() < 1e-5
+
+
+def test_a_segmenter_labels_the_same_on_both_backends() -> None:
+    torch.manual_seed(0)
+    net = SegmentationUNet(SegmenterConfig(classes=3, base_channels=8, depth=3))
+    images = np.random.default_rng(2).integers(0, 256, (4, 50, 70)).astype(np.uint8)
+    onnx, eager = Segmenter([net], (0, 100, 255), backend="onnx"), Segmenter([net], (0, 100, 255), backend="torch")
+    assert onnx.backend == "onnx"
+    assert (onnx.predict(images) == eager.predict(images)).mean() > 0.999  # only near-ties may differ
+
+
+def test_the_export_is_cached_by_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    export = backends.export_onnx
+    monkeypatch.setattr(backends, "export_onnx", lambda *a: calls.append(1) or export(*a))
+    net = tiny_unet(3)
+    Inpainter(net, backend="onnx")
+    Inpainter(net, backend="onnx")
+    assert len(calls) == 1
+    assert len(list(cache_dir().glob("maskawareunet-*.onnx"))) >= 1 and not list(cache_dir().glob("*.part"))
+    example = Inpainter(net, backend="torch")._example()
+    assert weights_key(net, example) != weights_key(tiny_unet(4), example)
+
+
+def test_a_missing_onnxruntime_falls_back_to_pytorch_with_a_notice(monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` raise ImportError
+    assert Inpainter(tiny_unet(0)).backend == "torch"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "onnxruntime is not installed" in err
+
+
+def test_a_failed_export_falls_back_to_pytorch_with_a_notice(monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    monkeypatch.setenv(backends.CACHE_ENV, str(tmp_path))  # an empty cache: the export must run
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("unsupported operator\nwith a long trace")
+
+    monkeypatch.setattr(torch.onnx, "export", broken)
+    inpainter = Inpainter(tiny_unet(5), backend="onnx")
+    assert inpainter.backend == "torch"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ONNX export failed (RuntimeError: unsupported operator)" in err
+    assert not list(tmp_path.rglob("*.onnx*"))
+
+
+def test_backend_choice(capsys: pytest.CaptureFixture) -> None:
+    assert resolve_backend("auto", "cpu") == "onnx"
+    assert resolve_backend("torch", "cpu") == "torch"
+    assert resolve_backend("auto", "cuda") == "torch" and capsys.readouterr().err == ""
+    assert resolve_backend("onnx", "cuda") == "torch" and "CPU only" in capsys.readouterr().err
+    with pytest.raises(InputError, match="--backend must be one of auto, torch, onnx"):
+        resolve_backend("tensorrt", "cpu")
