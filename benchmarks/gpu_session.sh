@@ -25,8 +25,10 @@
 #   while the CT and 256x256 jobs already run; it is kept there for extend.
 # extend: the CT run resumed to CT_TOTAL_MINUTES=14 in total and diffusion-256 to DIFF_LARGE_TOTAL_MINUTES=14
 #   (0: not resumed), beside `synth report` on the 64x64 generators (REPORT_N=2000, UTILITY_STEPS=2000,
-#   REPORT_BATCH=512); then benchmarks/synth_speed.py alone on the GPU in the time left (SPEED_N=1024,
-#   SPEED_RUNS="ddim:10 ddim:25 ddim:50 ddpm:100 vae"; uncompiled, compiled, ddpm:1000 with SPEED_N/8).
+#   REPORT_BATCH=512) and benchmarks/sampler_quality.py (Fréchet distance per sampler and step count, issue 14:
+#   SAMPLER_N=2000, SAMPLER_RUNS="ddim:10 ddim:25 ddim:50 dpm++:5 dpm++:10 dpm++:20", samplers.jsonl);
+#   then benchmarks/synth_speed.py alone on the GPU in the time left (SPEED_N=1024,
+#   SPEED_RUNS="ddim:10 ddim:25 ddim:50 dpm++:10 ddpm:100 vae"; uncompiled, compiled, ddpm:1000 with SPEED_N/8).
 # SOLO=1 (either stage) first runs the CT recipe alone for SOLO_MINUTES=1.5 in a fresh run (ct-solo), so its
 #   images/s alone and beside the other jobs compare in the summary; the default budgets shrink to make room.
 # Minutes are training time in total across calls (compilation included, validation not). Every job still
@@ -40,7 +42,7 @@
 # (gpu.csv), and summary.md / summary.json from benchmarks/session_summary.py (images/s per job from log.csv,
 # solo against concurrent, GPU utilisation), which is also printed.
 #
-# Other knobs (environment): JOBS="ct small large report speed" (small: the three 64x64 jobs; report and speed
+# Other knobs (environment): JOBS="ct seg small large report samplers speed" (small: the three 64x64 jobs; report and speed
 # belong to extend), DEVICE=cuda, PYTHON=python3, DATA=packed/gpu, SIZE_SMALL=64, SIZE_LARGE=256 (0: none),
 # DATA_SMALL=packed/gpu-SIZE_SMALL, RUNS=runs/gpu-session, OUT=runs/gpu-session-out, COMPILE=1 (0 on a CPU),
 # batches CT_BATCH=64 DIFF_SMALL_BATCH=256 VAE_BATCH=256 ENC_BATCH=256 DIFF_LARGE_BATCH=48, and extra flags
@@ -62,7 +64,7 @@ out=${OUT:-runs/gpu-session-out}
 deadline=${DEADLINE_S:-560}
 hard=${HARD_S:-$((deadline + 35))}  # the salvage of interrupted runs ends by then (the call: 600 s)
 solo=${SOLO:-0}
-jobs=" ${JOBS:-ct seg small large report speed} "
+jobs=" ${JOBS:-ct seg small large report samplers speed} "
 [ "$large" = 0 ] && jobs=${jobs/ large / }
 has() { [[ $jobs == *" $1 "* ]]; }  # whether JOBS names this job
 compile_default=$([ "$device" = cuda ] && echo 1 || echo 0)
@@ -236,12 +238,18 @@ case "$stage" in
         say "no $small x $small generator in $runs: no report"
       fi
     fi
+    if has samplers && [ -f "$diff_small/model.safetensors" ] && [ -f "$enc_small/model.safetensors" ] && derive_small; then
+      rm -f "$logs/samplers.jsonl"
+      launch -n 5 samplers "$py" benchmarks/sampler_quality.py --data "$data_small" --weights "$diff_small/model.safetensors" \
+        --encoder "$enc_small/model.safetensors" -n "${SAMPLER_N:-2000}" --batch-size "${REPORT_BATCH:-512}" \
+        --device "$device" --json "$logs/samplers.jsonl" --runs ${SAMPLER_RUNS:-ddim:10 ddim:25 ddim:50 dpm++:5 dpm++:10 dpm++:20}
+    fi
     wait_jobs
     # Sampling speed, alone on the GPU: uncompiled, then compiled, then the full DDPM chain, each only if it still
     # fits before the deadline.
     if has speed && [ -f "$diff_small/model.safetensors" ]; then
       speed_n=${SPEED_N:-1024}
-      runs_list=${SPEED_RUNS:-ddim:10 ddim:25 ddim:50 ddpm:100 vae}
+      runs_list=${SPEED_RUNS:-ddim:10 ddim:25 ddim:50 dpm++:10 ddpm:100 vae}
       rm -f "$logs/speed.jsonl"
       speed() {  # NAME MIN_SECONDS_LEFT N RUNS [flags]
         if [ "$(left)" -lt "$2" ]; then say "skip $1: too little time left"; return; fi
@@ -279,6 +287,7 @@ esac
 extra=()  # this call's report (not an older one left in its folder) and speed figures
 grep -q "^report-$small"$'\t'".*"$'\t'"0\$" "$logs/jobs.tsv" && extra+=(--report "$report/summary.json")
 [ -f "$logs/speed.jsonl" ] && extra+=(--speed "$logs/speed.jsonl")
+[ -f "$logs/samplers.jsonl" ] && extra+=(--samplers "$logs/samplers.jsonl")
 "$py" benchmarks/session_summary.py --logs "$logs" --stage "$stage" "${jobs_summary[@]/#/--job=}" "${extra[@]}" \
   || say "warning: the summary failed"
 say "packing the logs"

@@ -83,6 +83,7 @@ def main() -> None:
     ap.add_argument("--stage", default="")
     ap.add_argument("--report", type=Path, help="a `synth report` summary.json: its headline figures are added")
     ap.add_argument("--speed", type=Path, help="benchmarks/synth_speed.py --json output: added as is")
+    ap.add_argument("--samplers", type=Path, help="benchmarks/sampler_quality.py --json output: added as is")
     args = ap.parse_args()
 
     jobs = []
@@ -133,6 +134,9 @@ def main() -> None:
     if args.speed and args.speed.is_file():
         summary["speed"] = [{k: r.get(k) for k in ("run", "compile", "n", "samples_per_s")}
                             for r in map(json.loads, args.speed.read_text().splitlines()) if r]
+    if args.samplers and args.samplers.is_file():
+        summary["samplers"] = [{k: r.get(k) for k in ("run", "fid", "precision", "recall", "samples_per_s", "heldout_fid")}
+                               for r in map(json.loads, args.samplers.read_text().splitlines()) if r]
     device = args.logs / "device.txt"
     if device.is_file():
         summary["device"] = device.read_text().strip()
@@ -151,6 +155,8 @@ def main() -> None:
             lines.append(f"report: utility, real slices MAE {r['utility_real_mae']}")
     for row in summary.get("speed", []):
         lines.append(f"speed: {row}")
+    for row in summary.get("samplers", []):
+        lines.append(f"samplers: {row}")
     for key, value in (("solo vs concurrent", comparison), ("gpu", summary["gpu"])):
         if value:
             lines += ["", f"{key}: " + ", ".join(f"{k} {v}" for k, v in value.items())]

@@ -7,6 +7,7 @@ rehearsals are marked slow; together they run about ten such processes.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -89,7 +90,7 @@ def test_train_then_extend_returns_half_precision_weights_and_one_archive_and_re
 
     done = run_stage("extend", {**env, "OUT": str(tmp_path / "out-extend"), "CT_FLAGS": f"--steps 6 {TINY_CT}",
                                 "REPORT_N": "6", "UTILITY_STEPS": "0", "REPORT_BATCH": "6", "REPORT_FLAGS": "--steps 2",
-                                "SPEED_N": "2", "SPEED_RUNS": "ddim:2 vae"})
+                                "SPEED_N": "2", "SPEED_RUNS": "ddim:2 vae", "SAMPLER_N": "6", "SAMPLER_RUNS": "ddim:2 dpm++:2"})
     assert done.returncode == 0, done.stdout + done.stderr
     out = tmp_path / "out-extend"
     assert {p.name for p in out.iterdir()} == {"ct-unet.safetensors", "logs.tar.gz"}
@@ -99,6 +100,8 @@ def test_train_then_extend_returns_half_precision_weights_and_one_archive_and_re
             "./logs/train/summary.md"} <= archived(out / "logs.tar.gz")
     speed = (tmp_path / "runs" / "logs" / "extend" / "speed.jsonl").read_text().splitlines()
     assert len(speed) == 2 and "report: held-out real" in done.stdout  # ddim:2 and vae; the report's headline
+    samplers = (tmp_path / "runs" / "logs" / "extend" / "samplers.jsonl").read_text().splitlines()
+    assert [json.loads(x)["run"] for x in samplers] == ["ddim:2", "dpm++:2"] and "samplers: {'run': 'dpm++:2'" in done.stdout
 
     cold = run_stage("extend", {**env, "RUNS": str(tmp_path / "fresh-machine"), "OUT": str(tmp_path / "out-cold")})
     assert cold.returncode == 3 and "fresh one" in cold.stdout

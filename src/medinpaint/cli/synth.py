@@ -13,8 +13,8 @@ from medinpaint.cli.options import (BatchSize, Compile, DeviceOpt, Minutes, NoPr
 
 synth_app = typer.Typer(no_args_is_help=True, help="Generate synthetic slices with tissue maps; train and judge the generators.")
 
-SamplerSteps = Annotated[int | None, typer.Option("--steps", help="diffusion sampler steps (default: 25 for ddim, 1000 for ddpm)")]
-Sampler = Annotated[str | None, typer.Option("--sampler", help="ddim (deterministic given the seed) or ddpm")]
+SamplerSteps = Annotated[int | None, typer.Option("--steps", help="diffusion sampler steps (default: 25 for ddim, 1000 for ddpm, 10 for dpm++)")]
+Sampler = Annotated[str | None, typer.Option("--sampler", help="ddim (deterministic given the seed), ddpm, or dpm++ (DPM-Solver++(2M), deterministic, few steps)")]
 
 
 @synth_app.command("train")

@@ -1,4 +1,4 @@
-"""Gaussian diffusion: the noise schedule, the training loss, and the DDIM / DDPM samplers.
+"""Gaussian diffusion: the noise schedule, the training loss, and the DDIM / DDPM / DPM-Solver++ samplers.
 
 Written here rather than taken from MONAI or diffusers: it is under two hundred lines, and the GPU machines
 this project trains on carry only torch, numpy, safetensors and accelerate, so nothing more has to travel.
@@ -11,6 +11,11 @@ Choices (Nichol & Dhariwal 2021; Salimans & Ho 2022; Song et al. 2021):
   and suits few-step DDIM;
 - one sampler for both: DDIM with eta = 0 is deterministic given the starting noise, eta = 1 is DDPM's
   ancestral sampler (over all T steps: the original DDPM; over fewer: its respaced form);
+- DPM-Solver++(2M) (Lu et al. 2022), the multistep second-order solver of the same ODE as DDIM, for 10 steps or
+  fewer: its first step is DDIM's, each later one corrects with the previous x0 prediction, and the last one (onto
+  t = 0) is first order again; its times are evenly spaced in log-SNR, which kept an exact denoiser's spread at
+  10 steps (0.302 for 0.3) where even spacing in t did not (0.255). It is checked against diffusers'
+  `DPMSolverMultistepScheduler` (midpoint form, lower-order final step, final sigma the schedule's minimum);
 - `temperature` scales the starting and the injected noise, `guidance` > 1 is classifier-free guidance
   towards the requested class (the denoiser is also trained with the null class).
 """
@@ -24,6 +29,10 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+# DPM-Solver's steps start where the log-SNR is -5.1, not at T-1 (about -9.9 here): the cosine schedule's last
+# steps are nearly pure noise, and spacing from there wastes a few-step budget on them (diffusers' lambda_min_clipped)
+LOG_SNR_MIN = -5.1
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -66,11 +75,17 @@ class Diffusion:
         pred = net(sa * x0 + sb * noise, t.float() / self.timesteps, labels)
         return F.mse_loss(pred.float(), sa * noise - sb * x0)
 
-    def step_times(self, steps: int) -> list[int]:
-        """`steps` distinct times from T-1 down to 0, evenly spaced (the last step always lands on x0)."""
+    def step_times(self, steps: int, spacing: str = "linear") -> list[int]:
+        """Distinct times down to 0 (the last step always lands on x0): `linear`, `steps` of them evenly spaced from
+        T-1 (DDIM's); `logsnr`, evenly spaced in log-SNR from LOG_SNR_MIN (DPM-Solver's; fewer when two targets fall
+        on one discrete time)."""
         if not 1 <= steps <= self.timesteps:
             raise ValueError(f"steps must be 1..{self.timesteps}, got {steps}")
-        return sorted({int(round(x)) for x in np.linspace(self.timesteps - 1, 0, steps)}, reverse=True)
+        if spacing == "linear":
+            return sorted({int(round(x)) for x in np.linspace(self.timesteps - 1, 0, steps)}, reverse=True)
+        log_snr = 0.5 * torch.log(self.alpha_bar / (1 - self.alpha_bar))
+        targets = np.linspace(max(LOG_SNR_MIN, float(log_snr[-1])), float(log_snr[0]), steps)
+        return sorted({int(torch.argmin((log_snr - x).abs())) for x in targets}, reverse=True)
 
     @torch.no_grad()
     def sample(
@@ -84,17 +99,26 @@ class Diffusion:
         temperature: float = 1.0,
         guidance: float = 1.0,
         null_class: int | None = None,
+        solver: str = "ddim",
     ) -> torch.Tensor:
-        """Samples of `shape` (B,C,H,W) in [-1, 1] for class `labels` (B,), drawn with `gen` (on the device)."""
+        """Samples of `shape` (B,C,H,W) in [-1, 1] for class `labels` (B,), drawn with `gen` (on the device).
+        `solver` ddim (with `eta`) or dpm++ (DPM-Solver++(2M), deterministic: `eta` must be 0)."""
+        if solver not in ("ddim", "dpm++") or (solver == "dpm++" and eta != 0):
+            raise ValueError(f"solver must be ddim (any eta) or dpm++ (eta 0), got {solver!r} with eta {eta}")
         dev = labels.device
         x = torch.randn(shape, generator=gen, device=dev) * temperature
-        times = self.step_times(steps)
+        times = self.step_times(steps, "logsnr" if solver == "dpm++" else "linear")
+        x0_prev, h_prev = None, 0.0
         for i, t in enumerate(times):
             v = self._predict(net, x, t, labels, guidance, null_class)
             sa, sb = self._a(torch.full((len(x),), t, device=dev), x)
             x0 = (sa * x - sb * v).clamp(-1, 1)
             if i + 1 == len(times):
                 break
+            if solver == "dpm++":  # the update onto t = 0 is first order: a long step there would extrapolate wildly
+                x, h_prev = self._dpm_solver_step(x, x0, None if i + 2 == len(times) else x0_prev, h_prev, t, times[i + 1])
+                x0_prev = x0
+                continue
             eps = (x - sa * x0) / sb
             a_t, a_s = float(self.alpha_bar[t]), float(self.alpha_bar[times[i + 1]])
             sigma = eta * math.sqrt((1 - a_s) / (1 - a_t) * (1 - a_t / a_s))
@@ -102,6 +126,20 @@ class Diffusion:
             if sigma > 0:
                 x = x + sigma * temperature * torch.randn(shape, generator=gen, device=dev)
         return x0
+
+    def _log_snr(self, t: int) -> float:
+        """lambda_t = log(sqrt(a_t) / sqrt(1 - a_t)), the time variable DPM-Solver steps in."""
+        a = float(self.alpha_bar[t])
+        return 0.5 * math.log(a / (1 - a))
+
+    def _dpm_solver_step(self, x: torch.Tensor, x0: torch.Tensor, x0_prev: torch.Tensor | None, h_prev: float,
+                         t: int, s: int) -> tuple[torch.Tensor, float]:
+        """From time t to the earlier s < t: x_s = (sigma_s / sigma_t) x_t - alpha_s (e^-h - 1) D, with
+        h = lambda_s - lambda_t and D = x0 on the first step, x0 + (h / 2 h_prev)(x0 - x0_prev) after it."""
+        h = self._log_snr(s) - self._log_snr(t)
+        d = x0 if x0_prev is None else x0 + (0.5 * h / h_prev) * (x0 - x0_prev)
+        a_t, a_s = float(self.alpha_bar[t]), float(self.alpha_bar[s])
+        return math.sqrt((1 - a_s) / (1 - a_t)) * x - math.sqrt(a_s) * math.expm1(-h) * d, h
 
     def _predict(self, net: Denoiser, x: torch.Tensor, t: int, labels: torch.Tensor, guidance: float, null_class: int | None) -> torch.Tensor:
         tt = torch.full((len(x),), t / self.timesteps, device=x.device)

@@ -27,8 +27,8 @@ from medinpaint.synthesis.diffusion import Diffusion
 from medinpaint.synthesis.registry import checkpoint_family, load_network
 
 SHIPPED_SIZES = (64, 256)
-SAMPLERS = {"ddim": 0.0, "ddpm": 1.0}  # sampler -> eta
-DEFAULT_STEPS = {"ddim": 25, "ddpm": 1000}
+SAMPLERS = {"ddim": ("ddim", 0.0), "ddpm": ("ddim", 1.0), "dpm++": ("dpm++", 0.0)}  # name -> (solver, eta)
+DEFAULT_STEPS = {"ddim": 25, "ddpm": 1000, "dpm++": 10}
 
 
 class Samples(NamedTuple):
@@ -98,37 +98,39 @@ class SliceGenerator:
                batch_size: int = 64, vertebrae: int | Sequence[int] | np.ndarray | None = None, guidance: float = 1.0,
                progress: bool = False) -> Iterator[Samples]:
         """An iterator over n samples in chunks of `batch_size`; the arguments are checked at once, not at the
-        first chunk. Diffusion: `sampler` ddim (default, 25 steps) or ddpm (default 1000 steps); `guidance` > 1
+        first chunk. Diffusion: `sampler` ddim (default, 25 steps), ddpm (default 1000 steps) or dpm++
+        (DPM-Solver++(2M), default 10 steps); `guidance` > 1
         pushes samples towards their vertebra level. Both models: `temperature` scales the noise; `vertebrae` is
         one level for all, one per sample, or None to draw levels as often as they occur in the training data."""
-        steps, eta = self._check(n, steps, sampler, temperature, batch_size, guidance)
+        steps, sampler = self._check(n, steps, sampler, temperature, batch_size, guidance)
         levels = self._levels(n, seed, vertebrae)
-        return self._chunks(levels, seed, steps, eta, temperature, batch_size, guidance, progress)
+        return self._chunks(levels, seed, steps, sampler, temperature, batch_size, guidance, progress)
 
-    def _chunks(self, levels: np.ndarray, seed: int, steps: int, eta: float, temperature: float, batch_size: int,
+    def _chunks(self, levels: np.ndarray, seed: int, steps: int, sampler: str, temperature: float, batch_size: int,
                 guidance: float, progress: bool) -> Iterator[Samples]:
         with tqdm(total=len(levels), unit="slice", desc=f"sampling ({self.family})", disable=not progress) as bar:
             for k, start in enumerate(range(0, len(levels), batch_size)):
                 chunk = levels[start : start + batch_size]
                 gen = torch.Generator(self.device).manual_seed(int(np.random.SeedSequence([seed, k]).generate_state(1)[0]))
-                x = self._draw(torch.from_numpy(chunk.astype(np.int64)).to(self.device), gen, steps, eta, temperature, guidance)
+                x = self._draw(torch.from_numpy(chunk.astype(np.int64)).to(self.device), gen, steps, sampler, temperature, guidance)
                 x = x.float().cpu().numpy()
                 yield Samples(np.clip(x[:, :1], 0, 1), quantise_tissue(x[:, 1]), chunk)
                 bar.update(len(chunk))
 
     @torch.inference_mode()
-    def _draw(self, labels: torch.Tensor, gen: torch.Generator, steps: int, eta: float, temperature: float, guidance: float) -> torch.Tensor:
+    def _draw(self, labels: torch.Tensor, gen: torch.Generator, steps: int, sampler: str, temperature: float, guidance: float) -> torch.Tensor:
         """One chunk as (B, 2, H, W) in [0, 1]: CT and tissue level."""
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             if self.diffusion is None:
                 z = torch.randn((len(labels), self.net.config.latent_dim), generator=gen, device=self.device) * temperature
                 return self.forward.decode(z, labels)
             shape = (len(labels), self.net.config.channels, self.size, self.size)
-            x = self.diffusion.sample(self.forward, labels, shape, gen, steps, eta, temperature, guidance, NULL_CLASS)
+            solver, eta = SAMPLERS[sampler]
+            x = self.diffusion.sample(self.forward, labels, shape, gen, steps, eta, temperature, guidance, NULL_CLASS, solver)
             return (x + 1) / 2
 
-    def _check(self, n: int, steps: int | None, sampler: str | None, temperature: float, batch_size: int, guidance: float) -> tuple[int, float]:
-        """Validate the arguments; (steps, eta) for the diffusion sampler."""
+    def _check(self, n: int, steps: int | None, sampler: str | None, temperature: float, batch_size: int, guidance: float) -> tuple[int, str]:
+        """Validate the arguments; (steps, sampler name) for the diffusion sampler."""
         if n <= 0:
             raise InputError(f"the number of samples must be positive, got {n}")
         if batch_size <= 0:
@@ -138,16 +140,16 @@ class SliceGenerator:
         if self.diffusion is None:
             if steps is not None or sampler is not None or guidance != 1.0:
                 raise InputError("--steps, --sampler and --guidance apply to diffusion checkpoints; this one is a VAE")
-            return 0, 0.0
+            return 0, ""
         sampler = sampler or "ddim"
         if sampler not in SAMPLERS:
-            raise InputError(f"--sampler must be ddim or ddpm, got {sampler!r}")
+            raise InputError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
         steps = DEFAULT_STEPS[sampler] if steps is None else steps
         if not 1 <= steps <= self.diffusion.timesteps:
             raise InputError(f"--steps must be 1..{self.diffusion.timesteps}, got {steps}")
         if guidance < 1:
             raise InputError(f"--guidance must be at least 1, got {guidance}")
-        return steps, SAMPLERS[sampler]
+        return steps, sampler
 
     def _levels(self, n: int, seed: int, vertebrae: int | Sequence[int] | np.ndarray | None) -> np.ndarray:
         """The vertebra level of each of the n samples, as int16."""
