@@ -46,6 +46,7 @@ class Preprocessing:
     vertebra_levels: int = VERTEBRA_LEVELS
     vertebra_encoding: str = "plane"  # plane: a constant plane (level + 1) / 25, 0 = unknown; class: an embedding
     intensity_window: tuple[float, float] | None = None  # the HU window the 0..255 data came in; None: unknown
+    pixel_spacing_mm: float | None = None  # the training slices' in-plane pixel size; None: unknown
     size: int | None = None  # slices resized to size x size; None: any size
 
     def __post_init__(self) -> None:  # JSON gives lists back

@@ -10,3 +10,4 @@ TISSUE_CLASSES = ("background", "body", "fat")  # class id i is TISSUE_LEVELS[i]
 MAX_VERTEBRA = 24  # DM-i-AI vertebra levels are 0..24
 VERTEBRA_LEVELS = MAX_VERTEBRA + 1
 DMIAI_WINDOW_HU = (-150.0, 250.0)  # the DM-i-AI slices: Hounsfield units clamped to this window, mapped to 0..255
+DMIAI_PIXEL_SPACING_MM = 2.0  # the DM-i-AI slices' in-plane pixel size (issue 15)

@@ -111,6 +111,27 @@ class Inpainter:
             return np.where(masks, to_uint8(out), images)
         return np.where(masks, out, images).astype(images.dtype)
 
+    def predict_volume(
+        self, volume: np.ndarray, mask: np.ndarray, spacing: tuple[float, float, float] | None = None,
+        tissue: np.ndarray | None = None, axis: int = 2, modality: str = "auto", batch_size: int = 8, progress: bool = False,
+    ) -> tuple[np.ndarray, dict]:
+        """Fill a 3-D array in the scan's units (Hounsfield units for CT) slice by slice along `axis`, each slice as it
+        lies in the array; `spacing` is the voxel size in mm along the three axes (slices are resampled to the
+        checkpoint's pixel size when it is known). Returns the filled volume (float64; known voxels unchanged) and a
+        record of the intensity mapping and resampling used. NIfTI files: `volume_inference.fill_nifti`."""
+        from medinpaint.volume_inference import fill_stack
+
+        volume, mask = np.asarray(volume), np.asarray(mask).astype(bool)
+        if volume.ndim != 3 or mask.shape != volume.shape or (tissue is not None and np.shape(tissue) != volume.shape):
+            raise InputError(f"volume {volume.shape}, mask {mask.shape} and tissue map must all be one 3-D shape")
+        if axis not in (0, 1, 2):
+            raise InputError(f"axis must be 0, 1 or 2, got {axis}")
+        plane = None if spacing is None else tuple(float(s) for i, s in enumerate(spacing) if i != axis)
+        stack = lambda a: np.moveaxis(np.asarray(a), axis, 0)  # noqa: E731
+        filled, record = fill_stack(self, stack(volume).astype(np.float64), stack(mask), plane,
+                                    None if tissue is None else stack(tissue), modality, batch_size, progress)
+        return np.moveaxis(filled, 0, axis), record
+
     def predict_slices(self, slices: SliceSet, batch_size: int = 8, progress: bool = False) -> np.ndarray:
         if slices.masks is None:
             raise InputError("the dataset has no masks: nothing to fill")
@@ -131,8 +152,10 @@ class Inpainter:
         return (sum(preds) / len(preds))[:, 0].float().cpu().numpy()
 
 
-def save_inpainter(path: Path, network: MaskAwareUNet, name: str = "", dtype: torch.dtype | None = None) -> Path:
-    """Write an inpainting network (trained elsewhere, or untrained for a test) as a checkpoint `from_pretrained` reads."""
-    meta = CheckpointMeta(kind=INPAINTING_KIND, config=network.config.to_dict(), preprocessing=INPAINTING_PREPROCESSING)
+def save_inpainter(path: Path, network: MaskAwareUNet, name: str = "", dtype: torch.dtype | None = None,
+                   preprocessing: Preprocessing = INPAINTING_PREPROCESSING) -> Path:
+    """Write an inpainting network (trained elsewhere, or untrained for a test) as a checkpoint `from_pretrained` reads;
+    `preprocessing` may describe its data (intensity window, pixel spacing) beyond the fixed defaults."""
+    meta = CheckpointMeta(kind=INPAINTING_KIND, config=network.config.to_dict(), preprocessing=preprocessing)
     meta.training.name = name
     return save_checkpoint(path, network, meta, dtype)

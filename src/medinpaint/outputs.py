@@ -56,11 +56,12 @@ def atomic_dir(output: Path, overwrite: bool = False) -> Iterator[Path]:
 
 
 @contextmanager
-def atomic_file(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; it is renamed onto `path` only if the block succeeds."""
+def atomic_file(path: Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; it is renamed onto `path` only if the block succeeds. `suffix`: the
+    temporary name's ending, for writers that choose a format by it (".nii.gz"); default `path`'s last suffix."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix if suffix is None else suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:

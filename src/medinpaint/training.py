@@ -137,13 +137,13 @@ class InpaintingTask(Task):
         self.pool = build_mask_pool(self.train_set, cfg.generated_masks, cfg.seed) if mask_pool is None else mask_pool.astype(bool)
         self.val = validation_set(data.subset(val_idx) if len(val_idx) else self.train_set, cfg.val_cases, cfg.seed, self.pool)
         self.cfg, self.network_config, self.train_slices = cfg, cfg.network, len(self.train_set)
-        self.window = data.intensity_window
+        self.window, self.spacing = data.intensity_window, data.pixel_spacing_mm
 
     def build_network(self) -> MaskAwareUNet:
         return MaskAwareUNet(self.network_config)
 
     def preprocessing(self) -> Preprocessing:
-        return Preprocessing(intensity_window=self.window)
+        return Preprocessing(intensity_window=self.window, pixel_spacing_mm=self.spacing)
 
     def setup(self, device: torch.device) -> None:
         self.data = TrainingData(self.train_set, self.pool, device)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,6 +13,10 @@ from medinpaint.cli.options import (Backend, BatchSize, Compile, DeviceOpt, Minu
                                     resolve_device, user_errors)
 from medinpaint.cli.segment import segment_app
 from medinpaint.cli.synth import synth_app
+from medinpaint.errors import InputError
+
+if TYPE_CHECKING:
+    from medinpaint.inference import Inpainter
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Repair corrupted CT/MRI slices by inpainting, and generate synthetic ones.")
@@ -70,22 +74,64 @@ def predict(
     batch_size: Annotated[int, typer.Option(help="slices per forward pass")] = 8,
     flips: Annotated[bool, typer.Option("--flips", help="average with the mirrored prediction: slower, more accurate")] = False,
     backend: Backend = "auto",
+    mask: Annotated[Path | None, typer.Option(help="NIfTI input: the mask volume (1 = missing), or a folder of them")] = None,
+    tissue: Annotated[Path | None, typer.Option(help="NIfTI input: a tissue map volume (0 / 100 / 255), or a folder")] = None,
+    axis: Annotated[int, typer.Option(help="NIfTI input: fill slices along this RAS axis (0 sagittal, 1 coronal, 2 axial)")] = 2,
+    modality: Annotated[str, typer.Option(help="NIfTI input: ct (Hounsfield units), mri (percentile scaling) or auto")] = "auto",
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
 ) -> None:
-    """Fill the missing pixels; DM-i-AI input gives OUTPUT/<case id>.png (uint8, input size)."""
+    """Fill the missing pixels; DM-i-AI input gives OUTPUT/<case id>.png (uint8, input size); a NIfTI volume
+    (`-i scan.nii.gz --mask mask.nii.gz -o filled.nii.gz`, or folders) gives volumes of the input's geometry and type."""
     from medinpaint.data import read_slices
+    from medinpaint.data.volumes import is_nifti
     from medinpaint.data.writers import write_predictions
     from medinpaint.inference import Inpainter
     from medinpaint.outputs import atomic_dir, check_output_path
 
-    check_output_path(output, [input], overwrite)
+    volumes = is_nifti(input) or (input.is_dir() and any(is_nifti(p) for p in input.iterdir()))
+    if volumes and mask is None:
+        raise InputError(f"{input}: NIfTI input needs --mask (a volume, or a folder of them matched by name)")
+    check_output_path(output, [p for p in (input, mask, tissue) if p is not None], overwrite)
+    if volumes:
+        inpainter = Inpainter.from_pretrained(weights or None, device=resolve_device(device), flips=flips, backend=backend)
+        _predict_volumes(inpainter, input, mask, output, tissue, axis, modality, batch_size, overwrite, not no_progress)
+        return
     slices = read_slices(input, require_masks=True)
     inpainter = Inpainter.from_pretrained(weights or None, device=resolve_device(device), flips=flips, backend=backend)
     filled = inpainter.predict_slices(slices, batch_size=batch_size, progress=not no_progress)
     with atomic_dir(output, overwrite=overwrite) as tmp:
         write_predictions(tmp, slices, filled)
     typer.echo(f"filled {len(slices)} slices into {output}")
+
+
+def _predict_volumes(inpainter: Inpainter, input: Path, mask: Path, output: Path, tissue: Path | None, axis: int, modality: str,
+                     batch_size: int, overwrite: bool, progress: bool) -> None:
+    """One NIfTI volume to one output file, or a folder of volumes to a folder (named by case, nnU-Net style)."""
+    from medinpaint.data.volumes import case_name, is_nifti
+    from medinpaint.outputs import atomic_dir
+    from medinpaint.volume_inference import fill_nifti, record_path, volume_pairs
+
+    if is_nifti(input):
+        if not is_nifti(output):
+            raise InputError(f"{output}: the output of a NIfTI volume must end in .nii.gz or .nii")
+        if record_path(output).exists() and not overwrite:
+            raise InputError(f"{record_path(output)}: already exists (pass --overwrite to replace it)")
+        record = fill_nifti(inpainter, input, mask, output, tissue, axis, modality, batch_size, progress)
+        typer.echo(f"filled {record['slices_filled']} of {record['slices']} slices into {output} "
+                   f"(intensity: {record['intensity']['kind']}, resampled to: {record['resampled_to'] or 'no'})")
+        return
+    pairs = volume_pairs(input, mask)
+    with atomic_dir(output, overwrite=overwrite) as tmp:
+        for image, mask_path in pairs:
+            case = case_name(image)
+            tissue_path = None
+            if tissue is not None:
+                tissue_path = next((tissue / f"{case}{s}" for s in (".nii.gz", ".nii") if (tissue / f"{case}{s}").is_file()), None)
+                if tissue_path is None:
+                    raise InputError(f"{tissue}: no tissue map named {case}.nii.gz (or .nii) for {image.name}")
+            fill_nifti(inpainter, image, mask_path, tmp / f"{case}.nii.gz", tissue_path, axis, modality, batch_size, progress)
+    typer.echo(f"filled {len(pairs)} volumes into {output}")
 
 
 @app.command()

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from medinpaint.constants import DMIAI_WINDOW_HU, TISSUE_LEVELS
+from medinpaint.constants import DMIAI_PIXEL_SPACING_MM, DMIAI_WINDOW_HU, TISSUE_LEVELS
 
 
 @dataclass
@@ -52,6 +52,11 @@ class SliceSet:
     def intensity_window(self) -> tuple[float, float] | None:
         """The Hounsfield window the 0..255 values came in, where the layout tells (DM-i-AI: -150..250 HU)."""
         return DMIAI_WINDOW_HU if self.layout == "dmiai" else None
+
+    @property
+    def pixel_spacing_mm(self) -> float | None:
+        """The in-plane pixel size, where the layout tells (DM-i-AI: 2 mm)."""
+        return DMIAI_PIXEL_SPACING_MM if self.layout == "dmiai" else None
 
     def subset(self, index: np.ndarray | list[int]) -> SliceSet:
         """The slices at `index`, with every optional array cut the same way."""

@@ -1,0 +1,140 @@
+"""Fill 3-D volumes slice by slice with an `Inpainter`, in the units and at the pixel size its training data had.
+
+Going in, intensities are mapped to the network's [0, 1]: CT in Hounsfield units through the intensity window the
+checkpoint records (DM-i-AI: -150..250 HU), anything else (MRI) by robust percentiles of the known voxels; slices
+are resampled in plane to the checkpoint's pixel spacing when theirs differs by more than 5 %. Coming out, the
+filled pixels are resampled back, mapped back to the scan's units, and written only where voxels were missing:
+every known voxel is returned as it came. What was done is returned as a record (written beside a NIfTI output
+as JSON), so a user can see it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from medinpaint.data.volumes import (AXIS_NAMES, case_name, display_spacing, display_stack, from_display_stack, is_nifti,
+                                     read_like, read_mask, read_nifti, write_nifti)
+from medinpaint.errors import InputError
+from medinpaint.outputs import atomic_file
+
+if TYPE_CHECKING:
+    from medinpaint.inference import Inpainter
+
+MODALITIES = ("auto", "ct", "mri")
+SPACING_TOLERANCE = 0.05  # relative difference of pixel size below which slices are not resampled
+CT_AIR_HU = -100.0  # known voxels whose 1st percentile lies below this are taken for CT in Hounsfield units
+
+
+@dataclass
+class IntensityMap:
+    """Scan units <-> the network's [0, 1]: `low` maps to 0 and `high` to 1 (values outside are clamped going in)."""
+
+    kind: str  # "ct-window" or "percentiles"
+    low: float
+    high: float
+
+    def to_unit(self, values: np.ndarray) -> np.ndarray:
+        return np.clip((values - self.low) / (self.high - self.low), 0, 1).astype(np.float32)
+
+    def from_unit(self, unit: np.ndarray) -> np.ndarray:
+        return unit.astype(np.float64) * (self.high - self.low) + self.low
+
+
+def choose_intensity(values: np.ndarray, known: np.ndarray, window: tuple[float, float] | None, modality: str) -> IntensityMap:
+    """The checkpoint's CT window for CT (asked for, or `auto` and the known voxels reach below -100, as air and fat
+    do in Hounsfield units), else the 0.5th and 99.5th percentiles of the known voxels."""
+    if modality not in MODALITIES:
+        raise InputError(f"--modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
+    sample = values[known]
+    if sample.size == 0:
+        raise InputError("every voxel is masked: nothing is known to fill from")
+    if modality == "ct" or (modality == "auto" and float(np.percentile(sample, 1)) < CT_AIR_HU):
+        if window is None:
+            raise InputError("the checkpoint records no intensity window, so Hounsfield units cannot be mapped to it "
+                             "(use a checkpoint trained on CT, or --modality mri to scale by percentiles)")
+        return IntensityMap("ct-window", float(window[0]), float(window[1]))
+    low, high = (float(v) for v in np.percentile(sample, [0.5, 99.5]))
+    return IntensityMap("percentiles", low, high if high > low else low + 1.0)
+
+
+def _resize(stack: np.ndarray, shape: tuple[int, int], interpolation: int) -> np.ndarray:
+    return np.stack([cv2.resize(s, (shape[1], shape[0]), interpolation=interpolation) for s in stack])
+
+
+def fill_stack(inpainter: Inpainter, values: np.ndarray, missing: np.ndarray, spacing: tuple[float, float] | None = None,
+               tissue: np.ndarray | None = None, modality: str = "auto", batch_size: int = 8,
+               progress: bool = False) -> tuple[np.ndarray, dict]:
+    """Fill (N, H, W) slices in scan units (float) where `missing`; (filled values, record of what was done).
+    `tissue`: maps in the checkpoint's coding (DM-i-AI 0 / 100 / 255) on the same grid, or None."""
+    meta = inpainter.metadata[0].preprocessing if inpainter.metadata else None
+    mapping = choose_intensity(values, ~missing, meta.intensity_window if meta else None, modality)
+    todo = np.flatnonzero(missing.reshape(len(missing), -1).any(1))
+    record: dict = {"intensity": asdict(mapping), "slices": int(len(values)), "slices_filled": int(len(todo)),
+                    "slice_shape": list(values.shape[1:]), "resampled_to": None,
+                    "model_pixel_spacing_mm": meta.pixel_spacing_mm if meta else None,
+                    "pixel_spacing_mm": list(spacing) if spacing else None}
+    filled = values.astype(np.float64, copy=True)
+    if len(todo) == 0:
+        return filled, record
+    unit, holes = mapping.to_unit(values[todo]), missing[todo]
+    tis = None if tissue is None else tissue[todo].astype(np.uint8)
+    target = record["model_pixel_spacing_mm"]
+    shape = values.shape[1:]
+    if spacing and target and any(abs(s / target - 1) > SPACING_TOLERANCE for s in spacing):
+        shape = tuple(max(8, int(round(n * s / target))) for n, s in zip(values.shape[1:], spacing))
+        record["resampled_to"] = list(shape)
+        unit = _resize(unit, shape, cv2.INTER_LINEAR)
+        holes = _resize(holes.astype(np.float32), shape, cv2.INTER_LINEAR) > 0  # any overlap with a hole is missing
+        tis = None if tis is None else _resize(tis, shape, cv2.INTER_NEAREST)
+    out = inpainter.predict_batch(unit, holes, tis, None, batch_size=batch_size, progress=progress)
+    if record["resampled_to"]:
+        out = _resize(out.astype(np.float32), values.shape[1:], cv2.INTER_LINEAR)
+    filled[todo] = np.where(missing[todo], mapping.from_unit(out), values[todo])
+    return filled, record
+
+
+def fill_nifti(inpainter: Inpainter, image: Path, mask: Path, output: Path, tissue: Path | None = None, axis: int = 2,
+               modality: str = "auto", batch_size: int = 8, progress: bool = False) -> dict:
+    """Fill the masked voxels of a NIfTI volume slice by slice along canonical `axis` (2: axial) and write `output`
+    (same shape, affine, header and data type) and `<output>.json` (the record). Returns the record."""
+    if axis not in AXIS_NAMES:
+        raise InputError(f"--axis must be 0 (sagittal), 1 (coronal) or 2 (axial), got {axis}")
+    volume = read_nifti(image)
+    missing = read_mask(mask, volume)
+    tissue_map = None if tissue is None else read_like(tissue, volume, "tissue map").values
+    as_stack = lambda a: display_stack(a, volume.affine, axis)  # noqa: E731
+    filled, record = fill_stack(
+        inpainter, as_stack(volume.values), as_stack(missing), display_spacing(volume, axis),
+        None if tissue_map is None else as_stack(tissue_map), modality, batch_size, progress)
+    result = volume.with_values(from_display_stack(filled, volume.affine, axis), missing)
+    write_nifti(output, result)
+    record = {"input": str(image), "mask": str(mask), "output": str(output), "axis": f"{axis} ({AXIS_NAMES[axis]})",
+              "model": inpainter.name, "checksum": inpainter.checksum, **record}
+    with atomic_file(record_path(output)) as tmp:
+        tmp.write_text(json.dumps(record, indent=1))
+    return record
+
+
+def record_path(output: Path) -> Path:
+    """`filled.nii.gz` -> `filled.json`, the record written beside it."""
+    return output.with_name(case_name(output) + ".json") if is_nifti(output) else output.with_suffix(".json")
+
+
+def volume_pairs(images: Path, masks: Path) -> list[tuple[Path, Path]]:
+    """(image, mask) files of two folders matched by case name, nnU-Net style (`case_0000.nii.gz` with `case.nii.gz`)."""
+    found = sorted(p for p in images.iterdir() if is_nifti(p))
+    if not found:
+        raise InputError(f"{images}: no NIfTI volumes (.nii or .nii.gz) in the folder")
+    by_case = {case_name(p): p for p in masks.iterdir() if is_nifti(p)} if masks.is_dir() else {}
+    pairs = []
+    for p in found:
+        if case_name(p) not in by_case:
+            raise InputError(f"{p}: no mask named {case_name(p)}.nii.gz (or .nii) in {masks}")
+        pairs.append((p, by_case[case_name(p)]))
+    return pairs

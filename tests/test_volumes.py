@@ -1,0 +1,196 @@
+"""NIfTI volumes: geometry kept on the way through, intensities mapped exactly, the same pixels as the PNG path."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medinpaint.checkpoint import Preprocessing
+from medinpaint.constants import DMIAI_PIXEL_SPACING_MM, DMIAI_WINDOW_HU
+from medinpaint.data import read_slices
+from medinpaint.data.volumes import (Volume, display_spacing, display_stack, from_display_stack, read_mask, read_nifti,
+                                     write_nifti)
+from medinpaint.errors import InputError
+from medinpaint.inference import Inpainter, save_inpainter
+from medinpaint.models import MaskAwareUNet
+from medinpaint.volume_inference import choose_intensity, fill_nifti, volume_pairs
+
+from conftest import TINY
+
+nib = pytest.importorskip("nibabel")
+
+RAS_2MM = np.diag([2.0, 2.0, 5.0, 1.0])
+
+
+def save(path: Path, raw: np.ndarray, affine: np.ndarray, slope: float = 1.0, inter: float = 0.0, descrip: bytes = b"") -> Path:
+    image = nib.Nifti1Image(raw, affine)
+    image.header.set_slope_inter(slope, inter)
+    image.header["descrip"] = descrip
+    nib.save(image, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def ct_inpainter(tmp_path_factory: pytest.TempPathFactory) -> Inpainter:
+    """A tiny untrained U-Net whose checkpoint says it was trained on DM-i-AI CT (window, 2 mm pixels)."""
+    torch.manual_seed(0)
+    prep = Preprocessing(intensity_window=DMIAI_WINDOW_HU, pixel_spacing_mm=DMIAI_PIXEL_SPACING_MM)
+    path = save_inpainter(tmp_path_factory.mktemp("w") / "ct.safetensors", MaskAwareUNet(TINY), name="ct", preprocessing=prep)
+    return Inpainter.from_pretrained(path, backend="torch")
+
+
+def ct_volume(rng: np.random.Generator, shape: tuple[int, int, int] = (40, 36, 4)) -> np.ndarray:
+    """int16 Hounsfield units: air around a soft-tissue body with fat."""
+    hu = np.full(shape, -1000, dtype=np.int16)
+    hu[6:-6, 6:-6] = rng.integers(-120, 80, (shape[0] - 12, shape[1] - 12, shape[2]))
+    return hu
+
+
+def test_a_volume_round_trips_with_its_geometry_and_scaling(tmp_path: Path) -> None:
+    raw = np.random.default_rng(0).integers(0, 3000, (9, 7, 5)).astype(np.uint16)
+    affine = np.array([[0, 0, -2.5, 10], [-0.8, 0, 0, 20], [0, 0.8, 0, -30], [0, 0, 0, 1]], dtype=float)  # LPS-like, permuted
+    vol = read_nifti(save(tmp_path / "a.nii.gz", raw, affine, slope=1.0, inter=-1024.0, descrip=b"scanner"))
+    write_nifti(tmp_path / "b.nii.gz", vol.with_values(vol.values + 5, np.zeros(raw.shape, bool)))
+    back = nib.load(str(tmp_path / "b.nii.gz"))
+    assert back.get_data_dtype() == np.uint16 and np.array_equal(back.dataobj.get_unscaled(), raw)
+    assert np.allclose(back.affine, affine) and back.header["descrip"] == b"scanner"
+    assert (back.dataobj.slope, back.dataobj.inter) == (1.0, -1024.0)
+    assert back.header.get_zooms() == nib.load(str(tmp_path / "a.nii.gz")).header.get_zooms()
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_display_stacks_invert_for_any_orientation(axis: int) -> None:
+    a = np.random.default_rng(1).random((5, 6, 7))
+    for affine in (RAS_2MM, np.diag([-1.0, -1.0, 3.0, 1.0]), np.array([[0, 0, 2.0, 0], [1.0, 0, 0, 0], [0, -1.0, 0, 0], [0, 0, 0, 1]])):
+        assert np.array_equal(from_display_stack(display_stack(a, affine, axis), affine, axis), a)
+
+
+def test_an_axial_slice_is_shown_anterior_up_and_patient_right_on_the_left() -> None:
+    a = np.zeros((4, 6, 3))
+    a[3, 5, 1] = 1  # RAS (+x to the patient's right): the right-most, most anterior voxel of axial slice 1
+    for affine in (RAS_2MM, np.diag([-2.0, -2.0, 5.0, 1.0])):  # the same anatomy stored RAS and LPS
+        arr = a if affine[0, 0] > 0 else a[::-1, ::-1]
+        shown = display_stack(arr, affine, 2)
+        assert shown.shape == (3, 6, 4) and shown[1, 0, 0] == 1  # top row (anterior), left column (patient right)
+    assert display_spacing(Volume(a, 1, 0, RAS_2MM, nib.Nifti1Image(a, RAS_2MM).header), 2) == (2.0, 2.0)
+
+
+def test_hounsfield_units_are_exact_outside_the_mask(tmp_path: Path, ct_inpainter: Inpainter) -> None:
+    rng = np.random.default_rng(2)
+    hu = ct_volume(rng)
+    mask = np.zeros(hu.shape, np.uint8)
+    mask[12:20, 10:24, 1:3] = 1
+    scan = save(tmp_path / "scan.nii.gz", hu, RAS_2MM)
+    save(tmp_path / "mask.nii.gz", mask, RAS_2MM)
+    record = fill_nifti(ct_inpainter, scan, tmp_path / "mask.nii.gz", tmp_path / "out" / "filled.nii.gz")
+    out = nib.load(str(tmp_path / "out" / "filled.nii.gz"))
+    filled = np.asanyarray(out.dataobj)
+    assert out.get_data_dtype() == np.int16 and np.allclose(out.affine, RAS_2MM)
+    assert np.array_equal(filled[mask == 0], hu[mask == 0])
+    inside = filled[mask == 1]
+    assert inside.min() >= DMIAI_WINDOW_HU[0] and inside.max() <= DMIAI_WINDOW_HU[1] and not np.array_equal(inside, hu[mask == 1])
+    assert record["intensity"] == {"kind": "ct-window", "low": -150.0, "high": 250.0}
+    assert record["slices_filled"] == 2 and record["resampled_to"] is None
+    assert json.loads((tmp_path / "out" / "filled.json").read_text())["output"].endswith("filled.nii.gz")
+
+
+def test_the_bundled_samples_fill_through_nifti_as_through_png(tmp_path: Path, samples: Path, ct_inpainter: Inpainter) -> None:
+    """The 12 sample slices stacked as an axial CT volume (uint8 stored, scaled to the DM-i-AI Hounsfield window)."""
+    s = read_slices(samples)
+    lo, hi = DMIAI_WINDOW_HU
+    to_volume = lambda stack: np.ascontiguousarray(stack[:, ::-1, ::-1].transpose(2, 1, 0))  # noqa: E731  display -> RAS
+    scan = save(tmp_path / "ct.nii.gz", to_volume(s.images), RAS_2MM, slope=(hi - lo) / 255, inter=lo)
+    save(tmp_path / "mask.nii.gz", to_volume(s.masks.astype(np.uint8)), RAS_2MM)
+    save(tmp_path / "tissue.nii.gz", to_volume(s.tissue), RAS_2MM)
+    fill_nifti(ct_inpainter, scan, tmp_path / "mask.nii.gz", tmp_path / "filled.nii.gz", tissue=tmp_path / "tissue.nii.gz")
+    through_nifti = display_stack(nib.load(str(tmp_path / "filled.nii.gz")).dataobj.get_unscaled(), RAS_2MM, 2)
+    through_png = ct_inpainter.predict_batch(s.images, s.masks, s.tissue, None)
+    diff = np.abs(through_nifti.astype(int) - through_png.astype(int))
+    assert diff.max() <= 1 and (diff == 0).mean() >= 0.9999  # float rounding may move a rare pixel by one level
+
+
+def test_finer_pixels_are_resampled_to_the_model_and_back(tmp_path: Path, ct_inpainter: Inpainter) -> None:
+    hu = ct_volume(np.random.default_rng(3), (64, 60, 2))
+    mask = np.zeros(hu.shape, bool)
+    mask[20:30, 20:40, 0] = True
+    filled, record = ct_inpainter.predict_volume(hu, mask, spacing=(1.0, 1.0, 3.0), axis=2)
+    assert record["resampled_to"] == [32, 30] and record["slices_filled"] == 1
+    assert np.array_equal(filled[~mask], hu[~mask]) and filled.dtype == np.float64
+
+
+def test_mri_is_scaled_by_percentiles_and_says_so() -> None:
+    values = np.random.default_rng(4).gamma(2.0, 300.0, (20, 20, 3))
+    known = np.ones(values.shape, bool)
+    mapping = choose_intensity(values, known, DMIAI_WINDOW_HU, "auto")
+    assert mapping.kind == "percentiles" and mapping.low == pytest.approx(np.percentile(values, 0.5))
+    assert choose_intensity(values - 1000, known, DMIAI_WINDOW_HU, "auto").kind == "ct-window"
+    with pytest.raises(InputError, match="records no intensity window"):
+        choose_intensity(values - 1000, known, None, "auto")
+
+
+def test_bad_volumes_are_one_line_errors(tmp_path: Path) -> None:
+    hu = ct_volume(np.random.default_rng(5))
+    scan = read_nifti(save(tmp_path / "scan.nii.gz", hu, RAS_2MM))
+    cases = {
+        "shape": (save(tmp_path / "m1.nii.gz", np.zeros((5, 5, 5), np.uint8), RAS_2MM), "mask of shape (5, 5, 5)"),
+        "affine": (save(tmp_path / "m2.nii.gz", np.zeros(hu.shape, np.uint8), np.diag([1.0, 1, 1, 1])), "affine differs"),
+        "binary": (save(tmp_path / "m3.nii.gz", np.arange(hu.size, dtype=np.int16).reshape(hu.shape) % 3, RAS_2MM), "must be binary"),
+    }
+    for path, message in cases.values():
+        with pytest.raises(InputError, match=re.escape(message)):
+            read_mask(path, scan)
+    with pytest.raises(InputError, match="4-D image"):
+        read_nifti(save(tmp_path / "four.nii.gz", np.zeros((4, 4, 4, 2), np.int16), RAS_2MM))
+    (tmp_path / "junk.nii.gz").write_bytes(b"not a volume")
+    with pytest.raises(InputError, match="not a readable NIfTI volume"):
+        read_nifti(tmp_path / "junk.nii.gz")
+
+
+def test_volume_folders_are_matched_by_case_name(tmp_path: Path) -> None:
+    (tmp_path / "img").mkdir()
+    (tmp_path / "msk").mkdir()
+    for name in ("a_0000.nii.gz", "b_0000.nii.gz"):
+        (tmp_path / "img" / name).write_bytes(b"")
+    (tmp_path / "msk" / "a.nii.gz").write_bytes(b"")
+    (tmp_path / "msk" / "b.nii").write_bytes(b"")
+    assert [(i.name, m.name) for i, m in volume_pairs(tmp_path / "img", tmp_path / "msk")] == [
+        ("a_0000.nii.gz", "a.nii.gz"), ("b_0000.nii.gz", "b.nii")]
+    (tmp_path / "msk" / "b.nii").unlink()
+    with pytest.raises(InputError, match="no mask named b"):
+        volume_pairs(tmp_path / "img", tmp_path / "msk")
+
+
+def test_the_cli_fills_a_volume_and_a_folder_and_refuses_bad_outputs(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    from typer.testing import CliRunner
+
+    from medinpaint.cli import app
+
+    hu = ct_volume(np.random.default_rng(6))
+    mask = np.zeros(hu.shape, np.uint8)
+    mask[10:20, 10:20, 2] = 1
+    (tmp_path / "img").mkdir()
+    (tmp_path / "msk").mkdir()
+    scan = save(tmp_path / "img" / "case_0000.nii.gz", hu, RAS_2MM)
+    save(tmp_path / "msk" / "case.nii.gz", mask, RAS_2MM)
+    run = lambda *a: CliRunner().invoke(app, [str(x) for x in a])  # noqa: E731
+    args = ("predict", "--weights", tiny_checkpoint, "--mask", tmp_path / "msk" / "case.nii.gz", "--modality", "mri", "--no-progress")
+    done = run(*args, "-i", scan, "-o", tmp_path / "filled.nii.gz")
+    assert done.exit_code == 0, done.output
+    assert "filled 1 of 4 slices" in done.output and "percentiles" in done.output
+    assert np.array_equal(np.asanyarray(nib.load(str(tmp_path / "filled.nii.gz")).dataobj)[mask == 0], hu[mask == 0])
+    again = run(*args, "-i", scan, "-o", tmp_path / "filled.nii.gz")
+    assert again.exit_code == 2 and "already exists" in again.output
+    same = run(*args, "-i", scan, "-o", scan, "--overwrite")
+    assert same.exit_code == 2 and "must not be the input itself" in same.output
+    assert np.array_equal(np.asanyarray(nib.load(str(scan)).dataobj), hu)
+    no_mask = run("predict", "--weights", tiny_checkpoint, "-i", scan, "-o", tmp_path / "x.nii.gz")
+    assert no_mask.exit_code == 2 and "needs --mask" in no_mask.output
+    folder = run("predict", "--weights", tiny_checkpoint, "-i", tmp_path / "img", "--mask", tmp_path / "msk",
+                 "--modality", "mri", "-o", tmp_path / "out", "--no-progress")
+    assert folder.exit_code == 0, folder.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["case.json", "case.nii.gz"]
