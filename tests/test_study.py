@@ -80,3 +80,30 @@ def test_the_study_command_says_what_is_wrong_in_one_line(phantoms: Path, tmp_pa
     assert result.exit_code == 2 and "--n takes a positive number of patients or 'all', got 'zero'" in result.output
     result = CliRunner().invoke(app, ["segment", "study", "--data", str(phantoms), "-o", str(tmp_path / "s"), "--arm", "magic"])
     assert result.exit_code == 2 and "unknown arm 'magic'" in result.output
+
+
+def test_an_interrupted_study_resumes_after_its_last_finished_block(phantoms: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tiny(arms=("real",), seeds=2)  # blocks: (1, seed 0), (all, seed 0), (1, seed 1), (all, seed 1)
+    calls: list[str] = []
+    real_segment = Study.segment
+
+    def interrupted(self, train, extra, name, seed):
+        calls.append(name)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_segment(self, train, extra, name, seed)
+
+    monkeypatch.setattr(Study, "segment", interrupted)
+    out = tmp_path / "study"
+    with pytest.raises(KeyboardInterrupt):
+        run_study(phantoms, out, cfg)
+    assert not out.exists() and (tmp_path / ".study.rows.jsonl").is_file()
+    calls.clear()
+    monkeypatch.setattr(Study, "segment", lambda self, *a: (calls.append(a[2]), real_segment(self, *a))[1])
+    rows = run_study(phantoms, out, cfg)
+    assert calls == ["n1-s1-real-0", "nall-s1-real-0"]  # the two blocks of seed 0 were kept, not run again
+    assert [(r["n"], r["seed"]) for r in rows] == [("1", 0), ("all", 0), ("1", 1), ("all", 1)]
+    assert not (tmp_path / ".study.rows.jsonl").exists()
+    other = run_study(phantoms, tmp_path / "other", tiny(arms=("real",), seeds=1))  # another config starts afresh
+    assert len(other) == 2

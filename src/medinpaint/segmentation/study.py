@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -159,22 +160,36 @@ class Study:
         pred = Segmenter.from_pretrained(weights, device=c.device, backend="torch").predict(self.heldout.images, batch_size=64)
         return score(self.heldout, pred).aggregate(), seconds
 
-    def run(self) -> list[dict]:
+    def runs_per_block(self) -> int:
+        """Segmenter runs for one (n, seed)."""
+        c = self.cfg
+        return ("real" in c.arms) + len(c.ratios) * (("real+own" in c.arms) + ("real+all" in c.arms)) + ("synthetic" in c.arms)
+
+    def run(self, done: list[dict] | None = None, on_block: Callable[[list[dict]], None] | None = None) -> list[dict]:
+        """Every run of the study, in order; the (n, seed) blocks complete in `done` (rows of an interrupted study
+        of the same config) are taken as they are, and each block computed here is passed to `on_block`."""
         c, rows = self.cfg, []
         plan = [(n, seed) for seed in range(c.seeds) for n in c.ns]
         for k, (n, seed) in enumerate(plan, start=1):
+            label = "all" if n is None else str(n)
+            kept = [r for r in done or [] if r["n"] == label and r["seed"] == seed]
+            if len(kept) == self.runs_per_block():
+                rows += kept
+                if c.progress:
+                    print(f"[{k}/{len(plan)}] n={label}, seed {seed}: done before, kept", flush=True)
+                continue
             chosen = pick_patients(self.patients, n, seed)
             real = slices_of(self.data, chosen)
             real_set = as_labelled(real.ids, real.images, real.tissue)
-            label = "all" if n is None else str(n)
             tag = f"n{label}-s{seed}"
             if c.progress:
                 print(f"[{k}/{len(plan)}] n={label} ({len(chosen)} patients, {len(real)} slices), seed {seed}", flush=True)
+            block: list[dict] = []
 
             def record(arm: str, ratio: int, generator: str, extra: LabelledSet | None, synthetic_only: bool = False) -> None:
                 train = extra if synthetic_only else real_set
                 summary, seconds = self.segment(train, None if synthetic_only else extra, f"{tag}-{arm}-{ratio}", seed)
-                rows.append({"n": label, "seed": seed, "arm": arm, "ratio": ratio, "generator": generator,
+                block.append({"n": label, "seed": seed, "arm": arm, "ratio": ratio, "generator": generator,
                              "real_slices": 0 if synthetic_only else len(real_set), "synthetic_slices": 0 if extra is None else len(extra),
                              "dice_fat": summary["dice_fat"], "dice_body": summary["dice_body"], "mean_dice": summary["mean_dice"],
                              "fat_fraction_abs_error": summary["fat_fraction_abs_error"], "train_seconds": round(seconds, 1)})
@@ -197,6 +212,9 @@ class Study:
             if "synthetic" in c.arms:
                 record("synthetic", c.synthetic_only, f"{c.family} on {len(chosen)} patients",
                        pools["own"].subset(np.arange(c.synthetic_only * len(real_set))), synthetic_only=True)
+            rows += block
+            if on_block is not None:
+                on_block(block)
         return rows
 
 
@@ -238,13 +256,42 @@ def summary_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def partial_rows(path: Path, key: str) -> list[dict]:
+    """The rows an interrupted study with the same config (`key`) left in `path`; none for another config."""
+    if not path.is_file():
+        return []
+    lines = path.read_text().splitlines()
+    if not lines or json.loads(lines[0]).get("config") != key:
+        return []
+    rows = []
+    for line in lines[1:]:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut short by the interruption
+            break
+    return rows
+
+
 def run_study(data: Path, output: Path, cfg: StudyConfig, overwrite: bool = False) -> list[dict]:
-    """The whole study: `output/` gets results.csv, dice_vs_n.png, summary.md, config.json and the runs."""
+    """The whole study: `output/` gets results.csv, dice_vs_n.png, summary.md, config.json and the runs. An hour on
+    a CPU is long enough to be interrupted: each finished (n, seed) block is kept in `.<output>.rows.jsonl` beside
+    the output, and the same command run again resumes after the last one (the file goes when the study ends)."""
     check_output_path(output, [data], overwrite)
     slices = read_slices(data)
+    partial = output.parent / f".{output.name}.rows.jsonl"
+    key = json.dumps({**asdict(cfg), "progress": None, "data": str(Path(data).resolve())}, sort_keys=True, default=str)
+    done = partial_rows(partial, key)
+    if not done:
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps({"config": key}) + "\n")
+
+    def keep(block: list[dict]) -> None:
+        with open(partial, "a") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in block))
+
     with atomic_dir(output, overwrite=overwrite) as tmp:
         study = Study(slices, cfg, tmp / "runs")
-        rows = study.run()
+        rows = study.run(done, keep)
         with open(tmp / "results.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, FIELDS)
             writer.writeheader()
@@ -253,4 +300,5 @@ def run_study(data: Path, output: Path, cfg: StudyConfig, overwrite: bool = Fals
         (tmp / "summary.md").write_text(f"Fat Dice on {len(study.heldout)} slices of patients 450-499 at {cfg.size}x{cfg.size}, "
                                         f"mean ± sd over {cfg.seeds} seeds\n\n{summary_table(rows)}\n")
         (tmp / "config.json").write_text(json.dumps({**asdict(cfg), "data": str(data)}, indent=1, default=str))
+    partial.unlink(missing_ok=True)
     return rows
