@@ -100,12 +100,15 @@ def fill_stack(inpainter: Inpainter, values: np.ndarray, missing: np.ndarray, sp
 
 
 def fill_nifti(inpainter: Inpainter, image: Path, mask: Path, output: Path, tissue: Path | None = None, axis: int = 2,
-               modality: str = "auto", batch_size: int = 8, progress: bool = False) -> dict:
-    """Fill the masked voxels of a NIfTI volume slice by slice along canonical `axis` (2: axial) and write `output`
-    (same shape, affine, header and data type) and `<output>.json` (the record). Returns the record."""
+               modality: str = "auto", batch_size: int = 8, progress: bool = False, series: str | None = None) -> dict:
+    """Fill the masked voxels of a NIfTI volume (or of a folder holding one DICOM series, or the one described as
+    `series`) slice by slice along canonical `axis` (2: axial) and write `output` (NIfTI: the input's shape, affine,
+    header and data type) and `<output>.json` (the record). Returns the record."""
+    from medinpaint.data.dicom import read_dicom_series
+
     if axis not in AXIS_NAMES:
         raise InputError(f"--axis must be 0 (sagittal), 1 (coronal) or 2 (axial), got {axis}")
-    volume = read_nifti(image)
+    volume = read_dicom_series(image, series) if Path(image).is_dir() else read_nifti(image)
     missing = read_mask(mask, volume)
     tissue_map = None if tissue is None else read_like(tissue, volume, "tissue map").values
     as_stack = lambda a: display_stack(a, volume.affine, axis)  # noqa: E731

@@ -78,24 +78,27 @@ def predict(
     tissue: Annotated[Path | None, typer.Option(help="NIfTI input: a tissue map volume (0 / 100 / 255), or a folder")] = None,
     axis: Annotated[int, typer.Option(help="NIfTI input: fill slices along this RAS axis (0 sagittal, 1 coronal, 2 axial)")] = 2,
     modality: Annotated[str, typer.Option(help="NIfTI input: ct (Hounsfield units), mri (percentile scaling) or auto")] = "auto",
+    series: Annotated[str | None, typer.Option(help="DICOM input: the series to fill, by description or UID")] = None,
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
 ) -> None:
     """Fill the missing pixels; DM-i-AI input gives OUTPUT/<case id>.png (uint8, input size); a NIfTI volume
-    (`-i scan.nii.gz --mask mask.nii.gz -o filled.nii.gz`, or folders) gives volumes of the input's geometry and type."""
+    (`-i scan.nii.gz --mask mask.nii.gz -o filled.nii.gz`, or folders) gives volumes of the input's geometry and type;
+    a folder of one DICOM series (`-i SERIES_DIR`) gives a NIfTI volume of the series' geometry."""
     from medinpaint.data import read_slices
+    from medinpaint.data.dicom import is_dicom_folder
     from medinpaint.data.volumes import is_nifti
     from medinpaint.data.writers import write_predictions
     from medinpaint.inference import Inpainter
     from medinpaint.outputs import atomic_dir, check_output_path
 
-    volumes = is_nifti(input) or (input.is_dir() and any(is_nifti(p) for p in input.iterdir()))
+    volumes = is_nifti(input) or is_dicom_folder(input) or (input.is_dir() and any(is_nifti(p) for p in input.iterdir()))
     if volumes and mask is None:
         raise InputError(f"{input}: NIfTI input needs --mask (a volume, or a folder of them matched by name)")
     check_output_path(output, [p for p in (input, mask, tissue) if p is not None], overwrite)
     if volumes:
         inpainter = Inpainter.from_pretrained(weights or None, device=resolve_device(device), flips=flips, backend=backend)
-        _predict_volumes(inpainter, input, mask, output, tissue, axis, modality, batch_size, overwrite, not no_progress)
+        _predict_volumes(inpainter, input, mask, output, tissue, axis, modality, series, batch_size, overwrite, not no_progress)
         return
     slices = read_slices(input, require_masks=True)
     inpainter = Inpainter.from_pretrained(weights or None, device=resolve_device(device), flips=flips, backend=backend)
@@ -106,18 +109,20 @@ def predict(
 
 
 def _predict_volumes(inpainter: Inpainter, input: Path, mask: Path, output: Path, tissue: Path | None, axis: int, modality: str,
-                     batch_size: int, overwrite: bool, progress: bool) -> None:
-    """One NIfTI volume to one output file, or a folder of volumes to a folder (named by case, nnU-Net style)."""
+                     series: str | None, batch_size: int, overwrite: bool, progress: bool) -> None:
+    """One NIfTI volume or DICOM series to one output file, or a folder of volumes to a folder (named by case,
+    nnU-Net style)."""
+    from medinpaint.data.dicom import is_dicom_folder
     from medinpaint.data.volumes import case_name, is_nifti
     from medinpaint.outputs import atomic_dir
     from medinpaint.volume_inference import fill_nifti, record_path, volume_pairs
 
-    if is_nifti(input):
+    if is_nifti(input) or is_dicom_folder(input):
         if not is_nifti(output):
             raise InputError(f"{output}: the output of a NIfTI volume must end in .nii.gz or .nii")
         if record_path(output).exists() and not overwrite:
             raise InputError(f"{record_path(output)}: already exists (pass --overwrite to replace it)")
-        record = fill_nifti(inpainter, input, mask, output, tissue, axis, modality, batch_size, progress)
+        record = fill_nifti(inpainter, input, mask, output, tissue, axis, modality, batch_size, progress, series)
         typer.echo(f"filled {record['slices_filled']} of {record['slices']} slices into {output} "
                    f"(intensity: {record['intensity']['kind']}, resampled to: {record['resampled_to'] or 'no'})")
         return

@@ -1,0 +1,112 @@
+"""A DICOM series in as a `Volume`: slices ordered by position along the slice normal, the rescale applied, the
+geometry turned into a NIfTI affine (DICOM's patient coordinates are LPS, NIfTI's RAS), so the NIfTI path fills it.
+
+Only what a slice-wise inpainter needs is checked, but checked loudly: one series (or the one asked for), one
+orientation and size, and evenly spaced slices (a gap means a missing slice).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from medinpaint.data.volumes import Volume
+from medinpaint.errors import InputError
+
+SPACING_TOLERANCE_MM = 0.01  # slice gaps that differ by more than this (and by more than 1 %) are uneven
+
+
+def _read_headers(folder: Path) -> dict[str, list]:
+    """Every DICOM image in `folder` (any file name), grouped by series instance UID."""
+    import pydicom
+
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder of DICOM files")
+    series: dict[str, list] = defaultdict(list)
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        try:
+            ds = pydicom.dcmread(path)
+        except Exception:  # not DICOM (a README, a thumbnail): skipped, as viewers do
+            continue
+        if "PixelData" in ds:
+            series[str(ds.get("SeriesInstanceUID", ""))].append((path, ds))
+    if not series:
+        raise InputError(f"{folder}: no DICOM images in the folder")
+    return series
+
+
+def describe(folder: Path) -> list[tuple[str, str, int]]:
+    """(series UID, description, number of images) of each series in `folder`."""
+    return [(uid, str(items[0][1].get("SeriesDescription", "")), len(items)) for uid, items in _read_headers(folder).items()]
+
+
+def read_dicom_series(folder: Path, series: str | None = None) -> Volume:
+    """The one series of `folder`, or the one whose description or UID is `series`, as a Volume in RAS."""
+    import nibabel as nib
+
+    groups = _read_headers(Path(folder))
+    if series is not None:
+        groups = {uid: items for uid, items in groups.items()
+                  if series in (uid, str(items[0][1].get("SeriesDescription", "")))}
+        if not groups:
+            raise InputError(f"{folder}: no series described or identified as {series!r} (see --series)")
+    if len(groups) > 1:
+        listed = "; ".join(f"{str(items[0][1].get('SeriesDescription', '')) or '(no description)'} ({len(items)} images)"
+                           for items in groups.values())
+        raise InputError(f"{folder}: {len(groups)} series ({listed}); choose one with --series DESCRIPTION")
+    (items,) = groups.values()
+    first = items[0][1]
+    try:
+        orientation = np.asarray(first.ImageOrientationPatient, dtype=float)
+        row_dir, col_dir = orientation[:3], orientation[3:]
+        row_spacing, col_spacing = (float(v) for v in first.PixelSpacing)
+    except AttributeError as exc:
+        raise InputError(f"{items[0][0]}: no image geometry ({exc.args[0].split()[-1]})") from None
+    normal = np.cross(row_dir, col_dir)
+    for path, ds in items:
+        if not np.allclose(np.asarray(ds.ImageOrientationPatient, dtype=float), orientation, atol=1e-4):
+            raise InputError(f"{path}: its orientation differs from the rest of the series")
+        if (ds.Rows, ds.Columns) != (first.Rows, first.Columns):
+            raise InputError(f"{path}: {ds.Rows}x{ds.Columns} pixels, the series' first image {first.Rows}x{first.Columns}")
+    positions = np.array([np.asarray(ds.ImagePositionPatient, dtype=float) for _, ds in items])
+    order = np.argsort(positions @ normal)
+    items, positions = [items[i] for i in order], positions[order]
+    gaps = np.diff(positions @ normal)
+    if len(gaps) and (gaps.min() <= 0 or gaps.max() - gaps.min() > max(SPACING_TOLERANCE_MM, 0.01 * gaps.mean())):
+        worst = int(np.argmax(np.abs(gaps - np.median(gaps)))) if gaps.min() > 0 else int(np.argmin(gaps))
+        raise InputError(f"{folder}: uneven slice spacing ({gaps.min():.3g} to {gaps.max():.3g} mm; a missing or repeated "
+                         f"slice near {items[worst][0].name})")
+    slopes = {float(ds.get("RescaleSlope", 1)) for _, ds in items}
+    inters = {float(ds.get("RescaleIntercept", 0)) for _, ds in items}
+    pixels = np.stack([ds.pixel_array for _, ds in items], axis=-1)  # (rows, cols, slices)
+    if len(slopes) == 1 and len(inters) == 1:
+        raw, slope, inter = pixels, slopes.pop(), inters.pop()
+    else:  # a rescale per slice: store Hounsfield units as floats
+        scale = np.array([[float(ds.get("RescaleSlope", 1)), float(ds.get("RescaleIntercept", 0))] for _, ds in items])
+        raw, slope, inter = (pixels * scale[:, 0] + scale[:, 1]).astype(np.float32), 1.0, 0.0
+    raw = np.ascontiguousarray(raw.transpose(1, 0, 2))  # (columns, rows, slices): i along the row direction
+    step = gaps.mean() if len(gaps) else float(first.get("SliceThickness", 1.0) or 1.0)
+    lps = np.eye(4)
+    lps[:3, 0], lps[:3, 1], lps[:3, 2], lps[:3, 3] = row_dir * col_spacing, col_dir * row_spacing, normal * step, positions[0]
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
+    header = nib.Nifti1Header()
+    header.set_data_shape(raw.shape)
+    header.set_data_dtype(raw.dtype)
+    header.set_zooms((col_spacing, row_spacing, float(step)))
+    header.set_xyzt_units("mm")
+    return Volume(raw, slope, inter, affine, header, Path(folder))
+
+
+def is_dicom_folder(path: Path) -> bool:
+    """A folder with at least one file that starts like DICOM (the 'DICM' mark at byte 128) and no NIfTI volume."""
+    if not path.is_dir():
+        return False
+    for p in path.iterdir():
+        if p.is_file():
+            with open(p, "rb") as f:
+                head = f.read(132)
+            if head[128:132] == b"DICM":
+                return True
+    return False

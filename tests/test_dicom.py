@@ -1,0 +1,118 @@
+"""A DICOM series in: written here with pydicom, read back as a volume whose geometry survives into NIfTI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medinpaint.data.dicom import describe, is_dicom_folder, read_dicom_series
+from medinpaint.errors import InputError
+from medinpaint.inference import Inpainter
+from medinpaint.volume_inference import fill_nifti
+
+pydicom = pytest.importorskip("pydicom")
+nib = pytest.importorskip("nibabel")
+
+
+def write_series(folder: Path, hu: np.ndarray, spacing=(0.7, 0.8), step: float = 2.5, origin=(-100.0, -120.0, 50.0),
+                 description: str = "AXIAL", uid: str | None = None, shuffle: bool = True, skip: int | None = None) -> Path:
+    """`hu` (rows, cols, slices) as CT images stored uint16 with intercept -1024, files in shuffled order."""
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    uid = uid or generate_uid()
+    order = np.random.default_rng(0).permutation(hu.shape[2]) if shuffle else np.arange(hu.shape[2])
+    for k in order:
+        if k == skip:
+            continue
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        name = folder / f"{description.lower()}{k:03d}.dcm"
+        ds = FileDataset(str(name), {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID, ds.SOPInstanceUID, ds.SeriesInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID, uid
+        ds.Modality, ds.SeriesDescription, ds.InstanceNumber = "CT", description, int(k) + 1
+        ds.Rows, ds.Columns = hu.shape[:2]
+        ds.PixelSpacing = [spacing[0], spacing[1]]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [origin[0], origin[1], origin[2] + k * step]
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+        ds.PixelData = (hu[:, :, k] + 1024).astype(np.uint16).tobytes()
+        ds.save_as(name, enforce_file_format=True)
+    (folder / "README.txt").write_text("not DICOM: skipped")
+    return folder
+
+
+def hu_volume(shape=(24, 20, 5)) -> np.ndarray:
+    hu = np.full(shape, -1000, np.int16)
+    hu[4:-4, 4:-4] = np.random.default_rng(1).integers(-120, 80, (shape[0] - 8, shape[1] - 8, shape[2]))
+    return hu
+
+
+def test_a_series_reads_in_order_with_its_rescale_and_geometry(tmp_path: Path) -> None:
+    hu = hu_volume()
+    folder = write_series(tmp_path / "s", hu)
+    assert is_dicom_folder(folder) and describe(folder)[0][1:] == ("AXIAL", 5)
+    vol = read_dicom_series(folder)
+    assert vol.raw.shape == (20, 24, 5) and vol.raw.dtype == np.uint16  # (columns, rows, slices)
+    assert np.array_equal(vol.values, hu.transpose(1, 0, 2))
+    assert vol.spacing == pytest.approx((0.8, 0.7, 2.5))
+    # voxel (i, j, k) lies at LPS origin + i * 0.8 x + j * 0.7 y + k * 2.5 z; RAS flips x and y
+    assert np.allclose(vol.affine @ [2, 3, 4, 1], [100 - 2 * 0.8, 120 - 3 * 0.7, 50 + 4 * 2.5, 1])
+
+
+def test_dicom_in_nifti_out_keeps_the_geometry(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    hu = hu_volume()
+    folder = write_series(tmp_path / "s", hu)
+    vol = read_dicom_series(folder)
+    mask = np.zeros(vol.raw.shape, np.uint8)
+    mask[6:12, 6:14, 2] = 1
+    nib.save(nib.Nifti1Image(mask, vol.affine), str(tmp_path / "mask.nii.gz"))
+    record = fill_nifti(Inpainter.from_pretrained(tiny_checkpoint, backend="torch"), folder, tmp_path / "mask.nii.gz",
+                        tmp_path / "filled.nii.gz", modality="mri")
+    out = nib.load(str(tmp_path / "filled.nii.gz"))
+    assert np.allclose(out.affine, vol.affine) and out.header.get_zooms() == pytest.approx((0.8, 0.7, 2.5))
+    values = out.get_fdata()
+    assert np.array_equal(values[mask == 0], vol.values[mask == 0]) and record["slices_filled"] == 1
+
+
+def test_series_problems_are_one_line_errors(tmp_path: Path) -> None:
+    hu = hu_volume()
+    with pytest.raises(InputError, match="uneven slice spacing"):
+        read_dicom_series(write_series(tmp_path / "gap", hu, skip=2))
+    both = write_series(tmp_path / "two", hu, description="AXIAL")
+    write_series(both, hu[:, :, :3], description="SCOUT")
+    with pytest.raises(InputError, match=r"2 series \(.*AXIAL.*SCOUT|2 series \(.*SCOUT.*AXIAL"):
+        read_dicom_series(both)
+    assert read_dicom_series(both, series="SCOUT").raw.shape[2] == 3
+    with pytest.raises(InputError, match="no series described or identified as 'CORONAL'"):
+        read_dicom_series(both, series="CORONAL")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("x")
+    with pytest.raises(InputError, match="no DICOM images"):
+        read_dicom_series(tmp_path / "empty")
+
+
+def test_the_cli_fills_a_dicom_series_into_nifti(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    from typer.testing import CliRunner
+
+    from medinpaint.cli import app
+
+    folder = write_series(tmp_path / "s", hu_volume())
+    write_series(folder, hu_volume()[:, :, :2], description="SCOUT")
+    vol = read_dicom_series(folder, series="AXIAL")
+    mask = np.zeros(vol.raw.shape, np.uint8)
+    mask[5:9, 5:9, 1] = 1
+    nib.save(nib.Nifti1Image(mask, vol.affine), str(tmp_path / "mask.nii.gz"))
+    args = ["predict", "-i", folder, "--mask", tmp_path / "mask.nii.gz", "-o", tmp_path / "out.nii.gz",
+            "--weights", tiny_checkpoint, "--modality", "mri", "--no-progress"]
+    asks = CliRunner().invoke(app, [str(a) for a in args])
+    assert asks.exit_code == 2 and "choose one with --series" in asks.output and not (tmp_path / "out.nii.gz").exists()
+    done = CliRunner().invoke(app, [str(a) for a in [*args, "--series", "AXIAL"]])
+    assert done.exit_code == 0, done.output
+    assert np.allclose(nib.load(str(tmp_path / "out.nii.gz")).affine, vol.affine)
