@@ -116,3 +116,26 @@ def test_the_cli_fills_a_dicom_series_into_nifti(tmp_path: Path, tiny_checkpoint
     done = CliRunner().invoke(app, [str(a) for a in [*args, "--series", "AXIAL"]])
     assert done.exit_code == 0, done.output
     assert np.allclose(nib.load(str(tmp_path / "out.nii.gz")).affine, vol.affine)
+
+
+def test_dicom_out_is_a_new_derived_series_with_the_same_geometry(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    hu = hu_volume()
+    folder = write_series(tmp_path / "s", hu)
+    vol = read_dicom_series(folder)
+    mask = np.zeros(vol.raw.shape, np.uint8)
+    mask[6:12, 6:14, 3] = 1
+    nib.save(nib.Nifti1Image(mask, vol.affine), str(tmp_path / "mask.nii.gz"))
+    fill_nifti(Inpainter.from_pretrained(tiny_checkpoint, backend="torch"), folder, tmp_path / "mask.nii.gz",
+               tmp_path / "out", modality="mri", dicom_out=True)
+    back = read_dicom_series(tmp_path / "out")
+    assert np.allclose(back.affine, vol.affine) and back.raw.shape == vol.raw.shape
+    assert np.array_equal(back.values[mask == 0], vol.values[mask == 0])
+    assert not np.array_equal(back.values[mask == 1], vol.values[mask == 1])
+    first = pydicom.dcmread(sorted((tmp_path / "out").glob("*.dcm"))[0])
+    assert first.SeriesInstanceUID != vol.dicom[0].SeriesInstanceUID and first.ImageType[0] == "DERIVED"
+    assert first.SeriesDescription == "AXIAL (medinpaint fill)"
+    nifti = tmp_path / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(hu.astype(np.int16), vol.affine), str(nifti))
+    with pytest.raises(InputError, match="--dicom-out needs a DICOM series"):
+        fill_nifti(Inpainter.from_pretrained(tiny_checkpoint, backend="torch"), nifti, tmp_path / "mask.nii.gz",
+                   tmp_path / "out2", dicom_out=True)

@@ -100,15 +100,19 @@ def fill_stack(inpainter: Inpainter, values: np.ndarray, missing: np.ndarray, sp
 
 
 def fill_nifti(inpainter: Inpainter, image: Path, mask: Path, output: Path, tissue: Path | None = None, axis: int = 2,
-               modality: str = "auto", batch_size: int = 8, progress: bool = False, series: str | None = None) -> dict:
+               modality: str = "auto", batch_size: int = 8, progress: bool = False, series: str | None = None,
+               dicom_out: bool = False, overwrite: bool = False) -> dict:
     """Fill the masked voxels of a NIfTI volume (or of a folder holding one DICOM series, or the one described as
     `series`) slice by slice along canonical `axis` (2: axial) and write `output` (NIfTI: the input's shape, affine,
-    header and data type) and `<output>.json` (the record). Returns the record."""
-    from medinpaint.data.dicom import read_dicom_series
+    header and data type; with `dicom_out`, a folder with a new DICOM series of the input's geometry) and
+    `<output>.json` (the record). Returns the record."""
+    from medinpaint.data.dicom import read_dicom_series, write_dicom_series
 
     if axis not in AXIS_NAMES:
         raise InputError(f"--axis must be 0 (sagittal), 1 (coronal) or 2 (axial), got {axis}")
     volume = read_dicom_series(image, series) if Path(image).is_dir() else read_nifti(image)
+    if dicom_out and volume.dicom is None:
+        raise InputError(f"{image}: --dicom-out needs a DICOM series as input, not a NIfTI volume")
     missing = read_mask(mask, volume)
     tissue_map = None if tissue is None else read_like(tissue, volume, "tissue map").values
     as_stack = lambda a: display_stack(a, volume.affine, axis)  # noqa: E731
@@ -116,7 +120,10 @@ def fill_nifti(inpainter: Inpainter, image: Path, mask: Path, output: Path, tiss
         inpainter, as_stack(volume.values), as_stack(missing), display_spacing(volume, axis),
         None if tissue_map is None else as_stack(tissue_map), modality, batch_size, progress)
     result = volume.with_values(from_display_stack(filled, volume.affine, axis), missing)
-    write_nifti(output, result)
+    if dicom_out:
+        write_dicom_series(output, result, overwrite)
+    else:
+        write_nifti(output, result)
     record = {"input": str(image), "mask": str(mask), "output": str(output), "axis": f"{axis} ({AXIS_NAMES[axis]})",
               "model": inpainter.name, "checksum": inpainter.checksum, **record}
     with atomic_file(record_path(output)) as tmp:

@@ -79,6 +79,7 @@ def predict(
     axis: Annotated[int, typer.Option(help="NIfTI input: fill slices along this RAS axis (0 sagittal, 1 coronal, 2 axial)")] = 2,
     modality: Annotated[str, typer.Option(help="NIfTI input: ct (Hounsfield units), mri (percentile scaling) or auto")] = "auto",
     series: Annotated[str | None, typer.Option(help="DICOM input: the series to fill, by description or UID")] = None,
+    dicom_out: Annotated[bool, typer.Option("--dicom-out", help="DICOM input: write a new DICOM series into OUTPUT (a folder), not NIfTI")] = False,
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
 ) -> None:
@@ -98,7 +99,8 @@ def predict(
     check_output_path(output, [p for p in (input, mask, tissue) if p is not None], overwrite)
     if volumes:
         inpainter = Inpainter.from_pretrained(weights or None, device=resolve_device(device), flips=flips, backend=backend)
-        _predict_volumes(inpainter, input, mask, output, tissue, axis, modality, series, batch_size, overwrite, not no_progress)
+        _predict_volumes(inpainter, input, mask, output, tissue, axis, modality, series, dicom_out, batch_size, overwrite,
+                         not no_progress)
         return
     slices = read_slices(input, require_masks=True)
     inpainter = Inpainter.from_pretrained(weights or None, device=resolve_device(device), flips=flips, backend=backend)
@@ -109,7 +111,7 @@ def predict(
 
 
 def _predict_volumes(inpainter: Inpainter, input: Path, mask: Path, output: Path, tissue: Path | None, axis: int, modality: str,
-                     series: str | None, batch_size: int, overwrite: bool, progress: bool) -> None:
+                     series: str | None, dicom_out: bool, batch_size: int, overwrite: bool, progress: bool) -> None:
     """One NIfTI volume or DICOM series to one output file, or a folder of volumes to a folder (named by case,
     nnU-Net style)."""
     from medinpaint.data.dicom import is_dicom_folder
@@ -118,11 +120,12 @@ def _predict_volumes(inpainter: Inpainter, input: Path, mask: Path, output: Path
     from medinpaint.volume_inference import fill_nifti, record_path, volume_pairs
 
     if is_nifti(input) or is_dicom_folder(input):
-        if not is_nifti(output):
+        if not dicom_out and not is_nifti(output):
             raise InputError(f"{output}: the output of a NIfTI volume must end in .nii.gz or .nii")
         if record_path(output).exists() and not overwrite:
             raise InputError(f"{record_path(output)}: already exists (pass --overwrite to replace it)")
-        record = fill_nifti(inpainter, input, mask, output, tissue, axis, modality, batch_size, progress, series)
+        record = fill_nifti(inpainter, input, mask, output, tissue, axis, modality, batch_size, progress, series, dicom_out,
+                            overwrite)
         typer.echo(f"filled {record['slices_filled']} of {record['slices']} slices into {output} "
                    f"(intensity: {record['intensity']['kind']}, resampled to: {record['resampled_to'] or 'no'})")
         return

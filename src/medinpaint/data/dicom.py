@@ -96,7 +96,37 @@ def read_dicom_series(folder: Path, series: str | None = None) -> Volume:
     header.set_data_dtype(raw.dtype)
     header.set_zooms((col_spacing, row_spacing, float(step)))
     header.set_xyzt_units("mm")
-    return Volume(raw, slope, inter, affine, header, Path(folder))
+    return Volume(raw, slope, inter, affine, header, Path(folder), [ds for _, ds in items])
+
+
+def write_dicom_series(folder: Path, volume: Volume, overwrite: bool = False, note: str = "medinpaint fill") -> Path:
+    """`volume` (read from a DICOM series and filled) as a new series: the source's headers and geometry, a new series
+    UID and instance UIDs, flagged DERIVED with `note` in its description; written atomically into `folder`."""
+    import copy
+
+    from pydicom.uid import generate_uid
+
+    from medinpaint.outputs import atomic_dir
+
+    if volume.dicom is None:
+        raise InputError("--dicom-out needs a DICOM series as input")
+    series_uid = generate_uid()
+    with atomic_dir(folder, overwrite=overwrite) as tmp:
+        for k, source in enumerate(volume.dicom):
+            ds = copy.deepcopy(source)
+            hu = volume.raw[:, :, k].T.astype(np.float64) * volume.slope + volume.inter  # (rows, columns)
+            slope, inter = float(ds.get("RescaleSlope", 1)), float(ds.get("RescaleIntercept", 0))
+            stored_type = np.dtype(source.pixel_array.dtype)
+            info = np.iinfo(stored_type)
+            ds.PixelData = np.clip(np.rint((hu - inter) / slope), info.min, info.max).astype(stored_type).tobytes()
+            ds.SeriesInstanceUID = series_uid
+            ds.SOPInstanceUID = generate_uid()
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            ds.ImageType = ["DERIVED", "SECONDARY", *list(ds.get("ImageType", ["", ""]))[2:]]
+            ds.SeriesDescription = f"{ds.get('SeriesDescription', '')} ({note})".strip()
+            ds.DerivationDescription = note
+            ds.save_as(tmp / f"{k:04d}.dcm", enforce_file_format=True)
+    return folder
 
 
 def is_dicom_folder(path: Path) -> bool:

@@ -42,6 +42,7 @@ class Volume:
     affine: np.ndarray
     header: object  # the nibabel header, written back as it came
     path: Path | None = None
+    dicom: list | None = None  # a DICOM series' datasets in slice order (for --dicom-out), None for NIfTI
 
     @property
     def values(self) -> np.ndarray:
