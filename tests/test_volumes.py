@@ -194,3 +194,42 @@ def test_the_cli_fills_a_volume_and_a_folder_and_refuses_bad_outputs(tmp_path: P
                  "--modality", "mri", "-o", tmp_path / "out", "--no-progress")
     assert folder.exit_code == 0, folder.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["case.json", "case.nii.gz"]
+
+
+def volume_folder(root: Path, cases: int = 3) -> Path:
+    """`images/` of CT volumes (1 mm pixels, so they are resampled), `masks/` and `labels/` named by case."""
+    rng = np.random.default_rng(7)
+    for kind in ("images", "masks", "labels"):
+        (root / kind).mkdir(parents=True)
+    affine = np.diag([1.0, 1.0, 3.0, 1.0])
+    for c in range(cases):
+        hu = ct_volume(rng, (300, 280, 2 + c))
+        mask = np.zeros(hu.shape, np.uint8)
+        mask[100:140, 100:160] = 1
+        save(root / "images" / f"case{c}_0000.nii.gz", hu, affine)
+        save(root / "masks" / f"case{c}.nii.gz", mask, affine)
+        save(root / "labels" / f"case{c}.nii.gz", (hu > -500).astype(np.uint8), affine)
+    return root
+
+
+def test_a_folder_of_volumes_reads_packs_and_trains_as_slices(tmp_path: Path) -> None:
+    from medinpaint.checkpoint import read_metadata
+    from medinpaint.data import split_by_patient
+    from medinpaint.data.cache import load, pack
+    from medinpaint.data.split import patient_of
+    from medinpaint.training import TrainConfig, train
+
+    s = read_slices(volume_folder(tmp_path / "vols"))
+    assert s.layout == "nifti" and s.images.shape == (9, 256, 256) and s.ids[:3] == ["case0:z0000", "case0:z0001", "case1:z0000"]
+    assert s.masks.shape == s.labels.shape == s.images.shape and s.masks.any() and set(np.unique(s.labels)) == {0, 1}
+    assert s.intensity_window == DMIAI_WINDOW_HU and s.pixel_spacing_mm == DMIAI_PIXEL_SPACING_MM
+    train_idx, val_idx = split_by_patient(s.ids)
+    assert not {patient_of(s.ids[i]) for i in train_idx} & {patient_of(s.ids[i]) for i in val_idx}  # whole volumes
+    # 300 x 280 pixels of 1 mm are 150 x 140 of 2 mm, centred: the corners are padding
+    assert s.images[0, :50].max() == 0 and s.images[0, 128, 128] > 0
+    pack(s, tmp_path / "packed")
+    back = load(tmp_path / "packed")
+    assert back.layout == "nifti" and back.pixel_spacing_mm == 2.0 and np.array_equal(back.labels, s.labels)
+    weights = train(s, tmp_path / "run", TrainConfig(steps=1, batch_size=2, val_cases=2, network=TINY), device="cpu", progress=False)
+    prep = read_metadata(weights).preprocessing
+    assert prep.intensity_window == DMIAI_WINDOW_HU and prep.pixel_spacing_mm == DMIAI_PIXEL_SPACING_MM

@@ -39,10 +39,13 @@ def pack(slices: SliceSet, folder: Path, max_shard_bytes: int = MAX_SHARD_BYTES)
             arrays["tissue"] = part.tissue
         if part.vertebrae is not None:
             arrays["vertebrae"] = part.vertebrae
+        if part.labels is not None:
+            arrays["labels"] = part.labels
         path = folder / f"shard-{n:03d}.npz"
         _save_lzma_npz(path, arrays)
         shards.append(path)
-    meta = {"format": 1, "n": len(slices), "height": h, "width": w, "shards": [p.name for p in shards]}
+    meta = {"format": 1, "n": len(slices), "height": h, "width": w, "shards": [p.name for p in shards],
+            "layout": slices.layout, "extras": slices.extras}
     (folder / INDEX).write_text(json.dumps(meta, indent=1))
     return shards
 
@@ -84,5 +87,7 @@ def load(folder: Path) -> SliceSet:
         truth=truth,
         tissue=cat.get("tissue"),
         vertebrae=cat.get("vertebrae"),
-        layout="dmiai",
+        labels=cat.get("labels"),
+        layout=meta.get("layout", "dmiai"),  # caches written before the layout was recorded all came from DM-i-AI data
+        extras=meta.get("extras", {}),
     )

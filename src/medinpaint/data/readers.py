@@ -7,6 +7,7 @@ Layouts (detected from what is on disk):
   `images.npy` and optionally `masks.npy`, `truth.npy`, `tissue.npy`, `vertebrae.npy`, `labels.npy`.
 - PNG pairs: a folder with `images/NAME.png` and optionally `masks/NAME.png`, `truth/NAME.png`, `labels/NAME.png`.
 `labels` are segmentation label maps (integers 0..255, one value per class) for `medinpaint segment`.
+- NIfTI volumes: a folder of them, or `images/` with optional `masks/` and `labels/` (see `volume_slices`).
 - A packed cache written by `medinpaint pack` (see `medinpaint.data.cache`).
 """
 
@@ -22,6 +23,7 @@ from medinpaint.data import cache
 from medinpaint.data.png import read_gray_png
 from medinpaint.constants import MAX_VERTEBRA, TISSUE_LEVELS
 from medinpaint.data.slices import SliceSet
+from medinpaint.data.volume_slices import is_volume_folder, read_volume_slices
 from medinpaint.errors import InputError
 
 DMIAI_KINDS = ("corrupted", "mask", "ct", "tissue")
@@ -43,10 +45,12 @@ def detect_layout(path: Path) -> str:
         return "dmiai"
     if (path / "images.npy").is_file():
         return "npy"
+    if is_volume_folder(path):
+        return "nifti"
     if (path / "images").is_dir():
         return "png"
     raise InputError(
-        f"{path}: not a dataset (expected DM-i-AI sub-folders corrupted/ or ct/, images.npy, or images/)"
+        f"{path}: not a dataset (expected DM-i-AI sub-folders corrupted/ or ct/, images.npy, images/, or NIfTI volumes)"
     )
 
 
@@ -58,6 +62,8 @@ def read_slices(path: Path, require_masks: bool = False, workers: int = 8) -> Sl
         slices = cache.load(path)
     elif layout == "npy":
         slices = _read_npy(path)
+    elif layout == "nifti":
+        slices = read_volume_slices(path)
     else:
         slices = {"dmiai": _read_dmiai, "png": _read_png_pairs}[layout](path, workers)
     if len(slices) == 0:

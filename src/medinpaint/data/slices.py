@@ -50,12 +50,15 @@ class SliceSet:
 
     @property
     def intensity_window(self) -> tuple[float, float] | None:
-        """The Hounsfield window the 0..255 values came in, where the layout tells (DM-i-AI: -150..250 HU)."""
-        return DMIAI_WINDOW_HU if self.layout == "dmiai" else None
+        """The Hounsfield window the 0..255 values came in, where the layout tells (DM-i-AI: -150..250 HU; CT
+        volumes read by `volume_slices`, which window them the same way)."""
+        return DMIAI_WINDOW_HU if self.layout == "dmiai" or self.extras.get("intensity") == "ct-window" else None
 
     @property
     def pixel_spacing_mm(self) -> float | None:
-        """The in-plane pixel size, where the layout tells (DM-i-AI: 2 mm)."""
+        """The in-plane pixel size, where the layout tells (DM-i-AI: 2 mm; volumes: what they were resampled to)."""
+        if "pixel_spacing_mm" in self.extras:
+            return float(self.extras["pixel_spacing_mm"])
         return DMIAI_PIXEL_SPACING_MM if self.layout == "dmiai" else None
 
     def subset(self, index: np.ndarray | list[int]) -> SliceSet:

@@ -9,11 +9,12 @@ import numpy as np
 VALIDATION_PATIENTS = range(450, 500)  # this project's fixed validation split of the DM-i-AI set
 
 _PATIENT = re.compile(r"^(\d+)_\d+$")
+_VOLUME_SLICE = re.compile(r"^(.+):z\d+$")  # slice k of a volume read by `volume_slices`: `case:zNNNN`
 
 
 def patient_of(case_id: str) -> str:
     """Patient id of a DM-i-AI case id `PPP_k`; any other id is its own patient."""
-    m = _PATIENT.match(case_id)
+    m = _PATIENT.match(case_id) or _VOLUME_SLICE.match(case_id)
     return m.group(1) if m else case_id
 
 
