@@ -243,3 +243,11 @@ def test_cli_serve_runs_the_server(tiny_checkpoint: Path, tmp_path: Path) -> Non
 def test_cli_serve_reports_a_missing_checkpoint(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["serve", "--weights", str(tmp_path / "none.safetensors")])
     assert result.exit_code == 2 and "no such checkpoint" in result.output
+
+
+def test_the_bundled_samples_are_listed_and_served(client: httpx.Client, samples: Path) -> None:
+    cases = client.get("/samples").json()
+    assert len(cases) == 12 and cases[0] == {"id": "450_0", "vertebrae": int((samples / "vertebrae" / "vertebrae_450_0.txt").read_text())}
+    png = client.get("/sample-files/mask/mask_450_0.png")
+    assert png.status_code == 200 and png.content == (samples / "mask" / "mask_450_0.png").read_bytes()
+    assert client.get("/sample-files/../pyproject.toml").status_code == 404

@@ -90,3 +90,38 @@ def test_page_shows_server_and_size_errors(page, samples: Path, tmp_path: Path) 
     write_gray_png(small, np.zeros((2, 2), np.uint8))
     page.set_input_files("#slice-file", str(small))
     page.wait_for_function("document.getElementById('status').textContent.includes('must be 256×256')")
+
+
+def test_a_sample_is_filled_in_one_choice_and_the_mask_shows_over_the_result(page, samples: Path) -> None:
+    with page.expect_request("**/inpaint") as sent:
+        page.select_option("#sample", "453_3")
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('Filled')")
+    body = json.loads(sent.value.post_data)
+    assert body["vertebrae"] == int((samples / "vertebrae" / "vertebrae_453_3.txt").read_text())
+    tissue = decode_gray_png(base64.b64decode(body["tissue_image"]), "tissue")
+    np.testing.assert_array_equal(tissue, read_gray_png(samples / "tissue" / "tissue_453_3.png"))
+    mask = read_gray_png(samples / "mask" / "mask_453_3.png") == 255
+    np.testing.assert_array_equal(decode_gray_png(base64.b64decode(body["mask_image"]), "mask") == 255, mask)
+    tinted = page.evaluate("""() => {
+        const data = document.getElementById('result-mask').getContext('2d').getImageData(0, 0, 256, 256).data;
+        let n = 0; for (let i = 3; i < data.length; i += 4) n += data[i] > 0; return n; }""")
+    assert tinted == mask.sum()
+    page.uncheck("#show-mask")
+    assert page.locator("#result-mask").is_hidden()
+
+
+def test_a_nifti_volume_gives_a_slice_picker(page, tmp_path: Path) -> None:
+    nib = pytest.importorskip("nibabel")
+    hu = np.random.default_rng(0).integers(-1000, 400, (64, 48, 5)).astype(np.int16)  # RAS, x by y by z
+    nib.save(nib.Nifti1Image(hu, np.diag([2.0, 2.0, 5.0, 1.0])), str(tmp_path / "scan.nii.gz"))
+    page.set_input_files("#volume-file", str(tmp_path / "scan.nii.gz"))
+    page.wait_for_selector("#slice-picker:not([hidden])")
+    assert page.text_content("#slice-number") == "3 of 5" and "64×48×5" in page.text_content("#status")
+    page.locator("#slice-index").fill("1")
+    assert page.text_content("#slice-number") == "2 of 5"
+    shown = np.array(page.evaluate("Array.from(state.slice)")).reshape(256, 256)
+    display = hu[::-1, ::-1, 1].T  # anterior up, the patient's right on the left: rows y, columns x, both reversed
+    rows, cols = (np.arange(256) * n // 256 for n in display.shape)
+    expected = np.rint(255 * np.clip((display[np.ix_(rows, cols)] + 150) / 400, 0, 1))
+    assert np.abs(shown - expected).max() <= 1
+    assert not page.is_disabled("#fill")

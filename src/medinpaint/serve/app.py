@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from medinpaint.inference import Inpainter
+from medinpaint.samples import sample_dir
 from medinpaint.serve.batcher import Job, MicroBatcher
 from medinpaint.serve.decode import FieldError, decode_image, decode_mask, decode_tissue, encode_image
 from medinpaint.serve.middleware import BodyLimit, RequestLog, error_response, server_logger
@@ -31,6 +32,7 @@ from medinpaint.serve.schemas import (
     BatchRequest,
     BatchResponse,
     ErrorBody,
+    SampleCase,
     Health,
     InpaintRequest,
     PredictRequest,
@@ -111,8 +113,24 @@ def create_app(
         request.state.log = {"slices": len(jobs), "batch": max(job.batch for job in jobs)}
         return await run_in_threadpool(lambda: [encode_image(image) for image in filled])
 
+    @app.get("/samples", response_model=list[SampleCase], summary="The bundled sample cases the page offers")
+    async def samples() -> list[SampleCase]:
+        return sample_cases()
+
+    app.mount("/sample-files", StaticFiles(directory=str(sample_dir())), name="sample-files")
     app.mount("/ui", StaticFiles(directory=str(resources.files("medinpaint") / "serve" / "static"), html=True), name="ui")
     return app
+
+
+def sample_cases() -> list[SampleCase]:
+    """The bundled cases (validation patients, never trained on), by id, with their vertebra levels."""
+    folder = sample_dir()
+    cases = []
+    for ct in sorted((folder / "ct").glob("ct_*.png")):
+        case = ct.stem[len("ct_"):]
+        level = folder / "vertebrae" / f"vertebrae_{case}.txt"
+        cases.append(SampleCase(id=case, vertebrae=int(level.read_text()) if level.is_file() else None))
+    return cases
 
 
 def _job(item: PredictRequest | InpaintRequest, prefix: str) -> Job:

@@ -54,6 +54,13 @@ class Health(BaseModel):
     max_batch: int
 
 
+class SampleCase(BaseModel):
+    """A bundled case the page offers: its files are /sample-files/{ct,mask,tissue,corrupted}/<kind>_<id>.png."""
+
+    id: str
+    vertebrae: int | None
+
+
 class ErrorBody(BaseModel):
     detail: str = Field(description="what is wrong, starting with the field")
     field: str = Field(description="the offending field, dotted for nested ones (items.2.mask_image), or 'body'")

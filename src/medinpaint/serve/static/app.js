@@ -1,10 +1,11 @@
-// The page: load a slice, draw or load the mask, ask the server to fill it, compare and download.
+// The page: try a sample, or load a slice (PNG, or a slice of a NIfTI volume), draw or load the mask, ask the server
+// to fill it, compare with the mask shown over the result, and download.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const editor = $("editor");
 const ctx = editor.getContext("2d");
-const state = { slice: null, mask: new Uint8Array(SIZE * SIZE), tissue: null, drawing: false, last: null };
+const state = { slice: null, mask: new Uint8Array(SIZE * SIZE), tissue: null, drawing: false, last: null, volume: null };
 
 function say(text, isError = false) {
   $("status").textContent = text;
@@ -63,6 +64,8 @@ editor.addEventListener("pointerup", () => { state.drawing = false; });
 $("slice-file").addEventListener("change", async () => {
   try {
     state.slice = await loadGray($("slice-file"), "the slice");
+    state.volume = null;
+    $("slice-picker").hidden = true;
     $("fill").disabled = !state.slice;
     say("Draw over the missing pixels, or load a mask, then press Fill.");
   } catch (err) { say(err.message, true); }
@@ -80,6 +83,73 @@ $("mask-file").addEventListener("change", async () => {
 $("tissue-file").addEventListener("change", async () => {
   try { state.tissue = await loadGray($("tissue-file"), "the tissue map"); } catch (err) { say(err.message, true); }
 });
+
+async function sampleImage(kind, id) {
+  const response = await fetch(`../sample-files/${kind}/${kind}_${id}.png`);
+  if (!response.ok) throw new Error(`the sample's ${kind} image is missing (${response.status})`);
+  return (await decodeGray(await response.blob())).pixels;
+}
+
+async function listSamples() {
+  const response = await fetch("../samples");
+  if (!response.ok) return;
+  for (const c of await response.json()) {
+    const option = new Option(`${c.id}${c.vertebrae === null ? "" : ` (vertebra ${c.vertebrae})`}`, c.id);
+    option.dataset.vertebrae = c.vertebrae === null ? "" : c.vertebrae;
+    $("sample").add(option);
+  }
+}
+
+// One choice loads the sample's slice, mask, tissue map and vertebra level, and fills it.
+$("sample").addEventListener("change", async () => {
+  const id = $("sample").value;
+  if (!id) return;
+  try {
+    [state.slice, state.mask, state.tissue] = await Promise.all(["ct", "mask", "tissue"].map((k) => sampleImage(k, id)));
+    state.mask = state.mask.map((v) => (v >= 128 ? 1 : 0));
+    $("vertebrae").value = $("sample").selectedOptions[0].dataset.vertebrae;
+    $("fill").disabled = false;
+    render();
+    $("controls").requestSubmit();
+  } catch (err) { say(err.message, true); }
+});
+
+function showVolumeSlice() {
+  const k = Number($("slice-index").value);
+  state.slice = niftiSlice(state.volume, k);
+  $("slice-number").textContent = `${k + 1} of ${state.volume.nz}`;
+  render();
+}
+
+$("volume-file").addEventListener("change", async () => {
+  const file = $("volume-file").files[0];
+  if (!file) return;
+  try {
+    state.volume = await readNifti(file);
+    state.tissue = null;
+    state.mask.fill(0);
+    $("slice-index").max = state.volume.nz - 1;
+    $("slice-index").value = Math.floor(state.volume.nz / 2);
+    $("slice-picker").hidden = false;
+    showVolumeSlice();
+    $("fill").disabled = false;
+    const [low, high] = state.volume.window;
+    say(`${file.name}: ${state.volume.nx}×${state.volume.ny}×${state.volume.nz}, shown from ${low.toFixed(0)} to ` +
+        `${high.toFixed(0)}, resized to ${SIZE}×${SIZE}. Pick a slice, draw the missing pixels, then press Fill.`);
+  } catch (err) { say(err.message, true); }
+});
+
+$("slice-index").addEventListener("input", showVolumeSlice);
+
+// The mask tinted red over the result, so the filled pixels can be told from the known ones.
+function renderResultMask(mask) {
+  const overlay = $("result-mask").getContext("2d");
+  const img = overlay.createImageData(SIZE, SIZE);
+  for (let i = 0; i < SIZE * SIZE; i++) if (mask[i]) img.data.set([255, 40, 40, 90], 4 * i);
+  overlay.putImageData(img, 0, 0);
+}
+
+$("show-mask").addEventListener("change", () => { $("result-mask").hidden = !$("show-mask").checked; });
 
 $("clear-mask").addEventListener("click", () => { state.mask.fill(0); render(); });
 
@@ -108,6 +178,7 @@ $("controls").addEventListener("submit", async (event) => {
     $("before").src = `data:image/png;base64,${body.corrupted_image}`;
     $("result").src = url;
     $("download").href = url;
+    renderResultMask(state.mask);
     $("result-panel").hidden = false;
     $("compare").dispatchEvent(new Event("input"));
     say(`Filled in ${Math.round(performance.now() - start)} ms.`);
@@ -119,3 +190,4 @@ $("controls").addEventListener("submit", async (event) => {
 });
 
 render();
+listSamples();
