@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from medinpaint.data.dicom import describe, is_dicom_folder, read_dicom_series
+from medinpaint.data.volumes import Volume
 from medinpaint.errors import InputError
 from medinpaint.inference import Inpainter
 from medinpaint.volume_inference import fill_nifti
@@ -66,13 +67,19 @@ def test_a_series_reads_in_order_with_its_rescale_and_geometry(tmp_path: Path) -
     assert np.allclose(vol.affine @ [2, 3, 4, 1], [100 - 2 * 0.8, 120 - 3 * 0.7, 50 + 4 * 2.5, 1])
 
 
-def test_dicom_in_nifti_out_keeps_the_geometry(tmp_path: Path, tiny_checkpoint: Path) -> None:
+def series_with_mask(tmp_path: Path, k: int) -> tuple[np.ndarray, Path, Volume, np.ndarray]:
+    """(Hounsfield units, the series folder, the series read back, a mask on slice k saved as mask.nii.gz)."""
     hu = hu_volume()
     folder = write_series(tmp_path / "s", hu)
     vol = read_dicom_series(folder)
     mask = np.zeros(vol.raw.shape, np.uint8)
-    mask[6:12, 6:14, 2] = 1
+    mask[6:12, 6:14, k] = 1
     nib.save(nib.Nifti1Image(mask, vol.affine), str(tmp_path / "mask.nii.gz"))
+    return hu, folder, vol, mask
+
+
+def test_dicom_in_nifti_out_keeps_the_geometry(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    _, folder, vol, mask = series_with_mask(tmp_path, 2)
     record = fill_nifti(Inpainter.from_pretrained(tiny_checkpoint, backend="torch"), folder, tmp_path / "mask.nii.gz",
                         tmp_path / "filled.nii.gz", modality="mri")
     out = nib.load(str(tmp_path / "filled.nii.gz"))
@@ -119,12 +126,7 @@ def test_the_cli_fills_a_dicom_series_into_nifti(tmp_path: Path, tiny_checkpoint
 
 
 def test_dicom_out_is_a_new_derived_series_with_the_same_geometry(tmp_path: Path, tiny_checkpoint: Path) -> None:
-    hu = hu_volume()
-    folder = write_series(tmp_path / "s", hu)
-    vol = read_dicom_series(folder)
-    mask = np.zeros(vol.raw.shape, np.uint8)
-    mask[6:12, 6:14, 3] = 1
-    nib.save(nib.Nifti1Image(mask, vol.affine), str(tmp_path / "mask.nii.gz"))
+    hu, folder, vol, mask = series_with_mask(tmp_path, 3)
     fill_nifti(Inpainter.from_pretrained(tiny_checkpoint, backend="torch"), folder, tmp_path / "mask.nii.gz",
                tmp_path / "out", modality="mri", dicom_out=True)
     back = read_dicom_series(tmp_path / "out")
