@@ -27,7 +27,10 @@
 #   (0: not resumed), beside `synth report` on the 64x64 generators (REPORT_N=2000, UTILITY_STEPS=2000,
 #   REPORT_BATCH=512) and benchmarks/sampler_quality.py (Fréchet distance per sampler and step count, issue 14:
 #   SAMPLER_N=2000, SAMPLER_RUNS="ddim:10 ddim:25 ddim:50 dpm++:5 dpm++:10 dpm++:20", samplers.jsonl);
-#   then benchmarks/synth_speed.py alone on the GPU in the time left (SPEED_N=1024,
+#   and issue 12's study at SIZE_LARGE (`segment study`, own-VAE arms, and real+all with diffusion-256 as the
+#   reference: STUDY_NS="1 5 25 all", STUDY_SEEDS=3, STUDY_SEG_STEPS=300, STUDY_GEN_STEPS=400, STUDY_FLAGS; finished
+#   (n, seed) blocks are kept in runs/.seg-study-256.rows.jsonl if the deadline interrupts it, and a later
+#   extend resumes them); then benchmarks/synth_speed.py alone on the GPU in the time left (SPEED_N=1024,
 #   SPEED_RUNS="ddim:10 ddim:25 ddim:50 dpm++:10 ddpm:100 vae"; uncompiled, compiled, ddpm:1000 with SPEED_N/8).
 # SOLO=1 (either stage) first runs the CT recipe alone for SOLO_MINUTES=1.5 in a fresh run (ct-solo), so its
 #   images/s alone and beside the other jobs compare in the summary; the default budgets shrink to make room.
@@ -42,7 +45,7 @@
 # (gpu.csv), and summary.md / summary.json from benchmarks/session_summary.py (images/s per job from log.csv,
 # solo against concurrent, GPU utilisation), which is also printed.
 #
-# Other knobs (environment): JOBS="ct seg small large report samplers speed" (small: the three 64x64 jobs; report and speed
+# Other knobs (environment): JOBS="ct seg small large report samplers study speed" (small: the three 64x64 jobs; report and speed
 # belong to extend), DEVICE=cuda, PYTHON=python3, DATA=packed/gpu, SIZE_SMALL=64, SIZE_LARGE=256 (0: none),
 # DATA_SMALL=packed/gpu-SIZE_SMALL, RUNS=runs/gpu-session, OUT=runs/gpu-session-out, COMPILE=1 (0 on a CPU),
 # batches CT_BATCH=64 DIFF_SMALL_BATCH=256 VAE_BATCH=256 ENC_BATCH=256 DIFF_LARGE_BATCH=48, and extra flags
@@ -64,7 +67,7 @@ out=${OUT:-runs/gpu-session-out}
 deadline=${DEADLINE_S:-560}
 hard=${HARD_S:-$((deadline + 35))}  # the salvage of interrupted runs ends by then (the call: 600 s)
 solo=${SOLO:-0}
-jobs=" ${JOBS:-ct seg small large report samplers speed} "
+jobs=" ${JOBS:-ct seg small large report samplers study speed} "
 [ "$large" = 0 ] && jobs=${jobs/ large / }
 has() { [[ $jobs == *" $1 "* ]]; }  # whether JOBS names this job
 compile_default=$([ "$device" = cuda ] && echo 1 || echo 0)
@@ -72,7 +75,7 @@ compile=$([ "${COMPILE:-$compile_default}" = 1 ] && echo --compile || true)
 logs=$runs/logs/$stage
 ct_run=$runs/ct-unet seg_run=$runs/ct-segmenter
 diff_small=$runs/synth-diffusion-$small vae_small=$runs/synth-vae-$small enc_small=$runs/synth-encoder-$small
-diff_large=$runs/synth-diffusion-$large report=$runs/synth-report-$small
+diff_large=$runs/synth-diffusion-$large report=$runs/synth-report-$small study=$runs/seg-study-$large
 rm -rf "$logs"  # this call's logs only (a stage run twice on one machine)
 mkdir -p "$logs" "$out"
 : > "$logs/jobs.tsv"
@@ -238,6 +241,16 @@ case "$stage" in
         say "no $small x $small generator in $runs: no report"
       fi
     fi
+    if has study && [ "$large" != 0 ]; then  # issue 12 at full size; rows survive an interruption (resumable)
+      ref=() arms=(--arm real --arm real+own --arm synthetic)
+      if [ -f "$diff_large/model.safetensors" ]; then ref=(--reference "$diff_large/model.safetensors"); arms+=(--arm real+all); fi
+      ns=()
+      for n in ${STUDY_NS:-1 5 25 all}; do ns+=(--n "$n"); done
+      launch -n 10 "study-$large" "$py" -m medinpaint segment study --data "$data" --size "$large" -o "$study" --overwrite \
+        --seeds "${STUDY_SEEDS:-3}" "${ns[@]}" --ratio 1 --ratio 4 --generator vae "${ref[@]}" "${arms[@]}" \
+        --seg-steps "${STUDY_SEG_STEPS:-300}" --seg-batch-size 16 --seg-base-channels 16 --gen-steps "${STUDY_GEN_STEPS:-400}" \
+        --gen-base-channels 16 --device "$device" ${STUDY_FLAGS:-}
+    fi
     if has samplers && [ -f "$diff_small/model.safetensors" ] && [ -f "$enc_small/model.safetensors" ] && derive_small; then
       rm -f "$logs/samplers.jsonl"
       launch -n 5 samplers "$py" benchmarks/sampler_quality.py --data "$data_small" --weights "$diff_small/model.safetensors" \
@@ -288,6 +301,8 @@ extra=()  # this call's report (not an older one left in its folder) and speed f
 grep -q "^report-$small"$'\t'".*"$'\t'"0\$" "$logs/jobs.tsv" && extra+=(--report "$report/summary.json")
 [ -f "$logs/speed.jsonl" ] && extra+=(--speed "$logs/speed.jsonl")
 [ -f "$logs/samplers.jsonl" ] && extra+=(--samplers "$logs/samplers.jsonl")
+if [ -f "$study/results.csv" ]; then extra+=(--study "$study/results.csv")
+elif [ -f "$(dirname "$study")/.$(basename "$study").rows.jsonl" ]; then extra+=(--study "$(dirname "$study")/.$(basename "$study").rows.jsonl"); fi
 "$py" benchmarks/session_summary.py --logs "$logs" --stage "$stage" "${jobs_summary[@]/#/--job=}" "${extra[@]}" \
   || say "warning: the summary failed"
 say "packing the logs"

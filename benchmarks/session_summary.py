@@ -76,6 +76,20 @@ def gpu_stats(path: Path) -> dict:
             "memory_peak_mib": max(mem)}
 
 
+def study_table(path: Path) -> list[dict]:
+    """Fat Dice per (arm, ratio, n): the mean over the seeds finished, and how many there were."""
+    if path.suffix == ".csv":
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    else:  # the first line is the study's config
+        rows = [json.loads(line) for line in path.read_text().splitlines()[1:] if line.strip()]
+    groups: dict[tuple, list[float]] = {}
+    for r in rows:
+        groups.setdefault((r["arm"], int(r["ratio"]), str(r["n"])), []).append(float(r["dice_fat"]))
+    return [{"arm": a, "ratio": k, "n": n, "dice_fat": round(statistics.mean(v), 4), "seeds": len(v)}
+            for (a, k, n), v in groups.items()]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--logs", type=Path, required=True, help="the call's log folder (jobs.tsv, gpu.csv; summary written here)")
@@ -84,6 +98,7 @@ def main() -> None:
     ap.add_argument("--report", type=Path, help="a `synth report` summary.json: its headline figures are added")
     ap.add_argument("--speed", type=Path, help="benchmarks/synth_speed.py --json output: added as is")
     ap.add_argument("--samplers", type=Path, help="benchmarks/sampler_quality.py --json output: added as is")
+    ap.add_argument("--study", type=Path, help="`segment study` results.csv, or the rows an interrupted one kept (.jsonl)")
     args = ap.parse_args()
 
     jobs = []
@@ -137,6 +152,8 @@ def main() -> None:
     if args.samplers and args.samplers.is_file():
         summary["samplers"] = [{k: r.get(k) for k in ("run", "fid", "precision", "recall", "samples_per_s", "heldout_fid")}
                                for r in map(json.loads, args.samplers.read_text().splitlines()) if r]
+    if args.study and args.study.is_file():
+        summary["study"] = study_table(args.study)
     device = args.logs / "device.txt"
     if device.is_file():
         summary["device"] = device.read_text().strip()
@@ -157,6 +174,8 @@ def main() -> None:
         lines.append(f"speed: {row}")
     for row in summary.get("samplers", []):
         lines.append(f"samplers: {row}")
+    for row in summary.get("study", []):
+        lines.append(f"study: {row}")
     for key, value in (("solo vs concurrent", comparison), ("gpu", summary["gpu"])):
         if value:
             lines += ["", f"{key}: " + ", ".join(f"{k} {v}" for k, v in value.items())]

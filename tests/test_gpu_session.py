@@ -122,3 +122,10 @@ def test_solo_run_and_large_generator(tmp_path: Path) -> None:
     names = archived(out / "logs.tar.gz")
     assert {"./ct-solo/log.csv", "./ct-unet/log.csv", "./synth-diffusion-128/log.csv"} <= names
     assert "solo vs concurrent: ct_solo_images_per_s" in done.stdout
+    # extend on the same machine: issue 12's study at the large size, with the large generator as its reference
+    study = run_stage("extend", {**env, "JOBS": "study", "OUT": str(tmp_path / "out-study"), "STUDY_NS": "1",
+                                 "STUDY_SEEDS": "1", "STUDY_SEG_STEPS": "2", "STUDY_GEN_STEPS": "2",
+                                 "STUDY_FLAGS": "--seg-batch-size 2 --seg-base-channels 8 --gen-base-channels 8"})
+    assert study.returncode == 0, study.stdout + study.stderr
+    assert "./seg-study-128/results.csv" in archived(tmp_path / "out-study" / "logs.tar.gz")
+    assert "study: {'arm': 'real+all', 'ratio': 4, 'n': '1'" in study.stdout  # the reference arm ran too
