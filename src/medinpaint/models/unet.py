@@ -6,33 +6,23 @@ is a zero plane, which the training loop also shows the network now and then, so
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medinpaint.constants import MAX_VERTEBRA
 from medinpaint.models.blocks import ResBlock, SelfAttention, group_norm
+from medinpaint.models.inpainting import SideInputs, assemble_inputs
 
 
 @dataclass
-class UNetConfig:
+class UNetConfig(SideInputs):
     base_channels: int = 32
     depth: int = 4  # resolution levels; the input is padded to a multiple of 2 ** (depth - 1)
     blocks_per_level: int = 2
-    tissue_classes: int = 3  # 0 disables the tissue input
-    use_vertebrae: bool = True
-    max_vertebra: int = MAX_VERTEBRA
     groups: int = 8
     attention: bool = False  # self-attention at the lowest resolution: context across the whole slice
-
-    @property
-    def in_channels(self) -> int:
-        return 2 + self.tissue_classes + int(self.use_vertebrae)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class ResUNet(nn.Module):
@@ -95,21 +85,7 @@ class MaskAwareUNet(ResUNet):
         tissue: torch.Tensor | None = None,
         vertebrae: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """(B,1,H,W) image in [0,1] zeroed under the mask, (B,1,H,W) mask, (B,H,W) tissue class ids
-        (0 background, 1 body, 2 fat; -1 unknown), (B,) vertebra levels (-1 unknown) -> network input."""
-        cfg = self.config
-        parts = [image * (1 - mask), mask]
-        b, _, h, w = image.shape
-        if cfg.tissue_classes:
-            if tissue is None:
-                parts.append(image.new_zeros(b, cfg.tissue_classes, h, w))
-            else:
-                onehot = F.one_hot(tissue.long().clamp(min=0), cfg.tissue_classes).permute(0, 3, 1, 2)
-                parts.append(onehot.to(image.dtype) * (tissue >= 0).unsqueeze(1).to(image.dtype))
-        if cfg.use_vertebrae:
-            level = image.new_zeros(b) if vertebrae is None else (vertebrae.to(image.dtype) + 1) / (cfg.max_vertebra + 1)
-            parts.append(level.view(b, 1, 1, 1).expand(b, 1, h, w))
-        return torch.cat(parts, dim=1)
+        return assemble_inputs(self.config, image, mask, tissue, vertebrae)
 
     def forward(
         self,
