@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
 def group_norm(channels: int, groups: int) -> nn.GroupNorm:
-    """GroupNorm that still works when a layer has fewer channels than `groups`."""
-    return nn.GroupNorm(min(groups, channels), channels)
+    """GroupNorm that still works when a layer has fewer channels than `groups` (one channel a group), or a count
+    `groups` does not divide (their greatest common divisor)."""
+    return nn.GroupNorm(channels if channels <= groups else math.gcd(groups, channels), channels)
 
 
 class ResBlock(nn.Module):

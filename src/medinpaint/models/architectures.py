@@ -1,0 +1,31 @@
+"""The inpainting architectures by name: a config dataclass and the network built from it. Adding one is a network
+file in `models/` and a line here; `compare` and the checkpoint code find it by this name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from medinpaint.errors import InputError
+from medinpaint.models.autoencoder import AutoencoderConfig, PlainAutoencoder
+from medinpaint.models.ffc import FFCConfig, FFCNet
+from medinpaint.models.gated_conv import GatedConvConfig, GatedConvNet
+from medinpaint.models.partial_conv import PartialConvConfig, PartialConvUNet
+from medinpaint.models.unet import MaskAwareUNet, UNetConfig
+
+ARCHITECTURES: dict[str, tuple[type, type[nn.Module]]] = {
+    "unet": (UNetConfig, MaskAwareUNet),
+    "autoencoder": (AutoencoderConfig, PlainAutoencoder),
+    "partial-conv": (PartialConvConfig, PartialConvUNet),
+    "gated-conv": (GatedConvConfig, GatedConvNet),
+    "ffc": (FFCConfig, FFCNet),
+}
+
+
+def build_architecture(name: str, **config: Any) -> nn.Module:
+    """The network `name` with its default config, fields overridden by `config`."""
+    if name not in ARCHITECTURES:
+        raise InputError(f"unknown architecture {name!r}: choose from {', '.join(ARCHITECTURES)}")
+    config_type, network_type = ARCHITECTURES[name]
+    return network_type(config_type(**config))
