@@ -81,3 +81,21 @@ def test_the_fourier_unit_acts_on_the_whole_spectrum() -> None:
 def test_an_unknown_architecture_is_a_one_line_error() -> None:
     with pytest.raises(InputError, match="unknown architecture 'vit': choose from unet, autoencoder"):
         build_architecture("vit")
+
+
+@pytest.mark.parametrize("name", ["ffc", "partial-conv"])
+def test_any_architecture_trains_saves_and_loads_through_the_one_engine(name: str, phantom_dataset, tmp_path) -> None:
+    from medinpaint.checkpoint import read_metadata
+    from medinpaint.data import read_slices
+    from medinpaint.inference import Inpainter
+    from medinpaint.training import TrainConfig, train
+
+    s = read_slices(phantom_dataset)
+    cfg = TrainConfig(steps=2, batch_size=2, val_cases=2, architecture=name, network=TINY[name])
+    weights = train(s, tmp_path / name, cfg, device="cpu", progress=False)
+    assert read_metadata(weights).kind == f"inpainting-{name}"
+    onnx, eager = Inpainter.from_pretrained(weights), Inpainter.from_pretrained(weights, backend="torch")
+    assert type(eager.network).__name__ == type(build_architecture(name, **TINY[name])).__name__
+    a = onnx.predict_batch(s.images[:2], s.masks[:2], s.tissue[:2], s.vertebrae[:2])
+    b = eager.predict_batch(s.images[:2], s.masks[:2], s.tissue[:2], s.vertebrae[:2])
+    assert abs(a.astype(int) - b.astype(int)).max() <= 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,9 +14,10 @@ from medinpaint.backends import runners
 from medinpaint.checkpoint import CheckpointMeta, Preprocessing, config_from, load_checkpoint, load_members, load_state, save_checkpoint
 from medinpaint.data.slices import SliceSet, tissue_to_classes, to_uint8, to_unit
 from medinpaint.errors import InputError
-from medinpaint.models import MaskAwareUNet, UNetConfig
+from medinpaint.models.architectures import ARCHITECTURES, architecture_of, checkpoint_kind
 
-INPAINTING_KIND = "inpainting-unet"
+INPAINTING_KIND = checkpoint_kind("unet")  # the shipped architecture's kind
+INPAINTING_KINDS = tuple(checkpoint_kind(name) for name in ARCHITECTURES)
 INPAINTING_PREPROCESSING = Preprocessing()  # CT in [0, 1], tissue one-hot, vertebra plane: the defaults
 DEFAULT_WEIGHTS = "ct-unet.safetensors"
 
@@ -33,7 +35,7 @@ class Inpainter:
     INPUT_NAMES = ("image", "mask", "tissue", "vertebrae")
 
     def __init__(
-        self, network: MaskAwareUNet | list[MaskAwareUNet], device: str = "cpu", flips: bool = False, name: str = "",
+        self, network: torch.nn.Module | list[torch.nn.Module], device: str = "cpu", flips: bool = False, name: str = "",
         checksum: str = "", metadata: list[CheckpointMeta] | None = None, backend: str = "auto",
     ) -> None:
         self.members = [m.to(device).eval() for m in (network if isinstance(network, list) else [network])]
@@ -53,15 +55,17 @@ class Inpainter:
         """Rebuild the model from a checkpoint's own metadata; `path=None` loads the shipped default, and a list
         of paths makes an ensemble that averages its members (slower by the number of members).
         `flips=True` averages with the left-right flipped prediction (about 2x slower, usually more accurate)."""
-        def load_one(p: Path) -> tuple[MaskAwareUNet, CheckpointMeta]:
-            state, meta = load_checkpoint(p, INPAINTING_KIND, INPAINTING_PREPROCESSING)
-            return load_state(MaskAwareUNet(config_from(meta, UNetConfig, p)), state, p), meta
+        def load_one(p: Path) -> tuple[torch.nn.Module, CheckpointMeta]:
+            state, meta = load_checkpoint(p, INPAINTING_KINDS, INPAINTING_PREPROCESSING)
+            config_type, network_type = ARCHITECTURES[architecture_of(meta.kind)]
+            return load_state(network_type(config_from(meta, config_type, p)), state, p), meta
 
         networks, metas, name, checksum = load_members(path, default_weights(), device, load_one)
         return cls(networks, device=device, flips=flips, name=name, checksum=checksum, metadata=metas, backend=backend)
 
     @property
-    def config(self) -> UNetConfig:
+    def config(self) -> Any:
+        """The network's config dataclass (of whichever architecture it is)."""
         return self.network.config
 
     def _example(self) -> tuple[torch.Tensor, ...]:
@@ -152,10 +156,11 @@ class Inpainter:
         return (sum(preds) / len(preds))[:, 0].float().cpu().numpy()
 
 
-def save_inpainter(path: Path, network: MaskAwareUNet, name: str = "", dtype: torch.dtype | None = None,
+def save_inpainter(path: Path, network: torch.nn.Module, name: str = "", dtype: torch.dtype | None = None,
                    preprocessing: Preprocessing = INPAINTING_PREPROCESSING) -> Path:
     """Write an inpainting network (trained elsewhere, or untrained for a test) as a checkpoint `from_pretrained` reads;
     `preprocessing` may describe its data (intensity window, pixel spacing) beyond the fixed defaults."""
-    meta = CheckpointMeta(kind=INPAINTING_KIND, config=network.config.to_dict(), preprocessing=preprocessing)
+    kind = next(checkpoint_kind(n) for n, (_, t) in ARCHITECTURES.items() if type(network) is t)
+    meta = CheckpointMeta(kind=kind, config=network.config.to_dict(), preprocessing=preprocessing)
     meta.training.name = name
     return save_checkpoint(path, network, meta, dtype)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,9 +21,10 @@ from medinpaint.data.slices import SliceSet, tissue_to_classes, to_uint8
 from medinpaint.data.split import split_by_patient
 from medinpaint.engine import EngineConfig, Task, fit
 from medinpaint.errors import InputError
-from medinpaint.inference import INPAINTING_KIND, Inpainter
+from medinpaint.inference import Inpainter
 from medinpaint.masks import BrushStrokes
-from medinpaint.models import MaskAwareUNet, UNetConfig
+from medinpaint.models import UNetConfig
+from medinpaint.models.architectures import ARCHITECTURES, checkpoint_kind, config_of
 
 LOSSES = ("l1", "mse")
 
@@ -35,14 +37,16 @@ class TrainConfig(EngineConfig):
     mask_symmetries: bool = True  # turn and flip pool masks (off when the mask's orientation is the point)
     crop: int | None = None  # train on random square crops of this size (cheaper per image; the net is convolutional)
     val_cases: int = 64
-    network: UNetConfig = field(default_factory=UNetConfig)
+    architecture: str = "unet"  # a name of models.architectures.ARCHITECTURES
+    network: Any = field(default_factory=UNetConfig)  # that architecture's config
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.loss not in LOSSES:
             raise InputError(f"--loss must be l1 or mse, got {self.loss!r}")
-        if isinstance(self.network, dict):
-            self.network = UNetConfig(**self.network)
+        self.network = config_of(self.architecture, self.network)
+        if type(self.network) is not ARCHITECTURES[self.architecture][0]:
+            raise InputError(f"a {type(self.network).__name__} does not configure the {self.architecture} architecture")
 
 
 class TrainingData:
@@ -115,7 +119,7 @@ def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, ki
 
 
 @torch.no_grad()
-def evaluate_mae(network: MaskAwareUNet, val: SliceSet, device: torch.device, batch_size: int = 16) -> float:
+def evaluate_mae(network: torch.nn.Module, val: SliceSet, device: torch.device, batch_size: int = 16) -> float:
     """Whole-image MAE (0..255, as the challenge scores it) of `network` on a validation SliceSet."""
     was_training = network.training
     filled = Inpainter(network, device=str(device), backend="torch").predict_slices(val, batch_size=batch_size)
@@ -126,7 +130,6 @@ def evaluate_mae(network: MaskAwareUNet, val: SliceSet, device: torch.device, ba
 class InpaintingTask(Task):
     """Training slices of the non-validation patients, each paired every step with a mask from the pool."""
 
-    kind = INPAINTING_KIND
     val_fields = ("val_mae",)
 
     def __init__(self, data: SliceSet, cfg: TrainConfig, mask_pool: np.ndarray | None = None) -> None:
@@ -138,9 +141,10 @@ class InpaintingTask(Task):
         self.val = validation_set(data.subset(val_idx) if len(val_idx) else self.train_set, cfg.val_cases, cfg.seed, self.pool)
         self.cfg, self.network_config, self.train_slices = cfg, cfg.network, len(self.train_set)
         self.window, self.spacing = data.intensity_window, data.pixel_spacing_mm
+        self.kind = checkpoint_kind(cfg.architecture)
 
-    def build_network(self) -> MaskAwareUNet:
-        return MaskAwareUNet(self.network_config)
+    def build_network(self) -> torch.nn.Module:
+        return ARCHITECTURES[self.cfg.architecture][1](self.network_config)
 
     def preprocessing(self) -> Preprocessing:
         return Preprocessing(intensity_window=self.window, pixel_spacing_mm=self.spacing)

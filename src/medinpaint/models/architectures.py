@@ -23,9 +23,31 @@ ARCHITECTURES: dict[str, tuple[type, type[nn.Module]]] = {
 }
 
 
-def build_architecture(name: str, **config: Any) -> nn.Module:
-    """The network `name` with its default config, fields overridden by `config`."""
+def checkpoint_kind(name: str) -> str:
+    """The checkpoint kind of an architecture: `inpainting-unet` (the shipped one's), `inpainting-ffc`, ..."""
+    return f"inpainting-{name}"
+
+
+def architecture_of(kind: str) -> str:
+    return kind.removeprefix("inpainting-")
+
+
+def config_of(name: str, stored: Any) -> Any:
+    """An architecture's config from a dataclass, a dict (JSON) or None (the defaults)."""
+    check_architecture(name)
+    config_type = ARCHITECTURES[name][0]
+    if stored is None:
+        return config_type()
+    return config_type(**stored) if isinstance(stored, dict) else stored
+
+
+def check_architecture(name: str) -> None:
     if name not in ARCHITECTURES:
         raise InputError(f"unknown architecture {name!r}: choose from {', '.join(ARCHITECTURES)}")
+
+
+def build_architecture(name: str, **config: Any) -> nn.Module:
+    """The network `name` with its default config, fields overridden by `config`."""
+    check_architecture(name)
     config_type, network_type = ARCHITECTURES[name]
     return network_type(config_type(**config))

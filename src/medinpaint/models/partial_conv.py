@@ -20,11 +20,15 @@ from medinpaint.models.inpainting import InpaintingNetwork, SideInputs
 class PartialConv2d(nn.Conv2d):
     """`forward(x, valid) -> (out, new_valid)`; `valid` is (B, 1, H, W) or (B, C_in, H, W), 1 where known."""
 
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - nn.Conv2d's own arguments
+        super().__init__(*args, **kwargs)
+        self.register_buffer("window_ones", torch.ones(1, 1, *self.kernel_size), persistent=False)
+
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
-        ones = x.new_ones(1, valid.shape[1], *self.kernel_size)
-        with torch.no_grad():
-            count = F.conv2d(valid, ones, stride=self.stride, padding=self.padding, dilation=self.dilation)
-            window = float(ones.numel())
+        with torch.no_grad():  # known values in each window, over the mask's channels too
+            count = F.conv2d(valid.sum(1, keepdim=True), self.window_ones, stride=self.stride, padding=self.padding,
+                             dilation=self.dilation)
+            window = float(valid.shape[1] * self.window_ones.numel())
             new_valid = (count > 0).to(x.dtype)
             ratio = window / count.clamp(min=1.0) * new_valid
         raw = F.conv2d(x * valid, self.weight, None, self.stride, self.padding, self.dilation)
@@ -58,8 +62,7 @@ class PartialConvUNet(InpaintingNetwork):
         self.head = nn.Conv2d(widths[0], 1, 3, padding=1)
 
     def body(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        valid = torch.ones_like(x)
-        valid[:, :1] = 1 - mask
+        valid = torch.cat([1 - mask, torch.ones_like(x[:, 1:])], dim=1)
         h, m = self.stem(x, valid)
         h = F.leaky_relu(h, 0.2)
         skips = []
