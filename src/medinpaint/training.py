@@ -22,16 +22,15 @@ from medinpaint.data.split import split_by_patient
 from medinpaint.engine import EngineConfig, Task, fit
 from medinpaint.errors import InputError
 from medinpaint.inference import Inpainter
+from medinpaint.losses import LOSSES, inpainting_loss
 from medinpaint.masks import BrushStrokes
 from medinpaint.models import UNetConfig
 from medinpaint.models.architectures import ARCHITECTURES, checkpoint_kind, config_of
 
-LOSSES = ("l1", "mse")
-
 
 @dataclass
 class TrainConfig(EngineConfig):
-    loss: str = "l1"  # "l1" or "mse", on the missing pixels
+    loss: str = "l1"  # one of losses.LOSSES: l1 or mse on the missing pixels, ssim, l1+ssim
     side_dropout: float = 0.1  # chance to hide the tissue map / vertebra level, so both may be absent later
     generated_masks: int = 512  # procedural brush masks added to the pool (all of it when the data have none)
     mask_symmetries: bool = True  # turn and flip pool masks (off when the mask's orientation is the point)
@@ -43,7 +42,7 @@ class TrainConfig(EngineConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.loss not in LOSSES:
-            raise InputError(f"--loss must be l1 or mse, got {self.loss!r}")
+            raise InputError(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         self.network = config_of(self.architecture, self.network)
         if type(self.network) is not ARCHITECTURES[self.architecture][0]:
             raise InputError(f"a {type(self.network).__name__} does not configure the {self.architecture} architecture")
@@ -113,11 +112,6 @@ def validation_set(slices: SliceSet, n: int, seed: int, pool: np.ndarray) -> Sli
     return val
 
 
-def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
-    diff = (pred - target).abs() if kind == "l1" else (pred - target) ** 2
-    return (diff * mask).sum() / mask.sum().clamp(min=1)
-
-
 @torch.no_grad()
 def evaluate_mae(network: torch.nn.Module, val: SliceSet, device: torch.device, batch_size: int = 16) -> float:
     """Whole-image MAE (0..255, as the challenge scores it) of `network` on a validation SliceSet."""
@@ -158,7 +152,7 @@ class InpaintingTask(Task):
 
     def loss(self, forward: Callable[..., torch.Tensor], batch: dict, gen: torch.Generator) -> torch.Tensor:
         pred = forward(batch["image"], batch["mask"], batch["tissue"], batch["vertebrae"])
-        return masked_loss(pred.float(), batch["image"], batch["mask"], self.cfg.loss)
+        return inpainting_loss(pred.float(), batch["image"], batch["mask"], self.cfg.loss)
 
     def validate(self, network: torch.nn.Module, device: torch.device) -> dict[str, float]:
         return {"val_mae": evaluate_mae(network, self.val, device)}

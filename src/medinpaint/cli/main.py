@@ -34,7 +34,7 @@ def train(
     depth: Annotated[int, typer.Option(help="U-Net resolution levels")] = 4,
     blocks: Annotated[int, typer.Option(help="residual blocks per level")] = 2,
     attention: Annotated[bool, typer.Option("--attention", help="self-attention in the bottleneck")] = False,
-    loss: Annotated[str, typer.Option(help="l1 or mse on the missing pixels")] = "l1",
+    loss: Annotated[str, typer.Option(help="l1 or mse on the missing pixels, ssim, or l1+ssim (0.84 SSIM + 0.16 L1)")] = "l1",
     no_tissue: Annotated[bool, typer.Option("--no-tissue", help="do not condition on the tissue map")] = False,
     no_vertebrae: Annotated[bool, typer.Option("--no-vertebrae", help="do not condition on the vertebra level")] = False,
     crop: Annotated[int | None, typer.Option(help="train on random square crops of this size")] = None,
