@@ -284,5 +284,33 @@ def fill_gaps(
     typer.echo(text)
 
 
+@app.command("compare")
+@user_errors
+def compare_cmd(
+    data: Annotated[Path, typer.Option("--data", help="slices with ground truth: DM-i-AI folder, packed cache, ...")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="report folder: results.csv, results.md, curves.png, cases.png")],
+    architecture: Annotated[list[str] | None, typer.Option("--architecture", help="repeat; default: autoencoder unet partial-conv gated-conv ffc")] = None,
+    loss: Annotated[list[str] | None, typer.Option("--loss", help="repeat: l1, mse, ssim, l1+ssim (default l1)")] = None,
+    size: Annotated[int, typer.Option(help="slices resized to SIZE x SIZE (64 on a CPU; 0 keeps them)")] = 64,
+    masks: Annotated[str, typer.Option(help="brush (free-form) or stripes")] = "brush",
+    minutes: Minutes = 2.0,
+    steps: Steps = None,
+    seeds: Annotated[int, typer.Option(help="seeds per architecture and loss")] = 1,
+    batch_size: BatchSize = 16,
+    base_channels: Annotated[int, typer.Option(help="width at full resolution, for every architecture")] = 16,
+    device: DeviceOpt = "cpu",
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Inpainting architectures and losses on the same slices, masks, seeds and budget: one table, curves, a figure."""
+    from medinpaint.compare import CompareConfig, compare
+
+    cfg = CompareConfig(architectures=tuple(architecture or CompareConfig.architectures), losses=tuple(loss or ("l1",)),
+                        seeds=seeds, size=size or None, masks=masks, steps=steps, minutes=minutes, batch_size=batch_size,
+                        base_channels=base_channels, device=resolve_device(device), progress=not no_progress)
+    compare(data, output, cfg, overwrite=overwrite)
+    typer.echo((output / "results.md").read_text() + f"curves: {output / 'curves.png'}  cases: {output / 'cases.png'}")
+
+
 app.add_typer(synth_app, name="synth")
 app.add_typer(segment_app, name="segment")

@@ -1,0 +1,202 @@
+"""`medinpaint compare`: inpainting architectures and losses trained on the same slices, masks, seeds and budget,
+scored on the same validation slices, as one table, one plot of validation MAE against time and one figure.
+
+Fair by construction: every run goes through the one training engine with the same `TrainConfig` but for the
+architecture, its loss and its seed; the mask pool (brush strokes, or stripes) is drawn once; the validation slices
+and their masks are drawn once from the validation patients and scored with the same metrics, in 0..255 units:
+MAE over the whole image (the challenge's score) and in the mask, PSNR, SSIM, and, for body composition, the Dice
+and Jaccard of the fat that `baselines.threshold_tissue` finds in the mask of the filled slice against the truth,
+with the cosine similarity of the filled and true pixels in the mask.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from medinpaint.baselines import threshold_tissue
+from medinpaint.data import read_slices, split_by_patient
+from medinpaint.data.slices import SliceSet, to_uint8
+from medinpaint.errors import InputError
+from medinpaint.evaluation import score
+from medinpaint.inference import Inpainter
+from medinpaint.losses import LOSSES
+from medinpaint.masks import BrushStrokes, Stripes
+from medinpaint.metrics import dice, jaccard
+from medinpaint.models.architectures import ARCHITECTURES, config_of
+from medinpaint.outputs import atomic_dir, check_output_path
+from medinpaint.synthesis.data import resize_pairs
+from medinpaint.training import TrainConfig, train, validation_set
+
+MASKS = {"brush": BrushStrokes(), "stripes": Stripes(period=6, missing=3, amplitude=2.0)}
+FIELDS = ("architecture", "loss", "seed", "mae", "mae_in_mask", "psnr", "ssim", "fat_dice", "fat_jaccard", "cosine",
+          "parameters", "steps", "train_seconds", "images_per_s", "cpu_ms_per_slice")
+
+
+@dataclass
+class CompareConfig:
+    architectures: tuple[str, ...] = ("autoencoder", "unet", "partial-conv", "gated-conv", "ffc")
+    losses: tuple[str, ...] = ("l1",)
+    seeds: int = 1
+    size: int | None = 64  # slices resized to size x size (64: the CPU scale of fill-gaps); None keeps them
+    masks: str = "brush"  # brush (free-form strokes) or stripes
+    steps: int | None = None  # the budget, the same for every run; steps and/or minutes
+    minutes: float | None = 2.0
+    batch_size: int = 16
+    base_channels: int = 16
+    val_cases: int = 64
+    val_every: int = 50  # steps between points of the validation-MAE curves
+    device: str = "cpu"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in self.architectures:
+            if name not in ARCHITECTURES:
+                raise InputError(f"unknown architecture {name!r}: choose from {', '.join(ARCHITECTURES)}")
+        for loss in self.losses:
+            if loss not in LOSSES:
+                raise InputError(f"unknown loss {loss!r}: choose from {', '.join(LOSSES)}")
+        if self.masks not in MASKS:
+            raise InputError(f"--masks must be one of {', '.join(MASKS)}, got {self.masks!r}")
+        if self.steps is None and self.minutes is None:
+            raise InputError("give a budget: --steps and/or --minutes")
+        if self.seeds < 1:
+            raise InputError("--seeds must be at least 1")
+
+
+def clean_slices(slices: SliceSet, size: int | None) -> SliceSet:
+    """The clean slices (with tissue maps and vertebra levels when there are), at `size` x `size`."""
+    if size is None or size == slices.images.shape[-1]:
+        return SliceSet(list(slices.ids), to_uint8(slices.clean), tissue=slices.tissue, vertebrae=slices.vertebrae,
+                        layout=slices.layout)
+    if slices.tissue is None:
+        raise InputError("resizing (--size) needs tissue maps to resize with the slices; pass --size 0 to keep the size")
+    pairs = resize_pairs(slices, size)
+    return SliceSet(list(slices.ids), pairs[:, 0], tissue=pairs[:, 1], vertebrae=slices.vertebrae, layout=slices.layout)
+
+
+def fill_metrics(filled: np.ndarray, val: SliceSet) -> dict[str, float]:
+    """The shared metrics of `filled` (N, H, W) on the validation slices, means over slices."""
+    out = {k: v for k, v in score(val, filled).aggregate().items() if k != "n"}
+    pred, truth = to_uint8(filled), to_uint8(val.truth)
+    fat_pred, fat_true = threshold_tissue(pred) == 2, threshold_tissue(truth) == 2
+    m = val.masks
+    out["fat_dice"] = float(np.mean([dice(fat_pred[i] & m[i], fat_true[i] & m[i]) for i in range(len(m))]))
+    out["fat_jaccard"] = float(np.mean([jaccard(fat_pred[i] & m[i], fat_true[i] & m[i]) for i in range(len(m))]))
+    cos = []
+    for i in range(len(m)):
+        a, b = pred[i][m[i]].astype(np.float64), truth[i][m[i]].astype(np.float64)
+        cos.append(float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12)))
+    out["cosine"] = float(np.mean(cos))
+    return out
+
+
+def median_images_per_s(log_csv: Path) -> float:
+    with open(log_csv, newline="") as f:
+        values = [float(r["images_per_s"]) for r in csv.DictReader(f) if r.get("images_per_s")]
+    return statistics.median(values) if values else float("nan")
+
+
+def compare(data: Path, output: Path, cfg: CompareConfig, overwrite: bool = False) -> list[dict]:
+    """Train every (architecture, loss, seed) of `cfg` on `data` and write the report into `output`."""
+    check_output_path(output, [data], overwrite)
+    slices = clean_slices(read_slices(data), cfg.size)
+    shape = slices.images.shape[1:]
+    rng = np.random.default_rng(0)
+    pool = np.stack([MASKS[cfg.masks](rng, shape) for _ in range(512)])
+    _, val_idx = split_by_patient(slices.ids)
+    if len(val_idx) == 0:
+        raise InputError(f"{data}: no validation patients to score on")
+    val = validation_set(slices.subset(val_idx), cfg.val_cases, 0, pool)
+    rows: list[dict] = []
+    with atomic_dir(output, overwrite=overwrite) as tmp:
+        plan = [(a, loss, s) for s in range(cfg.seeds) for a in cfg.architectures for loss in cfg.losses]
+        for k, (arch, loss, seed) in enumerate(plan, start=1):
+            name = f"{arch}-{loss}-s{seed}"
+            if cfg.progress:
+                print(f"[{k}/{len(plan)}] {name}", flush=True)
+            network = config_of(arch, {"base_channels": cfg.base_channels})
+            tcfg = TrainConfig(steps=cfg.steps, minutes=cfg.minutes, batch_size=cfg.batch_size, seed=seed, loss=loss,
+                               architecture=arch, network=network, val_cases=cfg.val_cases, log_every=10,
+                               val_every=cfg.val_every, mask_symmetries=cfg.masks == "brush")
+            start = time.monotonic()
+            weights = train(slices, tmp / "runs" / name, tcfg, device=cfg.device, progress=False, mask_pool=pool)
+            seconds = time.monotonic() - start
+            inpainter = Inpainter.from_pretrained(weights, device=cfg.device, backend="torch")
+            t0 = time.perf_counter()
+            filled = inpainter.predict_slices(val, batch_size=16)
+            ms = (time.perf_counter() - t0) * 1000 / len(val)
+            log = tmp / "runs" / name / "log.csv"
+            with open(log, newline="") as f:
+                steps = int(list(csv.DictReader(f))[-1]["step"])
+            rows.append({"architecture": arch, "loss": loss, "seed": seed, **fill_metrics(filled, val),
+                         "parameters": sum(p.numel() for p in inpainter.network.parameters()), "steps": steps,
+                         "train_seconds": round(seconds, 1), "images_per_s": median_images_per_s(log),
+                         "cpu_ms_per_slice": ms if cfg.device == "cpu" else float("nan")})
+        with open(tmp / "results.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+        (tmp / "results.md").write_text(results_table(rows, cfg, len(val)))
+        (tmp / "config.json").write_text(json.dumps({**asdict(cfg), "data": str(data)}, indent=1))
+        plot_curves(tmp / "runs", tmp / "curves.png")
+        plot_cases(tmp, val, [r for r in rows if r["seed"] == 0])
+    return rows
+
+
+def results_table(rows: list[dict], cfg: CompareConfig, n_val: int) -> str:
+    """Mean ± sd over seeds per (architecture, loss), best MAE first."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["architecture"], r["loss"]), []).append(r)
+    cols = ("mae", "mae_in_mask", "psnr", "ssim", "fat_dice", "fat_jaccard", "cosine")
+    fmt = lambda v: f"{statistics.mean(v):.3f}" + (f" ± {statistics.stdev(v):.3f}" if len(v) > 1 else "")  # noqa: E731
+    lines = [f"{n_val} validation slices at {cfg.size or 'full'} px, {cfg.masks} masks, budget "
+             f"{cfg.steps or '-'} steps / {cfg.minutes or '-'} min, {cfg.seeds} seed(s)", "",
+             "| architecture | loss | " + " | ".join(cols) + " | parameters | images/s | CPU ms/slice |",
+             "|---|---|" + "---:|" * (len(cols) + 3)]
+    for (arch, loss), rs in sorted(groups.items(), key=lambda kv: statistics.mean(r["mae"] for r in kv[1])):
+        cells = [fmt([r[c] for r in rs]) for c in cols]
+        lines.append(f"| {arch} | {loss} | " + " | ".join(cells) + f" | {rs[0]['parameters']:,} | "
+                     f"{statistics.mean(r['images_per_s'] for r in rs):.1f} | {statistics.mean(r['cpu_ms_per_slice'] for r in rs):.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(runs: Path, out_png: Path) -> None:
+    """Validation MAE against training time, one line per run."""
+    fig = Figure(figsize=(8, 5))
+    ax = fig.subplots()
+    for run in sorted(runs.iterdir()):
+        with open(run / "log.csv", newline="") as f:
+            points = [(float(r["elapsed_s"]), float(r["val_mae"])) for r in csv.DictReader(f) if r.get("val_mae")]
+        if points:
+            ax.plot(*zip(*points), "o-", label=run.name, markersize=3)
+    ax.set(xlabel="training seconds", ylabel="validation MAE (0..255)", title="Validation MAE against time")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+
+
+def plot_cases(folder: Path, val: SliceSet, rows: list[dict], n: int = 3) -> None:
+    """The same validation cases: corrupted, truth, and each first-seed run's fill."""
+    runs = [(f"{r['architecture']} ({r['loss']})", folder / "runs" / f"{r['architecture']}-{r['loss']}-s0" / "model.safetensors")
+            for r in rows]
+    fills = [Inpainter.from_pretrained(w, backend="torch").predict_slices(val.subset(np.arange(n))) for _, w in runs]
+    columns = [("corrupted", val.images[:n]), ("truth", val.truth[:n])] + [(name, f) for (name, _), f in zip(runs, fills)]
+    fig = Figure(figsize=(2 * len(columns), 2 * n))
+    axes = fig.subplots(n, len(columns), squeeze=False)
+    for j, (title, images) in enumerate(columns):
+        for i in range(n):
+            axes[i][j].imshow(to_uint8(images[i]), cmap="gray", vmin=0, vmax=255)
+            axes[i][j].axis("off")
+        axes[0][j].set_title(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(folder / "cases.png", dpi=100)
