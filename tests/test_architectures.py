@@ -99,3 +99,21 @@ def test_any_architecture_trains_saves_and_loads_through_the_one_engine(name: st
     a = onnx.predict_batch(s.images[:2], s.masks[:2], s.tissue[:2], s.vertebrae[:2])
     b = eager.predict_batch(s.images[:2], s.masks[:2], s.tissue[:2], s.vertebrae[:2])
     assert abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_the_adversarial_variant_trains_its_critic_and_resumes_it(phantom_dataset, tmp_path) -> None:
+    from medinpaint.data import read_slices
+    from medinpaint.training import TrainConfig, train
+
+    s = read_slices(phantom_dataset)
+    cfg = TrainConfig(steps=2, batch_size=2, val_cases=2, network=TINY["unet"], adversarial=0.01, critic_channels=8,
+                      checkpoint_every_s=0.0)
+    train(s, tmp_path / "gan", cfg, device="cpu", progress=False)
+    first = torch.load(tmp_path / "gan" / "last.pt", weights_only=True)
+    assert set(first) >= {"critic", "critic_optimizer"} and first["critic_optimizer"]["state"]  # it took steps
+    cfg.steps = 4
+    train(s, tmp_path / "gan", cfg, device="cpu", progress=False)  # resumes network and critic from last.pt
+    second = torch.load(tmp_path / "gan" / "last.pt", weights_only=True)
+    assert second["step"] == 4
+    key = next(iter(first["critic"]))
+    assert not torch.equal(first["critic"][key], second["critic"][key])

@@ -35,6 +35,7 @@ from medinpaint.outputs import atomic_dir, check_output_path
 from medinpaint.synthesis.data import resize_pairs
 from medinpaint.training import TrainConfig, train, validation_set
 
+VARIANTS = {"unet-gan": ("unet", {"adversarial": 0.01})}  # pix2pix's weighting: L1 x 100 against adversarial x 1
 MASKS = {"brush": BrushStrokes(), "stripes": Stripes(period=6, missing=3, amplitude=2.0)}
 FIELDS = ("architecture", "loss", "seed", "mae", "mae_in_mask", "psnr", "ssim", "fat_dice", "fat_jaccard", "cosine",
           "parameters", "steps", "train_seconds", "images_per_s", "cpu_ms_per_slice")
@@ -42,7 +43,7 @@ FIELDS = ("architecture", "loss", "seed", "mae", "mae_in_mask", "psnr", "ssim", 
 
 @dataclass
 class CompareConfig:
-    architectures: tuple[str, ...] = ("autoencoder", "unet", "partial-conv", "gated-conv", "ffc")
+    architectures: tuple[str, ...] = ("autoencoder", "unet", "partial-conv", "gated-conv", "ffc", "unet-gan")
     losses: tuple[str, ...] = ("l1",)
     seeds: int = 1
     size: int | None = 64  # slices resized to size x size (64: the CPU scale of fill-gaps); None keeps them
@@ -58,8 +59,8 @@ class CompareConfig:
 
     def __post_init__(self) -> None:
         for name in self.architectures:
-            if name not in ARCHITECTURES:
-                raise InputError(f"unknown architecture {name!r}: choose from {', '.join(ARCHITECTURES)}")
+            if name not in ARCHITECTURES and name not in VARIANTS:
+                raise InputError(f"unknown architecture {name!r}: choose from {', '.join([*ARCHITECTURES, *VARIANTS])}")
         for loss in self.losses:
             if loss not in LOSSES:
                 raise InputError(f"unknown loss {loss!r}: choose from {', '.join(LOSSES)}")
@@ -122,10 +123,11 @@ def compare(data: Path, output: Path, cfg: CompareConfig, overwrite: bool = Fals
             name = f"{arch}-{loss}-s{seed}"
             if cfg.progress:
                 print(f"[{k}/{len(plan)}] {name}", flush=True)
-            network = config_of(arch, {"base_channels": cfg.base_channels})
+            base, extra = VARIANTS.get(arch, (arch, {}))
+            network = config_of(base, {"base_channels": cfg.base_channels})
             tcfg = TrainConfig(steps=cfg.steps, minutes=cfg.minutes, batch_size=cfg.batch_size, seed=seed, loss=loss,
-                               architecture=arch, network=network, val_cases=cfg.val_cases, log_every=10,
-                               val_every=cfg.val_every, mask_symmetries=cfg.masks == "brush")
+                               architecture=base, network=network, val_cases=cfg.val_cases, log_every=10,
+                               val_every=cfg.val_every, mask_symmetries=cfg.masks == "brush", **extra)
             start = time.monotonic()
             weights = train(slices, tmp / "runs" / name, tcfg, device=cfg.device, progress=False, mask_pool=pool)
             seconds = time.monotonic() - start

@@ -26,6 +26,7 @@ from medinpaint.losses import LOSSES, inpainting_loss
 from medinpaint.masks import BrushStrokes
 from medinpaint.models import UNetConfig
 from medinpaint.models.architectures import ARCHITECTURES, checkpoint_kind, config_of
+from medinpaint.models.patchgan import PatchGAN, PatchGANConfig, lsgan_critic_loss, lsgan_generator_loss
 
 
 @dataclass
@@ -36,6 +37,8 @@ class TrainConfig(EngineConfig):
     mask_symmetries: bool = True  # turn and flip pool masks (off when the mask's orientation is the point)
     crop: int | None = None  # train on random square crops of this size (cheaper per image; the net is convolutional)
     val_cases: int = 64
+    adversarial: float = 0.0  # > 0: a PatchGAN critic joins, its least-squares loss added to the network's with this weight
+    critic_channels: int = 32
     architecture: str = "unet"  # a name of models.architectures.ARCHITECTURES
     network: Any = field(default_factory=UNetConfig)  # that architecture's config
 
@@ -150,9 +153,20 @@ class InpaintingTask(Task):
         c = self.cfg
         return self.data.batch(gen, size, c.side_dropout, c.mask_symmetries, c.crop)
 
+    def build_critic(self) -> torch.nn.Module | None:
+        return PatchGAN(PatchGANConfig(base_channels=self.cfg.critic_channels)) if self.cfg.adversarial > 0 else None
+
     def loss(self, forward: Callable[..., torch.Tensor], batch: dict, gen: torch.Generator) -> torch.Tensor:
         pred = forward(batch["image"], batch["mask"], batch["tissue"], batch["vertebrae"])
-        return inpainting_loss(pred.float(), batch["image"], batch["mask"], self.cfg.loss)
+        loss = inpainting_loss(pred.float(), batch["image"], batch["mask"], self.cfg.loss)
+        if self.cfg.adversarial > 0:
+            self.fake = pred.detach()
+            loss = loss + self.cfg.adversarial * lsgan_generator_loss(self.critic(pred, batch["mask"]).float())
+        return loss
+
+    def critic_loss(self, batch: dict, gen: torch.Generator) -> torch.Tensor:
+        real, fake = self.critic(batch["image"], batch["mask"]), self.critic(self.fake, batch["mask"])
+        return lsgan_critic_loss(real.float(), fake.float())
 
     def validate(self, network: torch.nn.Module, device: torch.device) -> dict[str, float]:
         return {"val_mae": evaluate_mae(network, self.val, device)}

@@ -289,7 +289,7 @@ def fill_gaps(
 def compare_cmd(
     data: Annotated[Path, typer.Option("--data", help="slices with ground truth: DM-i-AI folder, packed cache, ...")],
     output: Annotated[Path, typer.Option("--output", "-o", help="report folder: results.csv, results.md, curves.png, cases.png")],
-    architecture: Annotated[list[str] | None, typer.Option("--architecture", help="repeat; default: autoencoder unet partial-conv gated-conv ffc")] = None,
+    architecture: Annotated[list[str] | None, typer.Option("--architecture", help="repeat; default: autoencoder unet partial-conv gated-conv ffc unet-gan")] = None,
     loss: Annotated[list[str] | None, typer.Option("--loss", help="repeat: l1, mse, ssim, l1+ssim (default l1)")] = None,
     size: Annotated[int, typer.Option(help="slices resized to SIZE x SIZE (64 on a CPU; 0 keeps them)")] = 64,
     masks: Annotated[str, typer.Option(help="brush (free-form) or stripes")] = "brush",

@@ -48,13 +48,19 @@ def fit(task: Task, output: Path, cfg: EngineConfig, device: str | None = None, 
     network = task.build_network()
     ema = EMA(network, cfg.ema_decay)
     opt = torch.optim.AdamW(network.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    critic = task.build_critic()
+    critic_opt = None if critic is None else torch.optim.AdamW(critic.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
     ident = runstate.identity(task.kind, task.network_config, **task.resume_key())
     last = output / runstate.LAST
-    step, elapsed = runstate.resume(last, ident, type(task.network_config), network, ema.network, opt, say=acc.print)
+    step, elapsed = runstate.resume(last, ident, type(task.network_config), network, ema.network, opt, say=acc.print,
+                                    critic=critic, critic_opt=critic_opt)
     ema.network.to(acc.device)
     if acc.device.type == "cuda":
         network = network.to(memory_format=torch.channels_last)
     network, opt = acc.prepare(network, opt)
+    if critic is not None:
+        critic, critic_opt = acc.prepare(critic, critic_opt)
+        task.critic = critic
     forward = torch.compile(network) if cfg.compile else network
     task.setup(acc.device)
     gen = torch.Generator(device=acc.device).manual_seed(cfg.seed * 1000 + acc.process_index + step)
@@ -64,7 +70,8 @@ def fit(task: Task, output: Path, cfg: EngineConfig, device: str | None = None, 
 
     def save_state() -> None:
         if main:
-            runstate.save(last, ident, acc.unwrap_model(network), ema.network, opt, step, elapsed, cfg.to_dict())
+            runstate.save(last, ident, acc.unwrap_model(network), ema.network, opt, step, elapsed, cfg.to_dict(),
+                          None if critic is None else acc.unwrap_model(critic), critic_opt)
 
     def stop() -> bool:
         left = cfg.budget_left(step, elapsed)
@@ -90,6 +97,14 @@ def fit(task: Task, output: Path, cfg: EngineConfig, device: str | None = None, 
             acc.backward(loss)
             acc.clip_grad_norm_(network.parameters(), 1.0)
             opt.step()
+            if critic is not None:  # one step of the critic against the network's latest output
+                for group in critic_opt.param_groups:
+                    group["lr"] = lr
+                with acc.autocast():
+                    critic_loss = task.critic_loss(batch, gen)
+                critic_opt.zero_grad(set_to_none=True)
+                acc.backward(critic_loss)
+                critic_opt.step()
             ema.update(acc.unwrap_model(network), step)
             step += 1
             validating = bool(task.val_fields) and step % cfg.val_every == 0

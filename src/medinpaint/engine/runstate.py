@@ -55,8 +55,10 @@ def same_run(saved: dict, current: dict, config_type: type) -> bool:
 
 
 def resume(path: Path, current: dict, config_type: type, network: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer,
-           say: Callable[[str], None] = print) -> tuple[int, float]:
-    """Load `path` (if it exists) into network, EMA network and optimizer; (step, elapsed seconds) to go on from."""
+           say: Callable[[str], None] = print, critic: nn.Module | None = None,
+           critic_opt: torch.optim.Optimizer | None = None) -> tuple[int, float]:
+    """Load `path` (if it exists) into network, EMA network and optimizer (and the critic and its optimizer, for a
+    task that has one); (step, elapsed seconds) to go on from."""
     if not path.exists():
         return 0, 0.0
     try:
@@ -68,15 +70,20 @@ def resume(path: Path, current: dict, config_type: type, network: nn.Module, ema
     network.load_state_dict(state["network"])
     ema.load_state_dict(state["ema"])
     opt.load_state_dict(state["optimizer"])
+    if critic is not None and critic_opt is not None:
+        critic.load_state_dict(state["critic"])
+        critic_opt.load_state_dict(state["critic_optimizer"])
     say(f"resuming from {path} at step {state['step']} ({state['elapsed_s'] / 60:.1f} min trained)")
     return state["step"], state["elapsed_s"]
 
 
 def save(path: Path, current: dict, network: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer, step: int, elapsed: float,
-         config: dict) -> None:
+         config: dict, critic: nn.Module | None = None, critic_opt: torch.optim.Optimizer | None = None) -> None:
     """Write the resumable state atomically (a crash mid-write leaves the previous `last.pt`)."""
     state = {"identity": current, "network": network.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
              "step": step, "elapsed_s": elapsed, "config": config}
+    if critic is not None and critic_opt is not None:
+        state |= {"critic": critic.state_dict(), "critic_optimizer": critic_opt.state_dict()}
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     tmp.replace(path)

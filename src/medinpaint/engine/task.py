@@ -44,6 +44,16 @@ class Task(ABC):
     def loss(self, forward: Callable[..., Any], batch: Any, gen: torch.Generator) -> torch.Tensor:
         """The scalar loss of `batch` through `forward` (the network as trained: DDP-wrapped, compiled, autocast)."""
 
+    def build_critic(self) -> nn.Module | None:
+        """A second network trained against the first (a GAN's discriminator), or None. The engine gives it its own
+        optimizer, prepares it for the device, sets it as `self.critic` for `loss`, and after every step of the
+        network takes one step of `critic_loss`."""
+        return None
+
+    def critic_loss(self, batch: Any, gen: torch.Generator) -> torch.Tensor:
+        """The critic's loss on `batch` (and whatever `loss` kept of the network's output)."""
+        raise NotImplementedError
+
     def resume_key(self) -> dict:
         """Besides the network config, what a resumed run must share with the saved one (e.g. the data size)."""
         return {}
