@@ -54,6 +54,7 @@ class CompareConfig:
     base_channels: int = 16
     val_cases: int = 64
     val_every: int = 50  # steps between points of the validation-MAE curves
+    perceptual_encoder: str | None = None  # `synth train --model encoder` checkpoint, for the l1+perceptual loss
     device: str = "cpu"
     progress: bool = True
 
@@ -64,6 +65,8 @@ class CompareConfig:
         for loss in self.losses:
             if loss not in LOSSES:
                 raise InputError(f"unknown loss {loss!r}: choose from {', '.join(LOSSES)}")
+        if "l1+perceptual" in self.losses and not self.perceptual_encoder:
+            raise InputError("the l1+perceptual loss needs --perceptual-encoder PATH (a `synth train --model encoder` checkpoint)")
         if self.masks not in MASKS:
             raise InputError(f"--masks must be one of {', '.join(MASKS)}, got {self.masks!r}")
         if self.steps is None and self.minutes is None:
@@ -127,7 +130,8 @@ def compare(data: Path, output: Path, cfg: CompareConfig, overwrite: bool = Fals
             network = config_of(base, {"base_channels": cfg.base_channels})
             tcfg = TrainConfig(steps=cfg.steps, minutes=cfg.minutes, batch_size=cfg.batch_size, seed=seed, loss=loss,
                                architecture=base, network=network, val_cases=cfg.val_cases, log_every=10,
-                               val_every=cfg.val_every, mask_symmetries=cfg.masks == "brush", **extra)
+                               val_every=cfg.val_every, mask_symmetries=cfg.masks == "brush",
+                               perceptual_encoder=cfg.perceptual_encoder, **extra)
             start = time.monotonic()
             weights = train(slices, tmp / "runs" / name, tcfg, device=cfg.device, progress=False, mask_pool=pool)
             seconds = time.monotonic() - start

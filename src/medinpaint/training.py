@@ -22,7 +22,7 @@ from medinpaint.data.split import split_by_patient
 from medinpaint.engine import EngineConfig, Task, fit
 from medinpaint.errors import InputError
 from medinpaint.inference import Inpainter
-from medinpaint.losses import LOSSES, inpainting_loss
+from medinpaint.losses import LOSSES, PerceptualFeatures, inpainting_loss
 from medinpaint.masks import BrushStrokes
 from medinpaint.models import UNetConfig
 from medinpaint.models.architectures import ARCHITECTURES, checkpoint_kind, config_of
@@ -39,6 +39,7 @@ class TrainConfig(EngineConfig):
     val_cases: int = 64
     adversarial: float = 0.0  # > 0: a PatchGAN critic joins, its least-squares loss added to the network's with this weight
     critic_channels: int = 32
+    perceptual_encoder: str | None = None  # encoder checkpoint for --loss l1+perceptual
     architecture: str = "unet"  # a name of models.architectures.ARCHITECTURES
     network: Any = field(default_factory=UNetConfig)  # that architecture's config
 
@@ -148,6 +149,12 @@ class InpaintingTask(Task):
 
     def setup(self, device: torch.device) -> None:
         self.data = TrainingData(self.train_set, self.pool, device)
+        self.features = None
+        if self.cfg.perceptual_encoder:
+            from medinpaint.synthesis.registry import load_network
+
+            encoder, _ = load_network(Path(self.cfg.perceptual_encoder), "encoder")
+            self.features = PerceptualFeatures(encoder.to(device))
 
     def batch(self, gen: torch.Generator, size: int) -> dict[str, torch.Tensor | None]:
         c = self.cfg
@@ -158,7 +165,7 @@ class InpaintingTask(Task):
 
     def loss(self, forward: Callable[..., torch.Tensor], batch: dict, gen: torch.Generator) -> torch.Tensor:
         pred = forward(batch["image"], batch["mask"], batch["tissue"], batch["vertebrae"])
-        loss = inpainting_loss(pred.float(), batch["image"], batch["mask"], self.cfg.loss)
+        loss = inpainting_loss(pred.float(), batch["image"], batch["mask"], self.cfg.loss, self.features)
         if self.cfg.adversarial > 0:
             self.fake = pred.detach()
             loss = loss + self.cfg.adversarial * lsgan_generator_loss(self.critic(pred, batch["mask"]).float())

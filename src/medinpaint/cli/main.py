@@ -290,7 +290,7 @@ def compare_cmd(
     data: Annotated[Path, typer.Option("--data", help="slices with ground truth: DM-i-AI folder, packed cache, ...")],
     output: Annotated[Path, typer.Option("--output", "-o", help="report folder: results.csv, results.md, curves.png, cases.png")],
     architecture: Annotated[list[str] | None, typer.Option("--architecture", help="repeat; default: autoencoder unet partial-conv gated-conv ffc unet-gan")] = None,
-    loss: Annotated[list[str] | None, typer.Option("--loss", help="repeat: l1, mse, ssim, l1+ssim (default l1)")] = None,
+    loss: Annotated[list[str] | None, typer.Option("--loss", help="repeat: l1, mse, ssim, l1+ssim, l1+perceptual (default l1)")] = None,
     size: Annotated[int, typer.Option(help="slices resized to SIZE x SIZE (64 on a CPU; 0 keeps them)")] = 64,
     masks: Annotated[str, typer.Option(help="brush (free-form) or stripes")] = "brush",
     minutes: Minutes = 2.0,
@@ -298,6 +298,7 @@ def compare_cmd(
     seeds: Annotated[int, typer.Option(help="seeds per architecture and loss")] = 1,
     batch_size: BatchSize = 16,
     base_channels: Annotated[int, typer.Option(help="width at full resolution, for every architecture")] = 16,
+    perceptual_encoder: Annotated[Path | None, typer.Option(help="encoder checkpoint for --loss l1+perceptual")] = None,
     device: DeviceOpt = "cpu",
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
@@ -307,7 +308,8 @@ def compare_cmd(
 
     cfg = CompareConfig(architectures=tuple(architecture or CompareConfig.architectures), losses=tuple(loss or ("l1",)),
                         seeds=seeds, size=size or None, masks=masks, steps=steps, minutes=minutes, batch_size=batch_size,
-                        base_channels=base_channels, device=resolve_device(device), progress=not no_progress)
+                        base_channels=base_channels, device=resolve_device(device), progress=not no_progress,
+                        perceptual_encoder=str(perceptual_encoder) if perceptual_encoder else None)
     compare(data, output, cfg, overwrite=overwrite)
     typer.echo((output / "results.md").read_text() + f"curves: {output / 'curves.png'}  cases: {output / 'cases.png'}")
 
