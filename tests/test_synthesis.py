@@ -88,6 +88,7 @@ def test_dpm_solver_in_ten_steps_keeps_the_spread_ddim_loses() -> None:
         diffusion.sample(net, torch.zeros(1, dtype=torch.long), (1, 1, 4, 4), torch.Generator(), solver="dpm++", eta=1.0)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # numpy's copy keyword, inside diffusers
 def test_dpm_solver_matches_diffusers_step_for_step() -> None:
     """The same start noise, times and exact denoiser through diffusers' DPMSolverMultistepScheduler."""
     schedulers = pytest.importorskip("diffusers.schedulers")
