@@ -6,12 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
 from torch import nn
 
 from medinpaint.models.blocks import ResBlock, group_norm
-from medinpaint.models.inpainting import InpaintingNetwork, SideInputs
+from medinpaint.models.inpainting import EncoderDecoderNetwork, SideInputs
 
 
 @dataclass
@@ -22,7 +20,7 @@ class AutoencoderConfig(SideInputs):
     groups: int = 8
 
 
-class PlainAutoencoder(InpaintingNetwork):
+class PlainAutoencoder(EncoderDecoderNetwork):
     def __init__(self, config: AutoencoderConfig | None = None) -> None:
         super().__init__()
         self.config = cfg = config or AutoencoderConfig()
@@ -38,9 +36,3 @@ class PlainAutoencoder(InpaintingNetwork):
             nn.Sequential(nn.Conv2d(widths[i + 1], widths[i], 3, padding=1), *[ResBlock(widths[i], widths[i], cfg.groups) for _ in range(cfg.blocks_per_level)])
             for i in reversed(range(cfg.depth - 1)))
         self.head = nn.Sequential(group_norm(widths[0], cfg.groups), nn.SiLU(), nn.Conv2d(widths[0], 1, 3, padding=1))
-
-    def body(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        h = self.encoder(x)
-        for layer in self.decoder:
-            h = layer(F.interpolate(h, scale_factor=2.0, mode="nearest"))
-        return self.head(h)

@@ -12,11 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from medinpaint.models.blocks import group_norm
-from medinpaint.models.inpainting import InpaintingNetwork, SideInputs
+from medinpaint.models.inpainting import EncoderDecoderNetwork, SideInputs
 
 
 class FourierUnit(nn.Module):
@@ -92,7 +91,7 @@ class FFCConfig(SideInputs):
     groups: int = 8
 
 
-class FFCNet(InpaintingNetwork):
+class FFCNet(EncoderDecoderNetwork):
     """LaMa's generator, scaled down: 7x7 stem, stride-2 downsampling, FFC residual blocks, nearest upsampling."""
 
     def __init__(self, config: FFCConfig | None = None) -> None:
@@ -110,9 +109,3 @@ class FFCNet(InpaintingNetwork):
         self.decoder = nn.ModuleList(nn.Sequential(nn.Conv2d(c * 2 ** (i + 1), c * 2**i, 3, padding=1), group_norm(c * 2**i, cfg.groups), nn.ReLU())
                                      for i in reversed(range(cfg.downsamplings)))
         self.head = nn.Conv2d(c, 1, 7, padding=3, padding_mode="reflect")
-
-    def body(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        h = self.encoder(x)
-        for layer in self.decoder:
-            h = layer(F.interpolate(h, scale_factor=2.0, mode="nearest"))
-        return self.head(h)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medinpaint.models.inpainting import InpaintingNetwork, SideInputs
+from medinpaint.models.inpainting import EncoderDecoderNetwork, SideInputs
 
 
 class GatedConv2d(nn.Module):
@@ -35,7 +35,7 @@ class GatedConvConfig(SideInputs):
         self.dilations = tuple(self.dilations)
 
 
-class GatedConvNet(InpaintingNetwork):
+class GatedConvNet(EncoderDecoderNetwork):
     def __init__(self, config: GatedConvConfig | None = None) -> None:
         super().__init__()
         self.config = cfg = config or GatedConvConfig()
@@ -49,9 +49,3 @@ class GatedConvNet(InpaintingNetwork):
         self.encoder = nn.Sequential(*layers)
         self.decoder = nn.ModuleList(GatedConv2d(c * 2 ** (i + 1), c * 2**i, 3) for i in reversed(range(cfg.downsamplings)))
         self.head = nn.Conv2d(c, 1, 3, padding=1)
-
-    def body(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        h = self.encoder(x)
-        for layer in self.decoder:
-            h = layer(F.interpolate(h, scale_factor=2.0, mode="nearest"))
-        return self.head(h)

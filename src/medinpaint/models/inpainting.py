@@ -77,3 +77,18 @@ class InpaintingNetwork(nn.Module):
         x = pad_to(assemble_inputs(self.config, image, mask, tissue, vertebrae), self.stride)
         pred = torch.sigmoid(self.body(x, pad_to(mask, self.stride))[..., :h, :w])
         return image * (1 - mask) + pred * mask
+
+
+class EncoderDecoderNetwork(InpaintingNetwork):
+    """The shape of the networks without skip connections: an encoder down to the lowest resolution, decoder layers
+    each after a 2x nearest upsampling, and a head. Subclasses build `encoder`, `decoder` and `head`."""
+
+    encoder: nn.Module
+    decoder: nn.ModuleList
+    head: nn.Module
+
+    def body(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.encoder(x)
+        for layer in self.decoder:
+            h = layer(F.interpolate(h, scale_factor=2.0, mode="nearest"))
+        return self.head(h)
