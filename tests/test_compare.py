@@ -28,3 +28,21 @@ def test_compare_writes_a_row_per_run_and_the_report(phantom_dataset: Path, tmp_
     assert (out / "curves.png").stat().st_size > 1000 and (out / "cases.png").stat().st_size > 1000
     bad = CliRunner().invoke(app, ["compare", "--data", str(phantom_dataset), "-o", str(tmp_path / "x"), "--architecture", "vit"])
     assert bad.exit_code == 2 and "unknown architecture 'vit'" in bad.output and not (tmp_path / "x").exists()
+
+
+def test_tuning_adds_optuna_trials_to_the_same_table(phantom_dataset: Path, tmp_path: Path) -> None:
+    import pytest
+
+    pytest.importorskip("optuna")
+    out = tmp_path / "tuned"
+    args = ["compare", "--data", phantom_dataset, "-o", out, "--architecture", "unet", "--steps", "2", "--minutes", "5",
+            "--batch-size", "2", "--base-channels", "8", "--size", "0", "--tune", "unet", "--trials", "3", "--no-progress"]
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    trials = [r for r in rows if r["trial"] != ""]
+    assert len(rows) == 4 and [r["trial"] for r in trials] == ["0", "1", "2"]
+    assert all(r["optimizer"] in ("adamw", "adam", "sgd") and 3e-4 <= float(r["lr"]) <= 1e-2 for r in trials)
+    assert all((out / "runs" / f"unet-tune-{k}" / "tensorboard").is_dir() for k in range(3))
+    assert "Tuning unet (3 Optuna trials" in (out / "results.md").read_text()

@@ -197,3 +197,17 @@ def test_cosine_schedule_follows_the_first_budget_to_run_out() -> None:
     assert cfg.lr_at(500, 0) == pytest.approx(0.505)
     assert cfg.lr_at(20, 30.0) == pytest.approx(0.505)  # half the time gone: half-way down the cosine
     assert cfg.lr_at(1000, 0) == pytest.approx(0.01)
+
+
+def test_the_optimizer_is_a_choice_and_a_run_resumes_only_with_its_own(tmp_path: Path) -> None:
+    params = [nn.Parameter(torch.zeros(2))]
+    assert isinstance(EngineConfig(steps=1).make_optimizer(params), torch.optim.AdamW)
+    sgd = EngineConfig(steps=1, optimizer="sgd", lr=0.1).make_optimizer(params)
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["momentum"] == 0.9 and sgd.defaults["nesterov"]
+    with pytest.raises(InputError, match="the optimizer must be one of adamw, adam, sgd"):
+        EngineConfig(steps=1, optimizer="lion")
+    fit(LineFit(), tmp_path / "line", EngineConfig(steps=5, optimizer="sgd", lr=0.05, warmup_steps=1), device="cpu", progress=False)
+    with pytest.raises(InputError, match="checkpoint of another network, config"):  # Adam cannot take SGD's state
+        fit(LineFit(), tmp_path / "line", EngineConfig(steps=10, optimizer="adam"), device="cpu", progress=False)
+    fit(LineFit(), tmp_path / "line", EngineConfig(steps=10, optimizer="sgd", lr=0.05, warmup_steps=1), device="cpu", progress=False)
+    assert log(tmp_path / "line")[-1]["step"] == "10"

@@ -38,7 +38,8 @@ from medinpaint.training import TrainConfig, train, validation_set
 VARIANTS = {"unet-gan": ("unet", {"adversarial": 0.01})}  # pix2pix's weighting: L1 x 100 against adversarial x 1
 MASKS = {"brush": BrushStrokes(), "stripes": Stripes(period=6, missing=3, amplitude=2.0)}
 FIELDS = ("architecture", "loss", "seed", "mae", "mae_in_mask", "psnr", "ssim", "fat_dice", "fat_jaccard", "cosine",
-          "parameters", "steps", "train_seconds", "images_per_s", "cpu_ms_per_slice")
+          "parameters", "steps", "train_seconds", "images_per_s", "cpu_ms_per_slice",
+          "trial", "lr", "optimizer", "base_channels", "dropout")  # the last five: tuning trials
 
 
 @dataclass
@@ -55,6 +56,8 @@ class CompareConfig:
     val_cases: int = 64
     val_every: int = 50  # steps between points of the validation-MAE curves
     perceptual_encoder: str | None = None  # `synth train --model encoder` checkpoint, for the l1+perceptual loss
+    tune: str | None = None  # an architecture to tune with Optuna after the comparison (see `tuning`)
+    trials: int = 8
     device: str = "cpu"
     progress: bool = True
 
@@ -126,35 +129,56 @@ def compare(data: Path, output: Path, cfg: CompareConfig, overwrite: bool = Fals
             name = f"{arch}-{loss}-s{seed}"
             if cfg.progress:
                 print(f"[{k}/{len(plan)}] {name}", flush=True)
-            base, extra = VARIANTS.get(arch, (arch, {}))
-            network = config_of(base, {"base_channels": cfg.base_channels})
-            tcfg = TrainConfig(steps=cfg.steps, minutes=cfg.minutes, batch_size=cfg.batch_size, seed=seed, loss=loss,
-                               architecture=base, network=network, val_cases=cfg.val_cases, log_every=10,
-                               val_every=cfg.val_every, mask_symmetries=cfg.masks == "brush",
-                               perceptual_encoder=cfg.perceptual_encoder, **extra)
-            start = time.monotonic()
-            weights = train(slices, tmp / "runs" / name, tcfg, device=cfg.device, progress=False, mask_pool=pool)
-            seconds = time.monotonic() - start
-            inpainter = Inpainter.from_pretrained(weights, device=cfg.device, backend="torch")
-            t0 = time.perf_counter()
-            filled = inpainter.predict_slices(val, batch_size=16)
-            ms = (time.perf_counter() - t0) * 1000 / len(val)
-            log = tmp / "runs" / name / "log.csv"
-            with open(log, newline="") as f:
-                steps = int(list(csv.DictReader(f))[-1]["step"])
-            rows.append({"architecture": arch, "loss": loss, "seed": seed, **fill_metrics(filled, val),
-                         "parameters": sum(p.numel() for p in inpainter.network.parameters()), "steps": steps,
-                         "train_seconds": round(seconds, 1), "images_per_s": median_images_per_s(log),
-                         "cpu_ms_per_slice": ms if cfg.device == "cpu" else float("nan")})
+            rows.append(run_one(slices, pool, val, cfg, tmp / "runs" / name, arch, loss, seed, {}, {}))
+        trials: list[dict] = []
+        if cfg.tune:
+            from medinpaint.tuning import tune
+
+            trials = tune(lambda *a: run_one(slices, pool, val, cfg, *a), cfg, tmp / "runs")
         with open(tmp / "results.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, FIELDS)
             writer.writeheader()
-            writer.writerows(rows)
-        (tmp / "results.md").write_text(results_table(rows, cfg, len(val)))
+            writer.writerows(rows + trials)
+        (tmp / "results.md").write_text(results_table(rows, cfg, len(val)) + (trials_table(trials) if trials else ""))
         (tmp / "config.json").write_text(json.dumps({**asdict(cfg), "data": str(data)}, indent=1))
         plot_curves(tmp / "runs", tmp / "curves.png")
         plot_cases(tmp, val, [r for r in rows if r["seed"] == 0])
     return rows
+
+
+def run_one(slices: SliceSet, pool: np.ndarray, val: SliceSet, cfg: CompareConfig, folder: Path, arch: str, loss: str,
+            seed: int, network: dict, training: dict) -> dict:
+    """Train one run into `folder` with the comparison's shared settings (`network` and `training` override the
+    architecture's config and the TrainConfig, for tuning) and score it: one row of results.csv."""
+    base, extra = VARIANTS.get(arch, (arch, {}))
+    config = config_of(base, {"base_channels": cfg.base_channels, **network})
+    tcfg = TrainConfig(**{"steps": cfg.steps, "minutes": cfg.minutes, "batch_size": cfg.batch_size, "seed": seed, "loss": loss,
+                          "architecture": base, "network": config, "val_cases": cfg.val_cases, "log_every": 10,
+                          "val_every": cfg.val_every, "mask_symmetries": cfg.masks == "brush",
+                          "perceptual_encoder": cfg.perceptual_encoder, **extra, **training})
+    start = time.monotonic()
+    weights = train(slices, folder, tcfg, device=cfg.device, progress=False, mask_pool=pool)
+    seconds = time.monotonic() - start
+    inpainter = Inpainter.from_pretrained(weights, device=cfg.device, backend="torch")
+    t0 = time.perf_counter()
+    filled = inpainter.predict_slices(val, batch_size=16)
+    ms = (time.perf_counter() - t0) * 1000 / len(val)
+    with open(folder / "log.csv", newline="") as f:
+        steps = int(list(csv.DictReader(f))[-1]["step"])
+    return {"architecture": arch, "loss": loss, "seed": seed, **fill_metrics(filled, val),
+            "parameters": sum(p.numel() for p in inpainter.network.parameters()), "steps": steps,
+            "train_seconds": round(seconds, 1), "images_per_s": median_images_per_s(folder / "log.csv"),
+            "cpu_ms_per_slice": ms if cfg.device == "cpu" else float("nan")}
+
+
+def trials_table(trials: list[dict]) -> str:
+    """The tuning trials, best validation MAE first."""
+    lines = ["", f"Tuning {trials[0]['architecture']} ({len(trials)} Optuna trials, TPE, the same budget each):", "",
+             "| trial | lr | optimizer | base channels | dropout | MAE | SSIM |", "|---:|---:|---|---:|---:|---:|---:|"]
+    for t in sorted(trials, key=lambda t: t["mae"]):
+        lines.append(f"| {t['trial']} | {t['lr']:.2e} | {t['optimizer']} | {t['base_channels']} | {t['dropout']} | "
+                     f"{t['mae']:.3f} | {t['ssim']:.4f} |")
+    return "\n".join(lines) + "\n"
 
 
 def results_table(rows: list[dict], cfg: CompareConfig, n_val: int) -> str:
@@ -168,7 +192,7 @@ def results_table(rows: list[dict], cfg: CompareConfig, n_val: int) -> str:
              f"{cfg.steps or '-'} steps / {cfg.minutes or '-'} min, {cfg.seeds} seed(s)", "",
              "| architecture | loss | " + " | ".join(cols) + " | parameters | images/s | CPU ms/slice |",
              "|---|---|" + "---:|" * (len(cols) + 3)]
-    for (arch, loss), rs in sorted(groups.items(), key=lambda kv: statistics.mean(r["mae"] for r in kv[1])):
+    for (arch, loss), rs in sorted(groups.items(), key=lambda kv: statistics.mean(float(r["mae"]) for r in kv[1])):
         cells = [fmt([r[c] for r in rs]) for c in cols]
         lines.append(f"| {arch} | {loss} | " + " | ".join(cells) + f" | {rs[0]['parameters']:,} | "
                      f"{statistics.mean(r['images_per_s'] for r in rs):.1f} | {statistics.mean(r['cpu_ms_per_slice'] for r in rs):.1f} |")

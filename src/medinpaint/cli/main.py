@@ -299,6 +299,8 @@ def compare_cmd(
     batch_size: BatchSize = 16,
     base_channels: Annotated[int, typer.Option(help="width at full resolution, for every architecture")] = 16,
     perceptual_encoder: Annotated[Path | None, typer.Option(help="encoder checkpoint for --loss l1+perceptual")] = None,
+    tune: Annotated[str | None, typer.Option(help="also tune this architecture with Optuna (lr, optimizer, width, dropout)")] = None,
+    trials: Annotated[int, typer.Option(min=1, help="Optuna trials for --tune")] = 8,
     device: DeviceOpt = "cpu",
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
@@ -309,7 +311,7 @@ def compare_cmd(
     cfg = CompareConfig(architectures=tuple(architecture or CompareConfig.architectures), losses=tuple(loss or ("l1",)),
                         seeds=seeds, size=size or None, masks=masks, steps=steps, minutes=minutes, batch_size=batch_size,
                         base_channels=base_channels, device=resolve_device(device), progress=not no_progress,
-                        perceptual_encoder=str(perceptual_encoder) if perceptual_encoder else None)
+                        perceptual_encoder=str(perceptual_encoder) if perceptual_encoder else None, tune=tune, trials=trials)
     compare(data, output, cfg, overwrite=overwrite)
     typer.echo((output / "results.md").read_text() + f"curves: {output / 'curves.png'}  cases: {output / 'cases.png'}")
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+
+import torch
 
 from medinpaint.errors import InputError
 
 WEIGHTS_DTYPES = ("float32", "float16", "bfloat16")
+OPTIMIZERS = ("adamw", "adam", "sgd")
 
 
 @dataclass
@@ -17,6 +21,7 @@ class EngineConfig:
     batch_size: int = 16  # per process
     lr: float = 2e-3  # peak learning rate
     weight_decay: float = 1e-4
+    optimizer: str = "adamw"  # adamw, adam, or sgd (momentum 0.9, Nesterov)
     warmup_steps: int = 100
     ema_decay: float = 0.999
     val_every: int = 200  # validate the EMA network every N steps (and at the end)
@@ -33,11 +38,19 @@ class EngineConfig:
             raise InputError("--steps and --minutes must not be negative")
         if self.weights_dtype not in WEIGHTS_DTYPES:
             raise InputError(f"--weights-dtype must be float32, float16 or bfloat16, got {self.weights_dtype!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(f"the optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.batch_size < 1:
             raise InputError(f"--batch-size must be at least 1, got {self.batch_size}")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def make_optimizer(self, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        if self.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=self.lr, momentum=0.9, nesterov=True, weight_decay=self.weight_decay)
+        kind = torch.optim.AdamW if self.optimizer == "adamw" else torch.optim.Adam
+        return kind(params, lr=self.lr, weight_decay=self.weight_decay)
 
     def budget_left(self, step: int, elapsed_s: float) -> bool:
         return (self.steps is None or step < self.steps) and (self.minutes is None or elapsed_s < self.minutes * 60)

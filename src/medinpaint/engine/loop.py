@@ -47,10 +47,13 @@ def fit(task: Task, output: Path, cfg: EngineConfig, device: str | None = None, 
     torch.manual_seed(cfg.seed)
     network = task.build_network()
     ema = EMA(network, cfg.ema_decay)
-    opt = torch.optim.AdamW(network.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = cfg.make_optimizer(network.parameters())
     critic = task.build_critic()
     critic_opt = None if critic is None else torch.optim.AdamW(critic.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
-    ident = runstate.identity(task.kind, task.network_config, **task.resume_key())
+    # a run resumes only with the optimizer whose state it saved (named only when not the default, so runs saved
+    # before the choice existed still resume)
+    chosen = {} if cfg.optimizer == "adamw" else {"optimizer": cfg.optimizer}
+    ident = runstate.identity(task.kind, task.network_config, **task.resume_key(), **chosen)
     last = output / runstate.LAST
     step, elapsed = runstate.resume(last, ident, type(task.network_config), network, ema.network, opt, say=acc.print,
                                     critic=critic, critic_opt=critic_opt)

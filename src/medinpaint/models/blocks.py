@@ -20,8 +20,10 @@ class ResBlock(nn.Module):
     as a per-channel scale and shift (FiLM, as in improved DDPM). `zero_init` makes the block start as the
     identity, which keeps deep denoisers stable early in training."""
 
-    def __init__(self, cin: int, cout: int, groups: int, emb_dim: int | None = None, zero_init: bool = False) -> None:
+    def __init__(self, cin: int, cout: int, groups: int, emb_dim: int | None = None, zero_init: bool = False,
+                 dropout: float = 0.0) -> None:
         super().__init__()
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
         self.norm1 = group_norm(cin, groups)
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
         if emb_dim:
@@ -38,7 +40,7 @@ class ResBlock(nn.Module):
         if emb is not None:
             scale, shift = self.emb(F.silu(emb))[:, :, None, None].chunk(2, dim=1)
             h = h * (1 + scale) + shift
-        return self.conv2(F.silu(h)) + self.skip(x)
+        return self.conv2(self.dropout(F.silu(h))) + self.skip(x)
 
 
 class SelfAttention(nn.Module):

@@ -23,6 +23,7 @@ class UNetConfig(SideInputs):
     blocks_per_level: int = 2
     groups: int = 8
     attention: bool = False  # self-attention at the lowest resolution: context across the whole slice
+    dropout: float = 0.0  # inside every residual block, between its two convolutions
 
 
 class ResUNet(nn.Module):
@@ -31,7 +32,7 @@ class ResUNet(nn.Module):
     resolution, and a head. Inputs of any size are padded (replicate) to the stride and cropped back."""
 
     def __init__(self, in_channels: int, out_channels: int, base_channels: int, depth: int, blocks_per_level: int,
-                 groups: int, attention: bool) -> None:
+                 groups: int, attention: bool, dropout: float = 0.0) -> None:
         super().__init__()
         widths = [base_channels * 2**i for i in range(depth)]
         self.stride = 2 ** (depth - 1)
@@ -39,7 +40,7 @@ class ResUNet(nn.Module):
         self.down_blocks = nn.ModuleList()
         self.downsample = nn.ModuleList()
         for i, w in enumerate(widths):
-            self.down_blocks.append(nn.Sequential(*[ResBlock(w, w, groups) for _ in range(blocks_per_level)]))
+            self.down_blocks.append(nn.Sequential(*[ResBlock(w, w, groups, dropout=dropout) for _ in range(blocks_per_level)]))
             if i < depth - 1:
                 self.downsample.append(nn.Conv2d(w, widths[i + 1], 3, stride=2, padding=1))
         self.bottleneck = SelfAttention(widths[-1], groups) if attention else nn.Identity()
@@ -47,8 +48,8 @@ class ResUNet(nn.Module):
         self.up_blocks = nn.ModuleList()
         for i in reversed(range(depth - 1)):
             self.upsample.append(nn.Conv2d(widths[i + 1], widths[i], 3, padding=1))
-            blocks = [ResBlock(2 * widths[i], widths[i], groups)]
-            blocks += [ResBlock(widths[i], widths[i], groups) for _ in range(blocks_per_level - 1)]
+            blocks = [ResBlock(2 * widths[i], widths[i], groups, dropout=dropout)]
+            blocks += [ResBlock(widths[i], widths[i], groups, dropout=dropout) for _ in range(blocks_per_level - 1)]
             self.up_blocks.append(nn.Sequential(*blocks))
         self.head = nn.Sequential(group_norm(widths[0], groups), nn.SiLU(), nn.Conv2d(widths[0], out_channels, 3, padding=1))
 
@@ -75,7 +76,8 @@ class ResUNet(nn.Module):
 class MaskAwareUNet(ResUNet):
     def __init__(self, config: UNetConfig | None = None) -> None:
         cfg = config or UNetConfig()
-        super().__init__(cfg.in_channels, 1, cfg.base_channels, cfg.depth, cfg.blocks_per_level, cfg.groups, cfg.attention)
+        super().__init__(cfg.in_channels, 1, cfg.base_channels, cfg.depth, cfg.blocks_per_level, cfg.groups, cfg.attention,
+                         cfg.dropout)
         self.config = cfg
 
     def assemble_inputs(

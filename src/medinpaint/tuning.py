@@ -1,0 +1,57 @@
+"""`medinpaint compare --tune ARCH`: a small hyper-parameter search for one architecture with Optuna (TPE, seeded):
+learning rate, optimizer, width and, where the architecture has it, dropout. Each trial is one more run of the
+comparison (the same slices, masks, validation slices and budget), a row of the same results.csv with its
+hyper-parameters, and a run folder with the engine's own log.csv and TensorBoard files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from medinpaint.errors import InputError
+from medinpaint.models.architectures import ARCHITECTURES
+
+if TYPE_CHECKING:
+    from medinpaint.compare import CompareConfig
+
+LR_RANGE = (3e-4, 1e-2)
+OPTIMIZERS = ("adamw", "adam", "sgd")
+WIDTHS = (8, 16, 24, 32)
+DROPOUTS = (0.0, 0.1, 0.2)
+
+
+def tune(run: Callable[..., dict], cfg: CompareConfig, runs: Path) -> list[dict]:
+    """`cfg.trials` trials of `cfg.tune` with the first of `cfg.losses`; `run(folder, arch, loss, seed, network,
+    training)` trains and scores one. Returns the trials' rows."""
+    try:
+        import optuna
+    except ImportError:
+        raise InputError("--tune needs Optuna: pip install optuna (or pip install 'medinpaint[tune]')") from None
+    arch = cfg.tune
+    base = arch if arch in ARCHITECTURES else None
+    if base is None:
+        raise InputError(f"--tune takes one of {', '.join(ARCHITECTURES)}, got {arch!r}")
+    has_dropout = "dropout" in {f.name for f in fields(ARCHITECTURES[base][0])}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=0))
+    rows: list[dict] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        lr = trial.suggest_float("lr", *LR_RANGE, log=True)
+        optimizer = trial.suggest_categorical("optimizer", OPTIMIZERS)
+        width = trial.suggest_categorical("base_channels", WIDTHS)
+        dropout = trial.suggest_categorical("dropout", DROPOUTS) if has_dropout else 0.0
+        network = {"base_channels": width, **({"dropout": dropout} if has_dropout else {})}
+        if cfg.progress:
+            print(f"[trial {trial.number + 1}/{cfg.trials}] {arch}: lr {lr:.2e}, {optimizer}, width {width}, dropout {dropout}",
+                  flush=True)
+        row = run(runs / f"{arch}-tune-{trial.number}", arch, cfg.losses[0], 0, network, {"lr": lr, "optimizer": optimizer})
+        row.update(trial=trial.number, lr=lr, optimizer=optimizer, base_channels=width, dropout=dropout)
+        rows.append(row)
+        return float(row["mae"])
+
+    study.optimize(objective, n_trials=cfg.trials)
+    return rows
