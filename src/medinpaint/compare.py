@@ -105,9 +105,8 @@ def fill_metrics(filled: np.ndarray, val: SliceSet) -> dict[str, float]:
     return out
 
 
-def median_images_per_s(log_csv: Path) -> float:
-    with open(log_csv, newline="") as f:
-        values = [float(r["images_per_s"]) for r in csv.DictReader(f) if r.get("images_per_s")]
+def median_images_per_s(log: list[dict[str, str]]) -> float:
+    values = [float(r["images_per_s"]) for r in log if r.get("images_per_s")]
     return statistics.median(values) if values else float("nan")
 
 
@@ -164,10 +163,10 @@ def run_one(slices: SliceSet, pool: np.ndarray, val: SliceSet, cfg: CompareConfi
     filled = inpainter.predict_slices(val, batch_size=16)
     ms = (time.perf_counter() - t0) * 1000 / len(val)
     with open(folder / "log.csv", newline="") as f:
-        steps = int(list(csv.DictReader(f))[-1]["step"])
+        log = list(csv.DictReader(f))
     return {"architecture": arch, "loss": loss, "seed": seed, **fill_metrics(filled, val),
-            "parameters": sum(p.numel() for p in inpainter.network.parameters()), "steps": steps,
-            "train_seconds": round(seconds, 1), "images_per_s": median_images_per_s(folder / "log.csv"),
+            "parameters": sum(p.numel() for p in inpainter.network.parameters()), "steps": int(log[-1]["step"]),
+            "train_seconds": round(seconds, 1), "images_per_s": median_images_per_s(log),
             "cpu_ms_per_slice": ms if cfg.device == "cpu" else float("nan")}
 
 

@@ -115,7 +115,7 @@ def _predict_volumes(inpainter: Inpainter, input: Path, mask: Path, output: Path
     """One NIfTI volume or DICOM series to one output file, or a folder of volumes to a folder (named by case,
     nnU-Net style)."""
     from medinpaint.data.dicom import is_dicom_folder
-    from medinpaint.data.volumes import case_name, is_nifti
+    from medinpaint.data.volumes import case_name, case_volume, is_nifti
     from medinpaint.outputs import atomic_dir
     from medinpaint.volume_inference import fill_nifti, record_path, volume_pairs
 
@@ -133,11 +133,7 @@ def _predict_volumes(inpainter: Inpainter, input: Path, mask: Path, output: Path
     with atomic_dir(output, overwrite=overwrite) as tmp:
         for image, mask_path in pairs:
             case = case_name(image)
-            tissue_path = None
-            if tissue is not None:
-                tissue_path = next((tissue / f"{case}{s}" for s in (".nii.gz", ".nii") if (tissue / f"{case}{s}").is_file()), None)
-                if tissue_path is None:
-                    raise InputError(f"{tissue}: no tissue map named {case}.nii.gz (or .nii) for {image.name}")
+            tissue_path = None if tissue is None else case_volume(tissue, case, "tissue map", image)
             fill_nifti(inpainter, image, mask_path, tmp / f"{case}.nii.gz", tissue_path, axis, modality, batch_size, progress)
     typer.echo(f"filled {len(pairs)} volumes into {output}")
 

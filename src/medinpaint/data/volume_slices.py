@@ -17,7 +17,7 @@ import numpy as np
 
 from medinpaint.constants import DMIAI_PIXEL_SPACING_MM, DMIAI_WINDOW_HU
 from medinpaint.data.slices import SliceSet, to_uint8
-from medinpaint.data.volumes import case_name, display_spacing, display_stack, is_nifti, read_like, read_mask, read_nifti
+from medinpaint.data.volumes import case_name, case_volume, display_spacing, display_stack, is_nifti, read_like, read_mask, read_nifti
 from medinpaint.errors import InputError
 
 SLICE_SIZE = 256
@@ -63,12 +63,10 @@ def read_volume_slices(path: Path) -> SliceSet:
         kinds.add(mapping.kind)
         parts["images"].append(_fit(to_uint8(mapping.to_unit(values)), spacing, cv2.INTER_LINEAR, 0))
         for kind, reader in (("masks", read_mask), ("labels", None)):
-            match = [path / kind / f"{case}{s}" for s in (".nii.gz", ".nii") if (path / kind / f"{case}{s}").is_file()]
             if not (path / kind).is_dir():
                 continue
-            if not match:
-                raise InputError(f"{path / kind}: no volume named {case}.nii.gz (or .nii) for {image_path.name}")
-            grid = reader(match[0], volume) if reader else read_like(match[0], volume, "label map").values
+            found = case_volume(path / kind, case, kind[:-1], image_path)
+            grid = reader(found, volume) if reader else read_like(found, volume, "label map").values
             stack = display_stack(grid, volume.affine, 2)
             if kind == "masks":
                 fitted = _fit(stack.astype(np.float32), spacing, cv2.INTER_LINEAR, 0) > 0

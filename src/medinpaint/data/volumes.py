@@ -34,6 +34,14 @@ def case_name(path: Path) -> str:
     return name[:-5] if len(name) > 5 and name[-5] == "_" and name[-4:].isdigit() else name
 
 
+def case_volume(folder: Path, case: str, what: str, image: Path) -> Path:
+    """`folder/case.nii.gz` (or `.nii`), the `what` (mask, tissue map, ...) of `image`; a one-line InputError if absent."""
+    for suffix in NIFTI_SUFFIXES:
+        if (folder / f"{case}{suffix}").is_file():
+            return folder / f"{case}{suffix}"
+    raise InputError(f"{folder}: no {what} named {case}.nii.gz (or .nii) for {image.name}")
+
+
 @dataclass
 class Volume:
     raw: np.ndarray  # the voxels as stored, unscaled, 3-D
