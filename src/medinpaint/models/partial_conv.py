@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medinpaint.models.blocks import group_norm
 from medinpaint.models.inpainting import InpaintingNetwork, SideInputs
 
 
@@ -42,13 +43,15 @@ class PartialConv2d(nn.Conv2d):
 class PartialConvConfig(SideInputs):
     base_channels: int = 32
     depth: int = 4  # resolution levels; the input is padded to a multiple of 2 ** (depth - 1)
+    groups: int = 8  # GroupNorm after every partial convolution but the first (the paper's BatchNorm, batch-free)
 
 
 class PartialConvUNet(InpaintingNetwork):
     """Encoder of stride-2 partial convolutions, decoder of nearest upsampling, skip concatenation (features and
     masks) and partial convolutions, as in the paper (smaller: 3x3 kernels, `depth` levels). The first layer's
     mask is per channel: the slice channel is known outside the hole, the mask, tissue and vertebra channels
-    everywhere."""
+    everywhere. Without the normalisation the known-count rescaling (up to the window's size) blows activations up
+    and the sigmoid output saturates at zero within the warm-up, at the learning rate every architecture shares."""
 
     def __init__(self, config: PartialConvConfig | None = None) -> None:
         super().__init__()
@@ -59,6 +62,8 @@ class PartialConvUNet(InpaintingNetwork):
         self.down = nn.ModuleList(PartialConv2d(widths[i], widths[i + 1], 3, stride=2, padding=1) for i in range(cfg.depth - 1))
         self.up = nn.ModuleList(PartialConv2d(widths[i + 1] + widths[i], widths[i], 3, padding=1)
                                 for i in reversed(range(cfg.depth - 1)))
+        self.down_norms = nn.ModuleList(group_norm(widths[i + 1], cfg.groups) for i in range(cfg.depth - 1))
+        self.up_norms = nn.ModuleList(group_norm(widths[i], cfg.groups) for i in reversed(range(cfg.depth - 1)))
         self.head = nn.Conv2d(widths[0], 1, 3, padding=1)
 
     def body(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -66,15 +71,15 @@ class PartialConvUNet(InpaintingNetwork):
         h, m = self.stem(x, valid)
         h = F.leaky_relu(h, 0.2)
         skips = []
-        for conv in self.down:
+        for conv, norm in zip(self.down, self.down_norms):
             skips.append((h, m))
             h, m = conv(h, m)
-            h = F.leaky_relu(h, 0.2)
-        for conv in self.up:
+            h = F.leaky_relu(norm(h), 0.2)
+        for conv, norm in zip(self.up, self.up_norms):
             skip_h, skip_m = skips.pop()
             h = F.interpolate(h, scale_factor=2.0, mode="nearest")
             m = F.interpolate(m, scale_factor=2.0, mode="nearest")
             both = torch.cat([m.expand(-1, h.shape[1], -1, -1), skip_m.expand(-1, skip_h.shape[1], -1, -1)], dim=1)
             h, m = conv(torch.cat([h, skip_h], dim=1), both)
-            h = F.leaky_relu(h, 0.2)
+            h = F.leaky_relu(norm(h), 0.2)
         return self.head(h)
