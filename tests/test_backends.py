@@ -109,3 +109,18 @@ def test_backend_choice(capsys: pytest.CaptureFixture) -> None:
     assert resolve_backend("onnx", "cuda") == "torch" and "CPU only" in capsys.readouterr().err
     with pytest.raises(InputError, match="--backend must be one of auto, torch, onnx"):
         resolve_backend("tensorrt", "cpu")
+
+
+def test_a_sampling_network_stays_in_pytorch_and_fills_the_same_twice(capsys: pytest.CaptureFixture) -> None:
+    from medinpaint.models.architectures import build_architecture
+
+    torch.manual_seed(0)
+    net = build_architecture("diffusion", base_channels=8, channel_mults=(1, 2), attention_levels=(), sampling_steps=3)
+    inpainter = Inpainter(net, backend="onnx")
+    assert inpainter.backend == "torch"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "samples in a loop" in err
+    images, masks, tissue, verts = random_slices(np.random.default_rng(0), 2, 20, 24)
+    first = inpainter.predict_batch(images, masks, tissue, verts)
+    assert np.array_equal(first, inpainter.predict_batch(images, masks, tissue, verts))  # a fixed sampling seed
+    assert np.array_equal(first[~masks], images[~masks])

@@ -12,15 +12,16 @@ from medinpaint.cli import app
 
 def test_compare_writes_a_row_per_run_and_the_report(phantom_dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
-    args = ["compare", "--data", phantom_dataset, "-o", out, "--architecture", "unet", "--architecture", "ffc",
+    args = ["compare", "--data", phantom_dataset, "-o", out, "--architectures", "unet,ffc", "--architecture", "diffusion",
             "--loss", "l1", "--loss", "ssim", "--steps", "2", "--minutes", "5", "--seeds", "2", "--batch-size", "2",
             "--base-channels", "8", "--size", "0", "--no-progress"]
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
     with open(out / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert sorted((r["architecture"], r["loss"], r["seed"]) for r in rows) == sorted(
-        (a, loss, s) for a in ("unet", "ffc") for loss in ("l1", "ssim") for s in ("0", "1"))
+    expected = [(a, loss, s) for a in ("unet", "ffc") for loss in ("l1", "ssim") for s in ("0", "1")]
+    expected += [("diffusion", "v-mse", s) for s in ("0", "1")]  # its own objective, once per seed
+    assert sorted((r["architecture"], r["loss"], r["seed"]) for r in rows) == sorted(expected)
     assert {r["steps"] for r in rows} == {"2"} and all(0 <= float(r["fat_dice"]) <= 1 for r in rows)
     assert all(0 < float(r["mae"]) < 255 and float(r["parameters"]) > 0 for r in rows)
     table = (out / "results.md").read_text()

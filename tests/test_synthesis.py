@@ -149,6 +149,25 @@ def test_guidance_extrapolates_from_unconditional_to_conditional() -> None:
 # --- data -------------------------------------------------------------------------------------------------------
 
 
+def test_a_weighted_diffusion_loss_counts_only_the_weighted_pixels() -> None:
+    """The inpainting objective: what the denoiser says outside the mask changes nothing, and inside it the loss is
+    the plain MSE over those pixels."""
+    d, x0 = Diffusion(), torch.rand(2, 1, 8, 8) * 2 - 1
+    weight = torch.zeros(2, 1, 8, 8)
+    weight[..., 2:5, 3:7] = 1
+    inside = lambda x, t, labels: torch.zeros_like(x)  # noqa: E731
+    outside = lambda x, t, labels: 5 * (1 - weight)  # noqa: E731 - wrong only where the weight is 0
+    loss = d.loss(inside, x0, torch.zeros(2, dtype=torch.long), torch.Generator().manual_seed(3), weight)
+    same = d.loss(outside, x0, torch.zeros(2, dtype=torch.long), torch.Generator().manual_seed(3), weight)
+    assert torch.allclose(loss, same)
+    gen = torch.Generator().manual_seed(3)  # the loss's own draws, redone: v = sqrt(a) noise - sqrt(1 - a) x0
+    t = torch.randint(d.timesteps, (2,), generator=gen)
+    noise = torch.randn(x0.shape, generator=gen)
+    a = d.alpha_bar[t].float().view(-1, 1, 1, 1)
+    v = a.sqrt() * noise - (1 - a).sqrt() * x0
+    assert torch.allclose(loss, (v**2)[weight.bool()].mean())
+
+
 def test_resize_pairs_averages_ct_and_votes_tissue() -> None:
     ct = np.zeros((1, 4, 4), np.uint8)
     ct[0, :2, :2] = [[0, 40], [80, 120]]

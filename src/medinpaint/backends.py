@@ -146,6 +146,9 @@ def runners(networks: Sequence[nn.Module], backend: str, device: str | torch.dev
     """What to call for each network on this backend, and the backend that was actually chosen."""
     if resolve_backend(backend, device) == "torch":
         return list(networks), "torch"
+    if not all(getattr(n, "onnx_exportable", True) for n in networks):
+        notice(f"{type(networks[0]).__name__} samples in a loop, which ONNX Runtime cannot run as one graph; running in PyTorch")
+        return list(networks), "torch"
     try:
         return [onnx_network(n, example, names, threads) for n in networks], "onnx"
     except Exception as exc:  # any exporter or runtime failure: PyTorch still gives the answer

@@ -30,12 +30,13 @@ from medinpaint.inference import Inpainter
 from medinpaint.losses import LOSSES
 from medinpaint.masks import BrushStrokes, Stripes
 from medinpaint.metrics import dice, jaccard
-from medinpaint.models.architectures import ARCHITECTURES, config_of
+from medinpaint.models.architectures import ARCHITECTURES, config_of, denoises
 from medinpaint.outputs import atomic_dir, check_output_path
 from medinpaint.synthesis.data import resize_pairs
 from medinpaint.training import TrainConfig, train, validation_set
 
 VARIANTS = {"unet-gan": ("unet", {"adversarial": 0.01})}  # pix2pix's weighting: L1 x 100 against adversarial x 1
+DENOISING_LOSS = "v-mse"  # the loss column of a denoising architecture, which trains on its own objective
 MASKS = {"brush": BrushStrokes(), "stripes": Stripes(period=6, missing=3, amplitude=2.0)}
 FIELDS = ("architecture", "loss", "seed", "mae", "mae_in_mask", "psnr", "ssim", "fat_dice", "fat_jaccard", "cosine",
           "parameters", "steps", "train_seconds", "images_per_s", "cpu_ms_per_slice",
@@ -44,7 +45,7 @@ FIELDS = ("architecture", "loss", "seed", "mae", "mae_in_mask", "psnr", "ssim", 
 
 @dataclass
 class CompareConfig:
-    architectures: tuple[str, ...] = ("autoencoder", "unet", "partial-conv", "gated-conv", "ffc", "unet-gan")
+    architectures: tuple[str, ...] = ("autoencoder", "unet", "partial-conv", "gated-conv", "ffc", "unet-gan", "diffusion")
     losses: tuple[str, ...] = ("l1",)
     seeds: int = 1
     size: int | None = 64  # slices resized to size x size (64: the CPU scale of fill-gaps); None keeps them
@@ -123,7 +124,7 @@ def compare(data: Path, output: Path, cfg: CompareConfig, overwrite: bool = Fals
     val = validation_set(slices.subset(val_idx), cfg.val_cases, 0, pool)
     rows: list[dict] = []
     with atomic_dir(output, overwrite=overwrite) as tmp:
-        plan = [(a, loss, s) for s in range(cfg.seeds) for a in cfg.architectures for loss in cfg.losses]
+        plan = [(a, loss, s) for s in range(cfg.seeds) for a in cfg.architectures for loss in losses_of(a, cfg)]
         for k, (arch, loss, seed) in enumerate(plan, start=1):
             name = f"{arch}-{loss}-s{seed}"
             if cfg.progress:
@@ -145,16 +146,22 @@ def compare(data: Path, output: Path, cfg: CompareConfig, overwrite: bool = Fals
     return rows
 
 
+def losses_of(arch: str, cfg: CompareConfig) -> tuple[str, ...]:
+    """The losses an architecture is trained with: the comparison's, or its own objective if it denoises."""
+    return (DENOISING_LOSS,) if denoises(VARIANTS.get(arch, (arch,))[0]) else cfg.losses
+
+
 def run_one(slices: SliceSet, pool: np.ndarray, val: SliceSet, cfg: CompareConfig, folder: Path, arch: str, loss: str,
             seed: int, network: dict, training: dict) -> dict:
     """Train one run into `folder` with the comparison's shared settings (`network` and `training` override the
     architecture's config and the TrainConfig, for tuning) and score it: one row of results.csv."""
     base, extra = VARIANTS.get(arch, (arch, {}))
     config = config_of(base, {"base_channels": cfg.base_channels, **network})
-    tcfg = TrainConfig(**{"steps": cfg.steps, "minutes": cfg.minutes, "batch_size": cfg.batch_size, "seed": seed, "loss": loss,
+    tcfg = TrainConfig(**{"steps": cfg.steps, "minutes": cfg.minutes, "batch_size": cfg.batch_size, "seed": seed,
+                          "loss": "l1" if loss == DENOISING_LOSS else loss,
                           "architecture": base, "network": config, "val_cases": cfg.val_cases, "log_every": 10,
                           "val_every": cfg.val_every, "mask_symmetries": cfg.masks == "brush",
-                          "perceptual_encoder": cfg.perceptual_encoder, **extra, **training})
+                          "perceptual_encoder": None if loss == DENOISING_LOSS else cfg.perceptual_encoder, **extra, **training})
     start = time.monotonic()
     weights = train(slices, folder, tcfg, device=cfg.device, progress=False, mask_pool=pool)
     seconds = time.monotonic() - start

@@ -25,7 +25,7 @@ from medinpaint.inference import Inpainter
 from medinpaint.losses import LOSSES, PerceptualFeatures, inpainting_loss
 from medinpaint.masks import BrushStrokes
 from medinpaint.models import UNetConfig
-from medinpaint.models.architectures import ARCHITECTURES, checkpoint_kind, config_of
+from medinpaint.models.architectures import ARCHITECTURES, checkpoint_kind, config_of, denoises
 from medinpaint.models.patchgan import PatchGAN, PatchGANConfig, lsgan_critic_loss, lsgan_generator_loss
 
 
@@ -50,6 +50,9 @@ class TrainConfig(EngineConfig):
         self.network = config_of(self.architecture, self.network)
         if type(self.network) is not ARCHITECTURES[self.architecture][0]:
             raise InputError(f"a {type(self.network).__name__} does not configure the {self.architecture} architecture")
+        if denoises(self.architecture) and (self.adversarial > 0 or self.loss != "l1" or self.perceptual_encoder):
+            raise InputError(f"the {self.architecture} architecture trains on its own denoising objective: "
+                             "leave --loss at l1 and use no adversarial or perceptual term")
 
 
 class TrainingData:
@@ -164,6 +167,8 @@ class InpaintingTask(Task):
         return PatchGAN(PatchGANConfig(base_channels=self.cfg.critic_channels)) if self.cfg.adversarial > 0 else None
 
     def loss(self, forward: Callable[..., torch.Tensor], batch: dict, gen: torch.Generator) -> torch.Tensor:
+        if denoises(self.cfg.architecture):
+            return forward(batch["image"], batch["mask"], batch["tissue"], batch["vertebrae"], training_noise=gen)
         pred = forward(batch["image"], batch["mask"], batch["tissue"], batch["vertebrae"])
         loss = inpainting_loss(pred.float(), batch["image"], batch["mask"], self.cfg.loss, self.features)
         if self.cfg.adversarial > 0:

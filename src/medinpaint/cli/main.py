@@ -285,8 +285,8 @@ def fill_gaps(
 def compare_cmd(
     data: Annotated[Path, typer.Option("--data", help="slices with ground truth: DM-i-AI folder, packed cache, ...")],
     output: Annotated[Path, typer.Option("--output", "-o", help="report folder: results.csv, results.md, curves.png, cases.png")],
-    architecture: Annotated[list[str] | None, typer.Option("--architecture", help="repeat; default: autoencoder unet partial-conv gated-conv ffc unet-gan")] = None,
-    loss: Annotated[list[str] | None, typer.Option("--loss", help="repeat: l1, mse, ssim, l1+ssim, l1+perceptual (default l1)")] = None,
+    architecture: Annotated[list[str] | None, typer.Option("--architecture", "--architectures", help="repeat or comma-separate; default: autoencoder unet partial-conv gated-conv ffc unet-gan diffusion")] = None,
+    loss: Annotated[list[str] | None, typer.Option("--loss", "--losses", help="repeat or comma-separate: l1, mse, ssim, l1+ssim, l1+perceptual (default l1; diffusion trains on its own objective)")] = None,
     size: Annotated[int, typer.Option(help="slices resized to SIZE x SIZE (64 on a CPU; 0 keeps them)")] = 64,
     masks: Annotated[str, typer.Option(help="brush (free-form) or stripes")] = "brush",
     minutes: Minutes = 2.0,
@@ -304,7 +304,8 @@ def compare_cmd(
     """Inpainting architectures and losses on the same slices, masks, seeds and budget: one table, curves, a figure."""
     from medinpaint.compare import CompareConfig, compare
 
-    cfg = CompareConfig(architectures=tuple(architecture or CompareConfig.architectures), losses=tuple(loss or ("l1",)),
+    split = lambda values: tuple(v for item in values for v in item.split(",") if v)  # noqa: E731
+    cfg = CompareConfig(architectures=split(architecture or CompareConfig.architectures), losses=split(loss or ("l1",)),
                         seeds=seeds, size=size or None, masks=masks, steps=steps, minutes=minutes, batch_size=batch_size,
                         base_channels=base_channels, device=resolve_device(device), progress=not no_progress,
                         perceptual_encoder=str(perceptual_encoder) if perceptual_encoder else None, tune=tune, trials=trials)

@@ -9,6 +9,7 @@ from torch import nn
 
 from medinpaint.errors import InputError
 from medinpaint.models.autoencoder import AutoencoderConfig, PlainAutoencoder
+from medinpaint.models.diffusion_inpainting import DiffusionInpaintingConfig, DiffusionInpaintingNet
 from medinpaint.models.ffc import FFCConfig, FFCNet
 from medinpaint.models.gated_conv import GatedConvConfig, GatedConvNet
 from medinpaint.models.partial_conv import PartialConvConfig, PartialConvUNet
@@ -20,7 +21,13 @@ ARCHITECTURES: dict[str, tuple[type, type[nn.Module]]] = {
     "partial-conv": (PartialConvConfig, PartialConvUNet),
     "gated-conv": (GatedConvConfig, GatedConvNet),
     "ffc": (FFCConfig, FFCNet),
+    "diffusion": (DiffusionInpaintingConfig, DiffusionInpaintingNet),
 }
+
+
+def denoises(name: str) -> bool:
+    """Whether an architecture is trained as a denoiser (its own objective, not the inpainting losses)."""
+    return getattr(ARCHITECTURES[name][1], "denoising", False)
 
 
 def checkpoint_kind(name: str) -> str:

@@ -31,6 +31,7 @@ class DenoiserConfig:
     attention_levels: tuple[int, ...] = (2, 3)  # levels (0 = full resolution) with self-attention
     num_classes: int = NUM_CLASSES
     groups: int = 8
+    cond_channels: int = 0  # channels given beside the noisy sample (an inpainting network's masked slice and maps)
 
     def __post_init__(self) -> None:
         self.channel_mults = tuple(self.channel_mults)  # JSON metadata gives lists back
@@ -70,7 +71,7 @@ class ConditionalUNet(nn.Module):
         emb_dim = 4 * cfg.base_channels
         self.time_mlp = nn.Sequential(nn.Linear(cfg.base_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.class_emb = nn.Embedding(cfg.num_classes, emb_dim)
-        self.stem = nn.Conv2d(cfg.channels, widths[0], 3, padding=1)
+        self.stem = nn.Conv2d(cfg.channels + cfg.cond_channels, widths[0], 3, padding=1)
         n, g, attn = cfg.blocks_per_level, cfg.groups, set(cfg.attention_levels)
         self.down = nn.ModuleList(Level(widths[max(i - 1, 0)], w, n, emb_dim, g, i in attn) for i, w in enumerate(widths))
         self.downsample = nn.ModuleList(nn.Conv2d(w, w, 3, stride=2, padding=1) for w in widths[:-1])
@@ -79,10 +80,11 @@ class ConditionalUNet(nn.Module):
         self.up = nn.ModuleList(Level(2 * widths[i], widths[i], n, emb_dim, g, i in attn) for i in reversed(range(len(widths) - 1)))
         self.head = nn.Sequential(group_norm(widths[0], g), nn.SiLU(), nn.Conv2d(widths[0], cfg.channels, 3, padding=1))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """x (B,C,H,W) noisy slices, t (B,) diffusion time in [0,1], labels (B,) class ids -> v (B,C,H,W)."""
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B,C,H,W) noisy slices, t (B,) diffusion time in [0,1], labels (B,) class ids, `cond` (B,cond_channels,H,W)
+        when the config has them -> v (B,C,H,W)."""
         emb = self.time_mlp(timestep_embedding(t, self.config.base_channels).to(x.dtype)) + self.class_emb(labels)
-        h = self.stem(x)
+        h = self.stem(x if cond is None else torch.cat([x, cond], dim=1))
         skips = []
         for i, level in enumerate(self.down):
             h = level(h, emb)

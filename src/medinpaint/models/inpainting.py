@@ -64,6 +64,8 @@ class InpaintingNetwork(nn.Module):
 
     config: SideInputs
     stride: int
+    denoising = False  # True: trained through `forward(..., training_noise=gen)`, which returns its own loss
+    onnx_exportable = True  # False: inference stays in PyTorch (a sampling loop is not one graph)
 
     def body(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, in_channels, H, W) assembled input and (B, 1, H, W) mask, H and W multiples of `stride` ->

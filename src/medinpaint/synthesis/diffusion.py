@@ -66,14 +66,19 @@ class Diffusion:
         a = self.alpha_bar.to(like.device)[t].float().view(-1, *([1] * (like.ndim - 1)))
         return a.sqrt(), (1 - a).sqrt()
 
-    def loss(self, net: Denoiser, x0: torch.Tensor, labels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def loss(self, net: Denoiser, x0: torch.Tensor, labels: torch.Tensor, gen: torch.Generator,
+             weight: torch.Tensor | None = None) -> torch.Tensor:
         """MSE between the predicted and the true v at a uniformly drawn step, for clean samples x0 in [-1, 1];
-        `gen` lives on x0's device (drawing the noise on the CPU would starve a GPU)."""
+        `gen` lives on x0's device (drawing the noise on the CPU would starve a GPU). `weight` (broadcast to x0)
+        restricts the mean to where it is nonzero, e.g. an inpainting mask."""
         t = torch.randint(self.timesteps, (len(x0),), generator=gen, device=x0.device)
         noise = torch.randn(x0.shape, generator=gen, device=x0.device)
         sa, sb = self._a(t, x0)
         pred = net(sa * x0 + sb * noise, t.float() / self.timesteps, labels)
-        return F.mse_loss(pred.float(), sa * noise - sb * x0)
+        if weight is None:
+            return F.mse_loss(pred.float(), sa * noise - sb * x0)
+        weight = weight.expand_as(x0)
+        return ((pred.float() - (sa * noise - sb * x0)) ** 2 * weight).sum() / weight.sum().clamp(min=1.0)
 
     def step_times(self, steps: int, spacing: str = "linear") -> list[int]:
         """Distinct times down to 0 (the last step always lands on x0): `linear`, `steps` of them evenly spaced from
