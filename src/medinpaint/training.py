@@ -35,6 +35,7 @@ class TrainConfig(EngineConfig):
     side_dropout: float = 0.1  # chance to hide the tissue map / vertebra level, so both may be absent later
     generated_masks: int = 512  # procedural brush masks added to the pool (all of it when the data have none)
     mask_symmetries: bool = True  # turn and flip pool masks (off when the mask's orientation is the point)
+    own_masks: bool = False  # pair each slice with its own mask (the data's), e.g. lesions for a lesion painter
     crop: int | None = None  # train on random square crops of this size (cheaper per image; the net is convolutional)
     val_cases: int = 64
     adversarial: float = 0.0  # > 0: a PatchGAN critic joins, its least-squares loss added to the network's with this weight
@@ -58,8 +59,11 @@ class TrainConfig(EngineConfig):
 class TrainingData:
     """Clean slices, tissue classes, vertebra levels and a mask pool, as tensors on one device."""
 
-    def __init__(self, slices: SliceSet, masks: np.ndarray, device: torch.device) -> None:
+    def __init__(self, slices: SliceSet, masks: np.ndarray, device: torch.device, own_masks: bool = False) -> None:
+        """`own_masks`: each slice keeps its own mask (`slices.masks`, turned and flipped with it) instead of
+        drawing one from the pool `masks`."""
         self.clean = torch.from_numpy(to_uint8(slices.clean)).to(device)
+        self.own = torch.from_numpy(slices.masks.astype(bool)).to(device) if own_masks else None
         self.tissue = None if slices.tissue is None else torch.from_numpy(tissue_to_classes(slices.tissue).astype(np.int8)).to(device)
         self.vertebrae = None if slices.vertebrae is None else torch.from_numpy(slices.vertebrae.astype(np.int64)).to(device)
         self.masks = torch.from_numpy(masks).to(device)
@@ -71,13 +75,17 @@ class TrainingData:
     def batch(
         self, gen: torch.Generator, size: int, side_dropout: float, symmetries: bool = True, crop: int | None = None
     ) -> dict[str, torch.Tensor | None]:
-        """A random batch: slices paired with randomly chosen masks, turned and flipped if `symmetries`,
-        cut to one random `crop` x `crop` window if given."""
+        """A random batch: slices paired with randomly chosen masks (or their own), turned and flipped if
+        `symmetries`, cut to one random `crop` x `crop` window if given."""
         dev = self.device
         idx = torch.randint(len(self.clean), (size,), generator=gen, device=dev)
-        mask = self.masks[torch.randint(len(self.masks), (size,), generator=gen, device=dev)]
-        if symmetries:
-            mask = random_symmetries(mask, gen)
+        image = self.clean[idx]
+        if self.own is None:
+            mask = self.masks[torch.randint(len(self.masks), (size,), generator=gen, device=dev)]
+            if symmetries:
+                mask = random_symmetries(mask, gen)
+        else:
+            mask = self.own[idx]
         keep_side = torch.rand(size, generator=gen, device=dev) >= side_dropout
         tissue = None
         if self.tissue is not None:
@@ -85,7 +93,11 @@ class TrainingData:
         verts = None
         if self.vertebrae is not None:
             verts = torch.where(keep_side, self.vertebrae[idx], torch.full_like(self.vertebrae[idx], -1))
-        image = self.clean[idx]
+        if self.own is not None and symmetries:  # the slice, its own mask and its tissue map turn together
+            parts = [image.long(), mask.long()] + ([] if tissue is None else [tissue])
+            turned = random_symmetries(torch.stack(parts, dim=1), gen).unbind(1)
+            image, mask = turned[0].to(self.clean.dtype), turned[1].bool()
+            tissue = None if tissue is None else turned[2]
         h, w = image.shape[-2:]
         if crop is not None and crop < min(h, w):
             y, x = (int(torch.randint(n - crop + 1, (1,), generator=gen, device=dev)) for n in (h, w))
@@ -137,6 +149,8 @@ class InpaintingTask(Task):
         train_idx, val_idx = split_by_patient(data.ids, seed=cfg.seed)
         if len(train_idx) == 0:
             raise InputError("no training slices left after holding out the validation patients (450-499)")
+        if cfg.own_masks and data.masks is None:
+            raise InputError("training on the data's own masks (own_masks) needs data with masks")
         self.train_set = data.subset(train_idx)
         self.pool = build_mask_pool(self.train_set, cfg.generated_masks, cfg.seed) if mask_pool is None else mask_pool.astype(bool)
         self.val = validation_set(data.subset(val_idx) if len(val_idx) else self.train_set, cfg.val_cases, cfg.seed, self.pool)
@@ -151,7 +165,7 @@ class InpaintingTask(Task):
         return Preprocessing(intensity_window=self.window, pixel_spacing_mm=self.spacing)
 
     def setup(self, device: torch.device) -> None:
-        self.data = TrainingData(self.train_set, self.pool, device)
+        self.data = TrainingData(self.train_set, self.pool, device, self.cfg.own_masks)
         self.features = None
         if self.cfg.perceptual_encoder:
             from medinpaint.synthesis.registry import load_network

@@ -11,6 +11,7 @@ import typer
 
 from medinpaint.cli.options import (Backend, BatchSize, Compile, DeviceOpt, Minutes, NoProgress, Overwrite, Steps, WeightsDtype,
                                     resolve_device, user_errors)
+from medinpaint.cli.lesions import lesions_app
 from medinpaint.cli.segment import segment_app
 from medinpaint.cli.synth import synth_app
 from medinpaint.errors import InputError
@@ -315,3 +316,4 @@ def compare_cmd(
 
 app.add_typer(synth_app, name="synth")
 app.add_typer(segment_app, name="segment")
+app.add_typer(lesions_app, name="lesions")

@@ -1,0 +1,204 @@
+"""`medinpaint lesions ...`: lesion masks for healthy slices, lesions painted into them, and the protocol that
+compares mask strategies and painters by downstream Dice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from medinpaint.cli.options import DeviceOpt, NoProgress, Overwrite, resolve_device, user_errors
+
+lesions_app = typer.Typer(no_args_is_help=True, help="Synthetic pathology: lesion masks, lesion painters, the protocol.")
+
+Cases = Annotated[Path, typer.Option("--cases", help="slices with anatomy: images/ + anatomy/ (+ labels/) PNGs, or a DM-i-AI folder / packed cache with tissue maps")]
+Output = Annotated[Path, typer.Option("--output", "-o", help="new lesion folder: images/, labels/ (255 = lesion), anatomy/")]
+Seed = Annotated[int, typer.Option(help="random seed")]
+Radius = Annotated[tuple[float, float], typer.Option(help="lesion radius range in pixels (low high)")]
+
+
+def pair(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    parts = text.split(",")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise typer.BadParameter(f"expected two class ids like 1,2, got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+@lesions_app.command("simulate")
+@user_errors
+def simulate_cmd(
+    healthy: Annotated[Path, typer.Option("--healthy", help="healthy slices with tissue maps (DM-i-AI folder or packed cache)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="new folder: lesions/ (simulated lesions) and healthy/ (other patients)")],
+    patients: Annotated[int, typer.Option(help="patients that get simulated lesions")] = 30,
+    healthy_patients: Annotated[int, typer.Option(help="other patients kept healthy")] = 100,
+    fraction: Annotated[float, typer.Option(help="share of a lesion patient's slices with a lesion")] = 0.6,
+    seed: Seed = 0,
+    overwrite: Overwrite = False,
+) -> None:
+    """A benchmark with simulated "real" lesions (a shape family and texture none of the strategies uses), from
+    patients outside the validation split; say plainly that it is simulated when you report it."""
+    from medinpaint.data.split import split_by_patient
+    from medinpaint.lesions.data import read_lesion_folder, write_lesion_folder
+    from medinpaint.lesions.simulate import SimulatedLesions
+    from medinpaint.outputs import atomic_dir, check_output_path
+
+    check_output_path(output, [healthy], overwrite)
+    cases = read_lesion_folder(healthy, require_lesions=False)
+    cases = cases.subset(split_by_patient(cases.ids)[0])  # never the validation patients
+    rng = np.random.default_rng(seed)
+    order = list(rng.permutation(sorted(set(cases.patients))))
+    if len(order) < patients + healthy_patients:
+        raise typer.BadParameter(f"{healthy} has {len(order)} usable patients, fewer than {patients} + {healthy_patients}")
+    sick = SimulatedLesions()(cases.of_patients(set(order[:patients])), rng, fraction)
+    with atomic_dir(output, overwrite=overwrite) as tmp:
+        for name, part in (("lesions", sick), ("healthy", cases.of_patients(set(order[patients:patients + healthy_patients])))):
+            (tmp / name).mkdir()
+            write_lesion_folder(tmp / name, part)
+    n = int(sick.lesions.reshape(len(sick), -1).any(1).sum())
+    typer.echo(f"{output / 'lesions'}: {len(sick)} slices of {patients} patients, {n} with a simulated lesion\n"
+               f"{output / 'healthy'}: {healthy_patients} healthy patients")
+
+
+@lesions_app.command("masks")
+@user_errors
+def masks_cmd(
+    cases: Cases,
+    output: Output,
+    strategy: Annotated[str, typer.Option(help="spheres, anatomy (distorted ellipsoids in a tissue) or learned")] = "anatomy",
+    weights: Annotated[Path | None, typer.Option(help="for --strategy learned: a `lesions train-masks` checkpoint")] = None,
+    tissue: Annotated[int, typer.Option(help="anatomy: the class lesions are centred in")] = 1,
+    junction: Annotated[str | None, typer.Option(help="anatomy: centre on the junction of two classes, e.g. 1,2 (grey/white)")] = None,
+    radius: Radius = (2.0, 6.0),
+    seed: Seed = 0,
+    overwrite: Overwrite = False,
+) -> None:
+    """One lesion mask per slice (empty where a slice has no room), written as labels/ beside the unchanged slices."""
+    from medinpaint.lesions.data import LesionSet, read_lesion_folder, write_lesion_folder
+    from medinpaint.lesions.masks import AnatomyShapes, Spheres
+    from medinpaint.outputs import atomic_dir, check_output_path
+
+    check_output_path(output, [cases], overwrite)
+    if strategy == "spheres":
+        generator = Spheres(radius=radius)
+    elif strategy == "anatomy":
+        generator = AnatomyShapes(centre_in=(tissue,), junction=pair(junction), radius=radius)
+    elif strategy == "learned":
+        if weights is None:
+            raise typer.BadParameter("--strategy learned needs --weights (train one with `medinpaint lesions train-masks`)")
+        from medinpaint.lesions.learned import LearnedMasks
+
+        generator = LearnedMasks.from_pretrained(weights)
+    else:
+        raise typer.BadParameter(f"--strategy must be spheres, anatomy or learned, got {strategy!r}")
+    data = read_lesion_folder(cases, require_lesions=False)
+    rng = np.random.default_rng(seed)
+    masks = np.stack([generator(data.images[i], data.anatomy[i], rng) for i in range(len(data))])
+    with atomic_dir(output, overwrite=overwrite) as tmp:
+        write_lesion_folder(tmp, LesionSet(data.ids, data.images, masks, data.anatomy, data.anatomy_names))
+    typer.echo(f"{int(masks.reshape(len(masks), -1).any(1).sum())} of {len(masks)} slices got a lesion mask: {output}")
+
+
+@lesions_app.command("paint")
+@user_errors
+def paint_cmd(
+    cases: Annotated[Path, typer.Option("--cases", help="a lesion folder whose labels/ are the masks to paint into (`lesions masks` output)")],
+    output: Output,
+    painter: Annotated[str, typer.Option(help="classical (textured blob) or inpainting (a `lesions train-painter` checkpoint in --weights)")] = "classical",
+    weights: Annotated[Path | None, typer.Option(help="the lesion painter's checkpoint, for --painter inpainting")] = None,
+    seed: Seed = 0,
+    device: DeviceOpt = "cpu",
+    overwrite: Overwrite = False,
+) -> None:
+    """Paint lesions into the slices under their masks; pixels outside the masks stay exactly as they were."""
+    from medinpaint.lesions.data import LesionSet, read_lesion_folder, write_lesion_folder
+    from medinpaint.lesions.painters import ClassicalPainter, InpaintingPainter
+    from medinpaint.outputs import atomic_dir, check_output_path
+
+    check_output_path(output, [cases], overwrite)
+    if painter == "inpainting" and weights is None:
+        raise typer.BadParameter("--painter inpainting needs --weights (train one with `medinpaint lesions train-painter`)")
+    if painter not in ("classical", "inpainting"):
+        raise typer.BadParameter(f"--painter must be classical or inpainting, got {painter!r}")
+    paint = ClassicalPainter() if painter == "classical" else InpaintingPainter(weights, device=resolve_device(device))
+    data = read_lesion_folder(cases, require_lesions=True)
+    images = paint(data.images, data.lesions, data.anatomy, np.random.default_rng(seed))
+    with atomic_dir(output, overwrite=overwrite) as tmp:
+        write_lesion_folder(tmp, LesionSet(data.ids, images, data.lesions, data.anatomy, data.anatomy_names))
+    typer.echo(f"painted {int(data.lesions.reshape(len(data), -1).any(1).sum())} slices: {output}")
+
+
+@lesions_app.command("train-painter")
+@user_errors
+def train_painter_cmd(
+    lesions: Annotated[Path, typer.Option("--lesions", help="labelled lesion cases: images/ + labels/ + anatomy/ PNGs")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="run folder")],
+    steps: Annotated[int, typer.Option(help="optimizer steps")] = 1000,
+    base_channels: Annotated[int, typer.Option(help="U-Net width")] = 16,
+    seed: Seed = 0,
+    device: DeviceOpt = "auto",
+    no_progress: NoProgress = False,
+) -> None:
+    """Train the lesion painter: the inpainting U-Net on the lesion slices, each lesion its own hole."""
+    from medinpaint.lesions.data import read_lesion_folder
+    from medinpaint.lesions.painters import train_lesion_painter
+
+    data = read_lesion_folder(lesions, require_lesions=True)
+    weights = train_lesion_painter(data, output, steps, base_channels, seed, resolve_device(device), not no_progress)
+    typer.echo(f"weights: {weights}")
+
+
+@lesions_app.command("train-masks")
+@user_errors
+def train_masks_cmd(
+    lesions: Annotated[Path, typer.Option("--lesions", help="labelled lesion cases: images/ + labels/ + anatomy/ PNGs")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="run folder")],
+    steps: Annotated[int, typer.Option(help="optimizer steps")] = 1000,
+    seed: Seed = 0,
+    device: DeviceOpt = "auto",
+    no_progress: NoProgress = False,
+) -> None:
+    """Train the learned mask generator (a conditional VAE on lesion-centred patches of mask and anatomy)."""
+    from medinpaint.lesions.data import read_lesion_folder
+    from medinpaint.lesions.learned import MaskGenTrainConfig, train_mask_generator
+
+    data = read_lesion_folder(lesions, require_lesions=True)
+    cfg = MaskGenTrainConfig(steps=steps, seed=seed)
+    weights = train_mask_generator(data.lesions, data.anatomy, output, cfg, device=resolve_device(device), progress=not no_progress)
+    typer.echo(f"weights: {weights}")
+
+
+@lesions_app.command("protocol")
+@user_errors
+def protocol_cmd(
+    lesions: Annotated[Path, typer.Option("--lesions", help="real labelled lesion cases: images/ + labels/ + anatomy/ PNGs, PATIENT_K names")],
+    healthy: Annotated[Path, typer.Option("--healthy", help="healthy cases: images/ + anatomy/ PNGs, or a DM-i-AI folder / packed cache")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="report folder: results.csv, results.md, results.png, examples.png")],
+    strategy: Annotated[list[str] | None, typer.Option("--strategy", help="repeat: spheres, anatomy, learned (default all)")] = None,
+    painter: Annotated[list[str] | None, typer.Option("--painter", help="repeat: classical, inpainting (default both)")] = None,
+    seeds: Annotated[int, typer.Option(help="segmenter seeds per arm")] = 3,
+    seg_steps: Annotated[int, typer.Option(help="segmenter steps, the same for every arm")] = 300,
+    painter_steps: Annotated[int, typer.Option(help="lesion painter steps")] = 300,
+    mask_steps: Annotated[int, typer.Option(help="learned mask generator steps")] = 400,
+    synthetic_ratio: Annotated[float, typer.Option(help="synthetic lesion slices per real lesion slice")] = 1.0,
+    test_fraction: Annotated[float, typer.Option(help="share of lesion patients held out for the test")] = 0.3,
+    tissue: Annotated[int, typer.Option(help="the anatomy class the anatomy strategy centres lesions in")] = 1,
+    radius: Radius = (2.0, 6.0),
+    device: DeviceOpt = "cpu",
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Real only against real + synthetic for each mask strategy and painter: Dice, coverage, false positives."""
+    from medinpaint.lesions.data import read_lesion_folder
+    from medinpaint.lesions.protocol import PAINTERS, STRATEGIES, ProtocolConfig, run_protocol
+
+    cfg = ProtocolConfig(strategies=tuple(strategy or STRATEGIES), painters=tuple(painter or PAINTERS), seeds=seeds,
+                         seg_steps=seg_steps, painter_steps=painter_steps, mask_steps=mask_steps, synthetic_ratio=synthetic_ratio,
+                         test_fraction=test_fraction, tissue=tissue, radius=radius, device=resolve_device(device),
+                         progress=not no_progress)
+    real, normal = read_lesion_folder(lesions, require_lesions=True), read_lesion_folder(healthy, require_lesions=False)
+    run_protocol(real, normal, output, cfg, [lesions, healthy], overwrite=overwrite)
+    typer.echo((output / "results.md").read_text() + f"plot: {output / 'results.png'}  examples: {output / 'examples.png'}")

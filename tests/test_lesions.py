@@ -1,0 +1,202 @@
+"""Synthetic pathology: mask generators stay in their anatomy and keep their size distribution, painters change only
+masked pixels, the simulator stays in soft tissue, and the protocol never trains on a test patient."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from typer.testing import CliRunner
+
+from medinpaint.cli import app
+from medinpaint.lesions.data import LesionSet, read_lesion_folder, write_lesion_folder
+from medinpaint.lesions.masks import AnatomyShapes, Spheres
+from medinpaint.lesions.painters import ClassicalPainter, InpaintingPainter, train_lesion_painter
+from medinpaint.lesions.protocol import ProtocolConfig, lesion_scores, run_protocol
+from medinpaint.lesions.simulate import SimulatedLesions
+
+from conftest import phantom, write_dmiai
+
+
+def phantom_cases(n: int, seed: int = 0, patients: int | None = None) -> LesionSet:
+    """`n` healthy phantom slices (64x64, soft tissue inside a fat rim), `PPP_k` ids over `patients` patients."""
+    rng = np.random.default_rng(seed)
+    pairs = [phantom(rng) for _ in range(n)]
+    anatomy = np.stack([np.select([t == 100, t == 255], [1, 2], 0) for _, t in pairs]).astype(np.uint8)
+    per = max(1, n // (patients or n))
+    ids = [f"{i // per:03d}_{i % per}" for i in range(n)]
+    images = np.stack([c for c, _ in pairs])
+    return LesionSet(ids, images, np.zeros(images.shape, dtype=bool), anatomy)
+
+
+def equivalent_radius(mask: np.ndarray) -> float:
+    return float(np.sqrt(mask.sum() / np.pi)) if mask.ndim == 2 else float((mask.sum() * 3 / (4 * np.pi)) ** (1 / 3))
+
+
+def test_spheres_stay_in_the_body_and_keep_their_size_distribution() -> None:
+    rng = np.random.default_rng(0)
+    anatomy = np.ones((160, 160), dtype=np.uint8)  # room everywhere but at the edge
+    anatomy[:, :6] = 0
+    radii = []
+    for _ in range(200):
+        mask = Spheres(radius=(3.0, 9.0), axis_ratio=(0.7, 1.0))(anatomy, anatomy, rng)
+        assert mask.any() and not (mask & (anatomy == 0)).any()
+        if not mask[:, :20].any() and not mask[:, -12:].any() and not mask[:12].any() and not mask[-12:].any():
+            radii.append(equivalent_radius(mask))
+    radii = np.array(radii)
+    # an ellipse of radius r and axis ratio q has the area of a disc of radius r * sqrt(q)
+    assert radii.min() > 3.0 * np.sqrt(0.7) - 0.6 and radii.max() < 9.0 + 0.6
+    expected = np.exp(np.mean(np.log([3.0, 9.0]))) * np.sqrt(0.85)  # geometric mean of the log-uniform radius
+    assert abs(np.median(radii) / expected - 1) < 0.15
+
+
+def test_anatomy_shapes_stay_inside_their_tissue_away_from_its_border_in_2d_and_3d() -> None:
+    rng = np.random.default_rng(1)
+    cases = phantom_cases(20)
+    gen = AnatomyShapes(centre_in=(1,), radius=(2.0, 5.0), margin=1.0)
+    for i in range(len(cases)):
+        mask = gen(cases.images[i], cases.anatomy[i], rng)
+        depth = ndimage.distance_transform_edt(cases.anatomy[i] == 1)
+        assert mask.any() and (depth[mask] > 1.0).all()
+    volume = np.zeros((24, 40, 40), dtype=np.uint8)
+    volume[4:20, 6:34, 6:34] = 2
+    volume[8:16, 12:28, 12:28] = 1
+    for _ in range(10):
+        mask = AnatomyShapes(centre_in=(1,), radius=(2.0, 3.5), margin=1.0)(volume, volume, rng)
+        assert mask.ndim == 3 and mask.any() and (volume[mask] == 1).all()
+
+
+def test_anatomy_shapes_keep_the_size_distribution_where_there_is_room() -> None:
+    rng = np.random.default_rng(2)
+    anatomy = np.zeros((200, 200), dtype=np.uint8)
+    anatomy[10:190, 10:190] = 1
+    gen = AnatomyShapes(centre_in=(1,), radius=(3.0, 8.0), axis_ratio=(1.0, 1.0), wobble=0.0, margin=1.0)
+    radii = [equivalent_radius(gen(anatomy, anatomy, rng)) for _ in range(150)]
+    assert min(radii) > 3.0 - 0.6 and max(radii) < 8.0 + 0.6
+    assert abs(np.median(radii) / np.sqrt(3.0 * 8.0) - 1) < 0.12
+
+
+def test_a_slice_without_the_tissue_gets_an_empty_mask() -> None:
+    anatomy = np.full((32, 32), 2, dtype=np.uint8)
+    assert not AnatomyShapes(centre_in=(1,))(anatomy, anatomy, np.random.default_rng(0)).any()
+
+
+def test_junction_shapes_sit_on_the_grey_white_junction_of_the_mni_template() -> None:
+    pytest.importorskip("nibabel")
+    from medinpaint.lesions.anatomy import mni152
+
+    try:
+        template = mni152(step=2)
+    except Exception as exc:  # noqa: BLE001 - only the missing package is a reason to skip
+        pytest.skip(f"no MNI152 template: {exc}")
+    image, anatomy = template.axial(50)
+    assert set(np.unique(anatomy)) == {0, 1, 2} and image.shape == anatomy.shape
+    gen = AnatomyShapes(junction=(1, 2), radius=(1.5, 3.0), margin=0.0)
+    rng = np.random.default_rng(3)
+    to_grey, to_white = (ndimage.distance_transform_edt(anatomy != k) for k in (1, 2))
+    for _ in range(10):
+        mask = gen(image, anatomy, rng)
+        assert mask.any() and np.isin(anatomy[mask], (1, 2)).all()
+        # every lesion reaches across the junction: some of it within a few pixels of both tissues
+        assert (np.maximum(to_grey, to_white)[mask] <= 2.5).any()
+
+
+def test_the_classical_painter_changes_only_masked_pixels_and_darkens_them() -> None:
+    cases = phantom_cases(6)
+    rng = np.random.default_rng(4)
+    masks = np.stack([AnatomyShapes(radius=(3.0, 5.0))(cases.images[i], cases.anatomy[i], rng) for i in range(6)])
+    painted = ClassicalPainter(contrast=(-60.0, -40.0))(cases.images, masks, cases.anatomy, rng)
+    assert np.array_equal(painted[~masks], cases.images[~masks]) and painted.dtype == np.uint8
+    assert painted[masks].astype(float).mean() < cases.images[masks].astype(float).mean() - 20
+
+
+def test_the_simulator_grows_lesions_in_soft_tissue_and_paints_only_them() -> None:
+    cases = phantom_cases(30)
+    sick = SimulatedLesions()(cases, np.random.default_rng(5), fraction=0.7)
+    has = sick.lesions.reshape(30, -1).any(1)
+    assert 10 <= has.sum() <= 30
+    assert (cases.anatomy[sick.lesions] == 1).all()
+    assert np.array_equal(sick.images[~sick.lesions], cases.images[~sick.lesions])
+
+
+@pytest.fixture(scope="module")
+def lesion_cases() -> LesionSet:
+    """12 patients of 4 phantom slices, simulated lesions in most."""
+    return SimulatedLesions()(phantom_cases(48, seed=6, patients=12), np.random.default_rng(7), fraction=0.8)
+
+
+def test_the_inpainting_painter_trains_on_own_lesions_and_changes_only_masked_pixels(lesion_cases: LesionSet, tmp_path: Path) -> None:
+    weights = train_lesion_painter(lesion_cases, tmp_path / "painter", steps=3, base_channels=8)
+    healthy = phantom_cases(4, seed=8)
+    rng = np.random.default_rng(9)
+    masks = np.stack([AnatomyShapes(radius=(3.0, 5.0))(healthy.images[i], healthy.anatomy[i], rng) for i in range(4)])
+    painted = InpaintingPainter(weights)(healthy.images, masks, healthy.anatomy, rng)
+    assert np.array_equal(painted[~masks], healthy.images[~masks]) and not np.array_equal(painted[masks], healthy.images[masks])
+
+
+def test_lesion_scores_count_dice_coverage_and_false_positives() -> None:
+    truth = np.zeros((2, 20, 20), dtype=bool)
+    truth[0, 2:6, 2:6] = truth[0, 12:16, 12:16] = True  # two lesions on patient a's slice
+    pred = np.zeros_like(truth)
+    pred[0, 2:6, 2:6] = True  # one found exactly
+    pred[1, 5:7, 5:7] = True  # a false positive on patient b's empty slice
+    scores = lesion_scores(pred, truth, ["a", "b"])
+    assert scores["coverage"] == 0.5 and scores["false_positives"] == 0.5
+    assert scores["dice"] == pytest.approx((2 * 16 / (16 + 32) + 0.0) / 2)
+
+
+def test_the_protocol_never_trains_on_a_test_patient(lesion_cases: LesionSet, tmp_path: Path) -> None:
+    healthy = phantom_cases(24, seed=10, patients=12)  # same patient ids as the lesion cases: test ones must go
+    cfg = ProtocolConfig(strategies=("spheres", "anatomy"), painters=("classical", "inpainting"), seeds=2, seg_steps=2,
+                         painter_steps=2, test_fraction=0.25, base_channels=8, progress=False)
+    out = tmp_path / "report"
+    rows = run_protocol(lesion_cases, healthy, out, cfg, [])
+    assert sorted((r["arm"], r["seed"]) for r in rows) == sorted(
+        (a, s) for a in ("real", "spheres+classical", "spheres+inpainting", "anatomy+classical", "anatomy+inpainting") for s in (0, 1))
+    assert all(0 <= r["dice"] <= 1 and 0 <= r["coverage"] <= 1 for r in rows)
+    test = set(json.loads((out / "splits.json").read_text())["test_patients"])
+    assert len(test) == 3
+    trained = [json.loads(f.read_text()) for f in out.rglob("train_ids.json")]
+    assert len(trained) == 2 * 5 + 1  # every segmenter run and the lesion painter
+    from medinpaint.data.split import patient_of
+
+    assert all(patient_of(i) not in test for ids in trained for i in ids)
+    for name in ("results.csv", "results.md", "results.png", "examples.png"):
+        assert (out / name).stat().st_size > 100
+
+
+def test_the_cli_runs_simulate_masks_paint_and_protocol_on_folders(tmp_path: Path) -> None:
+    source = write_dmiai(tmp_path / "ct", list(range(12)), per_patient=3)
+    runner = CliRunner()
+
+    def ok(*args: object) -> str:
+        result = runner.invoke(app, ["lesions", *map(str, args)])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    ok("simulate", "--healthy", source, "-o", tmp_path / "bench", "--patients", "6", "--healthy-patients", "5")
+    lesions, healthy = tmp_path / "bench" / "lesions", tmp_path / "bench" / "healthy"
+    assert read_lesion_folder(lesions, require_lesions=True).lesions.any()
+    ok("masks", "--cases", healthy, "-o", tmp_path / "masks", "--strategy", "anatomy", "--tissue", "1")
+    ok("paint", "--cases", tmp_path / "masks", "-o", tmp_path / "painted")
+    before, after = read_lesion_folder(tmp_path / "masks", True), read_lesion_folder(tmp_path / "painted", True)
+    assert np.array_equal(after.images[~before.lesions], before.images[~before.lesions])
+    out = ok("protocol", "--lesions", lesions, "--healthy", healthy, "-o", tmp_path / "report", "--strategy", "spheres",
+             "--painter", "classical", "--seeds", "1", "--seg-steps", "2", "--test-fraction", "0.4", "--no-progress")
+    assert "| real |" in out and "| spheres+classical |" in out
+    again = runner.invoke(app, ["lesions", "paint", "--cases", str(tmp_path / "masks"), "-o", str(tmp_path / "painted")])
+    assert again.exit_code == 2 and "exists" in again.output  # never over a user's files unless asked
+    bad = runner.invoke(app, ["lesions", "protocol", "--lesions", str(healthy), "--healthy", str(healthy), "-o", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "healthy: the lesion masks are all empty" in bad.output
+
+
+def test_a_lesion_folder_round_trips(tmp_path: Path) -> None:
+    cases = SimulatedLesions()(phantom_cases(4), np.random.default_rng(11))
+    (tmp_path / "f").mkdir()
+    write_lesion_folder(tmp_path / "f", cases)
+    back = read_lesion_folder(tmp_path / "f", require_lesions=False)
+    assert back.ids == cases.ids and np.array_equal(back.images, cases.images)
+    assert np.array_equal(back.lesions, cases.lesions) and np.array_equal(back.anatomy, cases.anatomy)
