@@ -126,3 +126,21 @@ def test_ddp_with_two_cpu_processes_trains(phantom_dataset: Path, tmp_path: Path
     meta = read_metadata(run / "model.safetensors")
     assert meta.training.processes == 2 and meta.training.steps == 3
     assert proc.stdout.count("weights:") == 1
+
+
+def test_own_masks_turn_with_their_slice_and_tissue_map() -> None:
+    """A lesion painter's batches: each slice keeps its own mask, and the symmetries move slice, mask and tissue
+    map together (here all three mark the same random blobs)."""
+    from medinpaint.data.slices import SliceSet
+
+    rng = np.random.default_rng(0)
+    masks = rng.random((6, 16, 16)) < 0.3
+    masks[:, 0, 0], masks[:, 0, 1] = True, False  # asymmetric, so a turn shows
+    slices = SliceSet([f"{i:03d}_0" for i in range(6)], (masks * 255).astype(np.uint8), masks=masks,
+                      tissue=np.where(masks, 255, 100).astype(np.uint8))
+    data = TrainingData(slices, masks, torch.device("cpu"), own_masks=True)
+    batch = data.batch(torch.Generator().manual_seed(1), 32, side_dropout=0.0, symmetries=True)
+    image, mask, tissue = batch["image"][:, 0] > 0.5, batch["mask"][:, 0] > 0.5, batch["tissue"] == 2
+    assert torch.equal(image, mask) and torch.equal(tissue, mask)
+    originals = {m.tobytes() for m in masks}
+    assert any(m.numpy().tobytes() not in originals for m in mask)  # some were turned or flipped
