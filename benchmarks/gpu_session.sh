@@ -30,7 +30,11 @@
 #   and issue 12's study at SIZE_LARGE (`segment study`, own-VAE arms, and real+all with diffusion-256 as the
 #   reference: STUDY_NS="1 5 25 all", STUDY_SEEDS=3, STUDY_SEG_STEPS=300, STUDY_GEN_STEPS=400, STUDY_FLAGS; finished
 #   (n, seed) blocks are kept in runs/.seg-study-256.rows.jsonl if the deadline interrupts it, and a later
-#   extend resumes them); then benchmarks/synth_speed.py alone on the GPU in the time left (SPEED_N=1024,
+#   extend resumes them); issue 13's architecture comparison at SIZE_LARGE (`compare`, every architecture, brush
+#   masks, COMPARE_SEEDS=1, COMPARE_MINUTES=0.5 a run, base 32, COMPARE_FLAGS); issue 16's pathology protocol at
+#   SIZE_LARGE (`lesions simulate` on DATA, LESION_PATIENTS=60 with lesions of radius 10..24 px and 200 healthy,
+#   then `lesions protocol`: every strategy and painter, LESION_SEEDS=2, LESION_SEG_STEPS=400, LESION_FLAGS);
+#   then benchmarks/synth_speed.py alone on the GPU in the time left (SPEED_N=1024,
 #   SPEED_RUNS="ddim:10 ddim:25 ddim:50 dpm++:10 ddpm:100 vae"; uncompiled, compiled, ddpm:1000 with SPEED_N/8).
 # SOLO=1 (either stage) first runs the CT recipe alone for SOLO_MINUTES=1.5 in a fresh run (ct-solo), so its
 #   images/s alone and beside the other jobs compare in the summary; the default budgets shrink to make room.
@@ -45,7 +49,7 @@
 # (gpu.csv), and summary.md / summary.json from benchmarks/session_summary.py (images/s per job from log.csv,
 # solo against concurrent, GPU utilisation), which is also printed.
 #
-# Other knobs (environment): JOBS="ct seg small large report samplers study speed" (small: the three 64x64 jobs; report and speed
+# Other knobs (environment): JOBS="ct seg small large report samplers study compare lesions speed" (small: the three 64x64 jobs; report and speed
 # belong to extend), DEVICE=cuda, PYTHON=python3, DATA=packed/gpu, SIZE_SMALL=64, SIZE_LARGE=256 (0: none),
 # DATA_SMALL=packed/gpu-SIZE_SMALL, RUNS=runs/gpu-session, OUT=runs/gpu-session-out, COMPILE=1 (0 on a CPU),
 # batches CT_BATCH=64 DIFF_SMALL_BATCH=256 VAE_BATCH=256 ENC_BATCH=256 DIFF_LARGE_BATCH=48, and extra flags
@@ -67,7 +71,7 @@ out=${OUT:-runs/gpu-session-out}
 deadline=${DEADLINE_S:-560}
 hard=${HARD_S:-$((deadline + 35))}  # the salvage of interrupted runs ends by then (the call: 600 s)
 solo=${SOLO:-0}
-jobs=" ${JOBS:-ct seg small large report samplers study speed} "
+jobs=" ${JOBS:-ct seg small large report samplers study compare lesions speed} "
 [ "$large" = 0 ] && jobs=${jobs/ large / }
 has() { [[ $jobs == *" $1 "* ]]; }  # whether JOBS names this job
 compile_default=$([ "$device" = cuda ] && echo 1 || echo 0)
@@ -76,6 +80,7 @@ logs=$runs/logs/$stage
 ct_run=$runs/ct-unet seg_run=$runs/ct-segmenter
 diff_small=$runs/synth-diffusion-$small vae_small=$runs/synth-vae-$small enc_small=$runs/synth-encoder-$small
 diff_large=$runs/synth-diffusion-$large report=$runs/synth-report-$small study=$runs/seg-study-$large
+compare=$runs/compare-$large lesion_bench=$runs/lesion-bench-$large lesion_report=$runs/lesion-protocol-$large
 rm -rf "$logs"  # this call's logs only (a stage run twice on one machine)
 mkdir -p "$logs" "$out"
 : > "$logs/jobs.tsv"
@@ -251,6 +256,23 @@ case "$stage" in
         --seg-steps "${STUDY_SEG_STEPS:-300}" --seg-batch-size 16 --seg-base-channels 16 --gen-steps "${STUDY_GEN_STEPS:-400}" \
         --gen-base-channels 16 --device "$device" ${STUDY_FLAGS:-}
     fi
+    if has compare && [ "$large" != 0 ]; then  # issue 13 at full size: every architecture, one budget
+      launch -n 10 "compare-$large" "$py" -m medinpaint compare --data "$data" --size "$large" -o "$compare" --overwrite \
+        --seeds "${COMPARE_SEEDS:-1}" --minutes "${COMPARE_MINUTES:-0.5}" --batch-size 16 --base-channels 32 \
+        --device "$device" --no-progress ${COMPARE_FLAGS:-}
+    fi
+    if has lesions && [ "$large" != 0 ]; then  # issue 16 at full size: simulated lesions, then the protocol
+      lesions_job() {
+        "$py" -m medinpaint lesions simulate --healthy "$data" -o "$lesion_bench" --overwrite \
+          --patients "${LESION_PATIENTS:-60}" --healthy-patients "${LESION_HEALTHY:-200}" --radius 10 24 &&
+        "$py" -m medinpaint lesions protocol --lesions "$lesion_bench/lesions" --healthy "$lesion_bench/healthy" \
+          -o "$lesion_report" --overwrite --seeds "${LESION_SEEDS:-2}" --seg-steps "${LESION_SEG_STEPS:-400}" \
+          --painter-steps 600 --mask-steps 600 --radius 8 24 --test-fraction 0.5 --device "$device" --no-progress ${LESION_FLAGS:-}
+      }
+      export -f lesions_job 2>/dev/null
+      export py device data lesion_bench lesion_report
+      launch -n 10 "lesions-$large" bash -c lesions_job
+    fi
     if has samplers && [ -f "$diff_small/model.safetensors" ] && [ -f "$enc_small/model.safetensors" ] && derive_small; then
       rm -f "$logs/samplers.jsonl"
       launch -n 5 samplers "$py" benchmarks/sampler_quality.py --data "$data_small" --weights "$diff_small/model.safetensors" \
@@ -305,10 +327,13 @@ if [ -f "$study/results.csv" ]; then extra+=(--study "$study/results.csv")
 elif [ -f "$(dirname "$study")/.$(basename "$study").rows.jsonl" ]; then extra+=(--study "$(dirname "$study")/.$(basename "$study").rows.jsonl"); fi
 "$py" benchmarks/session_summary.py --logs "$logs" --stage "$stage" "${jobs_summary[@]/#/--job=}" "${extra[@]}" \
   || say "warning: the summary failed"
+for f in "$compare/results.md" "$lesion_report/results.md"; do  # the tables of this call's comparisons
+  grep -q "^\(compare\|lesions\)-$large"$'\t'".*"$'\t'"0\$" "$logs/jobs.tsv" && [ -f "$f" ] && { echo "--- $f"; cat "$f"; }
+done
 say "packing the logs"
 exec 1>&3 2>&4  # session.log is complete: stop teeing into the folder being archived
 wait "$tee_pid" 2>/dev/null
-tar -czf "$out/logs.tar.gz" -C "$runs" --exclude='*.safetensors' --exclude='*.pt' --exclude='*.tmp' \
+tar -czf "$out/logs.tar.gz" -C "$runs" --exclude='*.safetensors' --exclude='*.pt' --exclude='*.tmp' --exclude='lesion-bench-*' \
   --exclude='*.npz' --exclude='*.npy' .
 status=0
 count=$(find "$out" -mindepth 1 | wc -l)

@@ -129,3 +129,19 @@ def test_solo_run_and_large_generator(tmp_path: Path) -> None:
     assert study.returncode == 0, study.stdout + study.stderr
     assert "./seg-study-128/results.csv" in archived(tmp_path / "out-study" / "logs.tar.gz")
     assert "study: {'arm': 'real+all', 'ratio': 4, 'n': '1'" in study.stdout  # the reference arm ran too
+
+
+def test_extend_runs_the_architecture_comparison_and_the_pathology_protocol_at_the_large_size(tmp_path: Path) -> None:
+    """Issues 13 and 16 at the large size (here 128x128 phantoms): their tables come back in the log archive and
+    are printed; the simulated lesion folders stay on the machine."""
+    packed = packed_phantoms(tmp_path, 128)
+    env = base_env(tmp_path, packed, SIZE_LARGE="128", JOBS="compare lesions", OUT=str(tmp_path / "out"),
+                   COMPARE_FLAGS="--steps 2 --architectures unet,diffusion --base-channels 8",
+                   LESION_PATIENTS="4", LESION_HEALTHY="2", LESION_SEEDS="1",
+                   LESION_FLAGS="--seg-steps 2 --painter-steps 2 --strategy spheres --painter classical")
+    done = run_stage("extend", env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    names = archived(tmp_path / "out" / "logs.tar.gz")
+    assert {"./compare-128/results.csv", "./lesion-protocol-128/results.csv"} <= names
+    assert not any(n.startswith("./lesion-bench-128") for n in names)
+    assert "| diffusion | v-mse |" in done.stdout and "| spheres+classical |" in done.stdout

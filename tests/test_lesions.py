@@ -150,17 +150,17 @@ def test_lesion_scores_count_dice_coverage_and_false_positives() -> None:
 
 def test_the_protocol_never_trains_on_a_test_patient(lesion_cases: LesionSet, tmp_path: Path) -> None:
     healthy = phantom_cases(24, seed=10, patients=12)  # same patient ids as the lesion cases: test ones must go
-    cfg = ProtocolConfig(strategies=("spheres", "anatomy"), painters=("classical", "inpainting"), seeds=2, seg_steps=2,
-                         painter_steps=2, test_fraction=0.25, base_channels=8, progress=False)
+    cfg = ProtocolConfig(strategies=("spheres", "anatomy", "learned"), painters=("classical", "inpainting"), seeds=2,
+                         seg_steps=2, painter_steps=2, mask_steps=2, test_fraction=0.25, base_channels=8, progress=False)
     out = tmp_path / "report"
     rows = run_protocol(lesion_cases, healthy, out, cfg, [])
-    assert sorted((r["arm"], r["seed"]) for r in rows) == sorted(
-        (a, s) for a in ("real", "spheres+classical", "spheres+inpainting", "anatomy+classical", "anatomy+inpainting") for s in (0, 1))
+    arms = ["real"] + [f"{m}+{p}" for m in ("spheres", "anatomy", "learned") for p in ("classical", "inpainting")]
+    assert sorted((r["arm"], r["seed"]) for r in rows) == sorted((a, s) for a in arms for s in (0, 1))
     assert all(0 <= r["dice"] <= 1 and 0 <= r["coverage"] <= 1 for r in rows)
     test = set(json.loads((out / "splits.json").read_text())["test_patients"])
     assert len(test) == 3
     trained = [json.loads(f.read_text()) for f in out.rglob("train_ids.json")]
-    assert len(trained) == 2 * 5 + 1  # every segmenter run and the lesion painter
+    assert len(trained) == 2 * 7 + 2  # every segmenter run, the lesion painter and the mask generator
     from medinpaint.data.split import patient_of
 
     assert all(patient_of(i) not in test for ids in trained for i in ids)

@@ -82,6 +82,7 @@ class CheckpointMeta:
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     training: Training = field(default_factory=Training)
     schedule: dict | None = None  # a diffusion network's noise schedule
+    sampling: dict | None = None  # what a generator draws besides the network's input (e.g. where lesions sit)
     format: int = FORMAT
     package_version: str = field(default_factory=_package_version)
 

@@ -36,6 +36,7 @@ def simulate_cmd(
     patients: Annotated[int, typer.Option(help="patients that get simulated lesions")] = 30,
     healthy_patients: Annotated[int, typer.Option(help="other patients kept healthy")] = 100,
     fraction: Annotated[float, typer.Option(help="share of a lesion patient's slices with a lesion")] = 0.6,
+    radius: Annotated[tuple[float, float], typer.Option(help="simulated lesion radius range in pixels (low high)")] = (2.5, 6.0),
     seed: Seed = 0,
     overwrite: Overwrite = False,
 ) -> None:
@@ -53,7 +54,7 @@ def simulate_cmd(
     order = list(rng.permutation(sorted(set(cases.patients))))
     if len(order) < patients + healthy_patients:
         raise typer.BadParameter(f"{healthy} has {len(order)} usable patients, fewer than {patients} + {healthy_patients}")
-    sick = SimulatedLesions()(cases.of_patients(set(order[:patients])), rng, fraction)
+    sick = SimulatedLesions(radius=radius)(cases.of_patients(set(order[:patients])), rng, fraction)
     with atomic_dir(output, overwrite=overwrite) as tmp:
         for name, part in (("lesions", sick), ("healthy", cases.of_patients(set(order[patients:patients + healthy_patients])))):
             (tmp / name).mkdir()
