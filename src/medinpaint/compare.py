@@ -206,17 +206,28 @@ def results_table(rows: list[dict], cfg: CompareConfig, n_val: int) -> str:
 
 
 def plot_curves(runs: Path, out_png: Path) -> None:
-    """Validation MAE against training time, one line per run."""
-    fig = Figure(figsize=(8, 5))
-    ax = fig.subplots()
+    """Validation MAE against optimizer steps and against training time: one colour per architecture and loss, one
+    line per seed. Steps are the fair axis when the budget is in steps or the machine is shared; seconds show what a
+    wall-clock budget would buy."""
+    fig = Figure(figsize=(12, 5))
+    by_step, by_time = fig.subplots(1, 2)
+    colours: dict[str, str] = {}
     for run in sorted(runs.iterdir()):
         with open(run / "log.csv", newline="") as f:
-            points = [(float(r["elapsed_s"]), float(r["val_mae"])) for r in csv.DictReader(f) if r.get("val_mae")]
-        if points:
-            ax.plot(*zip(*points), "o-", label=run.name, markersize=3)
-    ax.set(xlabel="training seconds", ylabel="validation MAE (0..255)", title="Validation MAE against time")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+            points = [(int(r["step"]), float(r["elapsed_s"]), float(r["val_mae"])) for r in csv.DictReader(f) if r.get("val_mae")]
+        if not points:
+            continue
+        group = run.name.rsplit("-s", 1)[0]
+        label = None if group in colours else group
+        colour = colours.setdefault(group, f"C{len(colours) % 10}")
+        steps, seconds, mae = zip(*points)
+        by_step.plot(steps, mae, "o-", color=colour, label=label, markersize=3, alpha=0.8)
+        by_time.plot(seconds, mae, "o-", color=colour, markersize=3, alpha=0.8)
+    by_step.set(xlabel="optimizer steps", ylabel="validation MAE (0..255)", title="Validation MAE against steps")
+    by_time.set(xlabel="training seconds", title="Validation MAE against time")
+    for ax in (by_step, by_time):
+        ax.grid(alpha=0.3)
+    by_step.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out_png, dpi=100)
 
