@@ -16,6 +16,7 @@ lesions_app = typer.Typer(no_args_is_help=True, help="Synthetic pathology: lesio
 Cases = Annotated[Path, typer.Option("--cases", help="slices with anatomy: images/ + anatomy/ (+ labels/) PNGs, or a DM-i-AI folder / packed cache with tissue maps")]
 Output = Annotated[Path, typer.Option("--output", "-o", help="new lesion folder: images/, labels/ (255 = lesion), anatomy/")]
 Seed = Annotated[int, typer.Option(help="random seed")]
+LabelledLesions = Annotated[Path, typer.Option("--lesions", help="labelled lesion cases: images/ + labels/ + anatomy/ PNGs")]
 Radius = Annotated[tuple[float, float], typer.Option(help="lesion radius range in pixels (low high)")]
 
 
@@ -135,7 +136,7 @@ def paint_cmd(
 @lesions_app.command("train-painter")
 @user_errors
 def train_painter_cmd(
-    lesions: Annotated[Path, typer.Option("--lesions", help="labelled lesion cases: images/ + labels/ + anatomy/ PNGs")],
+    lesions: LabelledLesions,
     output: Annotated[Path, typer.Option("--output", "-o", help="run folder")],
     steps: Annotated[int, typer.Option(help="optimizer steps")] = 1000,
     base_channels: Annotated[int, typer.Option(help="U-Net width")] = 16,
@@ -155,7 +156,7 @@ def train_painter_cmd(
 @lesions_app.command("train-masks")
 @user_errors
 def train_masks_cmd(
-    lesions: Annotated[Path, typer.Option("--lesions", help="labelled lesion cases: images/ + labels/ + anatomy/ PNGs")],
+    lesions: LabelledLesions,
     output: Annotated[Path, typer.Option("--output", "-o", help="run folder")],
     steps: Annotated[int, typer.Option(help="optimizer steps")] = 1000,
     seed: Seed = 0,
