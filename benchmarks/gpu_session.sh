@@ -7,9 +7,12 @@
 #       (`medinpaint pack --validation-cases 64` at LZMA 9e, with as many training patients as fit beside the
 #       repository; run it again whenever the repository grows, e.g. by a shipped checkpoint)
 #   bash benchmarks/travel_size.sh                          # fails if over 64 MiB less a 1 MiB margin
-# Then two calls, the second straight after the first: runs/ lives on the GPU machine, which stays warm only
-# 30 s after a call (`extend` on a fresh machine stops at once with exit 3):
+# Then the calls: `train` first, as one call; it returns every shipped checkpoint on its own.
 #   run(command="bash benchmarks/gpu_session.sh train",  carry=["packed/gpu"], timeout_s=600)
+# A session lent 15 minutes of device time (the rule since 2026-11-29: the machine's start, a minute or more,
+# counts, and none starts with under 4 minutes left) has room for that one call only: score the weights and run
+# the 64x64 report on CPU here. Only where status still shows >= 11 minutes left, straight after `train` (runs/
+# lives on the GPU machine, which stays warm only 30 s; `extend` on a fresh machine stops at once with exit 3):
 #   run(command="bash benchmarks/gpu_session.sh extend", carry=["packed/gpu"], timeout_s=600)
 #
 # train, all jobs at once (in priority order, which is their CPU niceness: 0, 5, 10):
