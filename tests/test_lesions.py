@@ -168,15 +168,16 @@ def test_the_protocol_never_trains_on_a_test_patient(lesion_cases: LesionSet, tm
         assert (out / name).stat().st_size > 100
 
 
+def ok(*args: object) -> str:
+    """`medinpaint lesions ARGS...`, which must succeed; its output."""
+    result = CliRunner().invoke(app, ["lesions", *map(str, args)])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
 def test_the_cli_runs_simulate_masks_paint_and_protocol_on_folders(tmp_path: Path) -> None:
     source = write_dmiai(tmp_path / "ct", list(range(12)), per_patient=3)
     runner = CliRunner()
-
-    def ok(*args: object) -> str:
-        result = runner.invoke(app, ["lesions", *map(str, args)])
-        assert result.exit_code == 0, result.output
-        return result.output
-
     ok("simulate", "--healthy", source, "-o", tmp_path / "bench", "--patients", "6", "--healthy-patients", "5")
     lesions, healthy = tmp_path / "bench" / "lesions", tmp_path / "bench" / "healthy"
     assert read_lesion_folder(lesions, require_lesions=True).lesions.any()
@@ -195,29 +196,22 @@ def test_the_cli_runs_simulate_masks_paint_and_protocol_on_folders(tmp_path: Pat
 
 def test_the_cli_trains_both_learned_parts_and_uses_them(tmp_path: Path) -> None:
     source = write_dmiai(tmp_path / "ct", list(range(8)), per_patient=3)
-    runner = CliRunner()
 
     def weights_of(*args: object) -> Path:
-        result = runner.invoke(app, ["lesions", *map(str, args)])
-        assert result.exit_code == 0, result.output
-        return Path(result.output.strip().splitlines()[-1].removeprefix("weights: "))
+        return Path(ok(*args).strip().splitlines()[-1].removeprefix("weights: "))
 
-    assert runner.invoke(app, ["lesions", "simulate", "--healthy", str(source), "-o", str(tmp_path / "bench"),
-                               "--patients", "4", "--healthy-patients", "3"]).exit_code == 0
+    ok("simulate", "--healthy", source, "-o", tmp_path / "bench", "--patients", "4", "--healthy-patients", "3")
     lesions, healthy = tmp_path / "bench" / "lesions", tmp_path / "bench" / "healthy"
     mask_weights = weights_of("train-masks", "--lesions", lesions, "-o", tmp_path / "maskgen", "--steps", "3",
                               "--device", "cpu", "--no-progress")
     painter_weights = weights_of("train-painter", "--lesions", lesions, "-o", tmp_path / "painter", "--steps", "3",
                                  "--base-channels", "4", "--device", "cpu", "--no-progress")
     assert mask_weights.is_file() and painter_weights.is_file()
-    masked = runner.invoke(app, ["lesions", "masks", "--cases", str(healthy), "-o", str(tmp_path / "masks"),
-                                 "--strategy", "learned", "--weights", str(mask_weights)])
-    assert masked.exit_code == 0, masked.output
-    painted = runner.invoke(app, ["lesions", "paint", "--cases", str(tmp_path / "masks"), "-o", str(tmp_path / "painted"),
-                                  "--painter", "inpainting", "--weights", str(painter_weights)])
+    ok("masks", "--cases", healthy, "-o", tmp_path / "masks", "--strategy", "learned", "--weights", mask_weights)
     masks = read_lesion_folder(tmp_path / "masks", False)
     assert masks.lesions.any(), "the learned generator placed no lesion"
-    assert painted.exit_code == 0, painted.output
+    ok("paint", "--cases", tmp_path / "masks", "-o", tmp_path / "painted", "--painter", "inpainting",
+       "--weights", painter_weights)
     after = read_lesion_folder(tmp_path / "painted", True)
     assert np.array_equal(after.images[~masks.lesions], masks.images[~masks.lesions])
     assert not np.array_equal(after.images[masks.lesions], masks.images[masks.lesions])
