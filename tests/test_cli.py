@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from medinpaint.checkpoint import file_checksum, read_metadata
 from medinpaint.cli import app
 from medinpaint.data.png import write_gray_png
 from medinpaint.inference import default_weights
@@ -139,3 +140,22 @@ def test_demo_runs_as_a_console_script(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "demo" / "report" / "cases.png").is_file()
     assert json.loads((tmp_path / "demo" / "report" / "summary.json").read_text())["n"] == 12
+
+
+def test_train_fine_tunes_a_checkpoint_without_repeating_its_shape(phantom_dataset: Path, tmp_path: Path) -> None:
+    common = ("--data", phantom_dataset, "--steps", 2, "--batch-size", 2, "--val-every", 2, "--device", "cpu", "--no-progress")
+    code, out = cli("train", *common, "-o", tmp_path / "base", "--base-channels", 8, "--depth", 3, "--blocks", 1)
+    assert code == 0, out
+    base = tmp_path / "base" / "model.safetensors"
+    code, out = cli("train", *common, "-o", tmp_path / "tuned", "--init", base)
+    assert code == 0, out
+    tuned = read_metadata(tmp_path / "tuned" / "model.safetensors")
+    assert tuned.config == read_metadata(base).config
+    assert tuned.training.started_from == f"model.safetensors sha256:{file_checksum(base)[:12]}"
+    code, out = cli("train", *common, "-o", tmp_path / "deeper", "--init", base, "--depth", 4)
+    assert code == 2 and out.strip() == f"error: {base}: its network differs from the one to train (depth: 3 against 4)"
+    assert not (tmp_path / "deeper" / "model.safetensors").exists()
+    segmenter = tmp_path / "seg.safetensors"
+    shutil.copy(default_weights().with_name("ct-segmenter.safetensors"), segmenter)
+    code, out = cli("train", *common, "-o", tmp_path / "other", "--init", segmenter)
+    assert code == 2 and "--init needs a checkpoint of a 'inpainting-unet' network, this one is 'segmentation-unet'" in out

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from medinpaint.checkpoint import Preprocessing, read_metadata
+from medinpaint.checkpoint import Preprocessing, file_checksum, read_metadata
 from medinpaint.data import read_slices
 from medinpaint.engine import EMA, EngineConfig, Task, fit
 from medinpaint.errors import InputError
@@ -211,3 +211,20 @@ def test_the_optimizer_is_a_choice_and_a_run_resumes_only_with_its_own(tmp_path:
         fit(LineFit(), tmp_path / "line", EngineConfig(steps=10, optimizer="adam"), device="cpu", progress=False)
     fit(LineFit(), tmp_path / "line", EngineConfig(steps=10, optimizer="sgd", lr=0.05, warmup_steps=1), device="cpu", progress=False)
     assert log(tmp_path / "line")[-1]["step"] == "10"
+
+
+def test_a_fine_tuned_run_starts_from_the_weights_it_is_given_and_records_them(tmp_path: Path) -> None:
+    trained = fit(LineFit(), tmp_path / "line", EngineConfig(steps=300, batch_size=32, lr=0.05, warmup_steps=5, val_every=100,
+                                                             ema_decay=0.9), device="cpu", progress=False)
+    still = dict(steps=1, batch_size=32, lr=1e-7, warmup_steps=1, val_every=1)  # one step that moves nothing
+    fresh = fit(LineFit(), tmp_path / "fresh", EngineConfig(**still), device="cpu", progress=False)
+    tuned = fit(LineFit(), tmp_path / "tuned", EngineConfig(**still, init=str(trained)), device="cpu", progress=False)
+    assert float(log(tmp_path / "tuned")[0]["val_error"]) < 0.05 < float(log(tmp_path / "fresh")[0]["val_error"])
+    assert read_metadata(tuned).training.started_from == f"model.safetensors sha256:{file_checksum(trained)[:12]}"
+    assert read_metadata(fresh).training.started_from == ""
+    wider = LineFit()
+    wider.network_config = LineConfig(width=8)
+    with pytest.raises(InputError, match=r"its network differs from the one to train \(width: 4 against 8\)"):
+        fit(wider, tmp_path / "wide", EngineConfig(**still, init=str(trained)), device="cpu", progress=False)
+    with pytest.raises(InputError, match="no such checkpoint file to start from"):
+        EngineConfig(**still, init=str(tmp_path / "missing.safetensors"))

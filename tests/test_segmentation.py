@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from medinpaint.baselines import threshold_tissue
+from medinpaint.checkpoint import read_metadata
 from medinpaint.cli import app
 from medinpaint.data import read_slices
 from medinpaint.errors import InputError
@@ -94,6 +95,15 @@ def test_segment_train_predict_evaluate_on_a_dmiai_folder(phantom_dataset: Path,
     assert list(summary)[:3] == ["mean_dice", "dice_body", "dice_fat"] and summary["n"] == len(ids)
     assert (tmp_path / "report" / "cases.png").stat().st_size > 1000
     assert (tmp_path / "report" / "per_case.csv").read_text().count("\n") == len(ids) + 1
+
+
+
+def test_segment_train_fine_tunes_the_shipped_segmenter(phantom_dataset: Path, tmp_path: Path) -> None:
+    code, out = cli("segment", "train", "--data", phantom_dataset, "-o", tmp_path / "run", "--init", "default", "--steps", 1,
+                    "--batch-size", 2, "--device", "cpu", "--no-progress")
+    assert code == 0, out
+    tuned, shipped = read_metadata(tmp_path / "run" / "model.safetensors"), read_metadata(default_weights())
+    assert tuned.config == shipped.config and tuned.training.started_from.startswith("ct-segmenter.safetensors sha256:")
 
 
 def test_thresholding_finds_phantom_fat(phantom_dataset: Path) -> None:

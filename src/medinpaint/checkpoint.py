@@ -73,6 +73,7 @@ class Training:
     processes: int = 1
     seed: int = 0  # also the seed of the patient split
     vertebra_counts: list[int] | None = None  # slices per vertebra level, for generators that sample levels
+    started_from: str = ""  # fine-tuned from this checkpoint (file name and sha256); empty: trained from scratch
 
 
 @dataclass

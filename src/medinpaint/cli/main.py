@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from medinpaint.cli.options import (Backend, BatchSize, Compile, DeviceOpt, Minutes, NoProgress, Overwrite, Steps, WeightsDtype,
-                                    resolve_device, user_errors)
+from medinpaint.cli.options import (Backend, BatchSize, Compile, DeviceOpt, Init, Minutes, NoProgress, Overwrite, Steps,
+                                    WeightsDtype, network_to_train, resolve_device, user_errors)
 from medinpaint.cli.lesions import lesions_app
 from medinpaint.cli.segment import segment_app
 from medinpaint.cli.synth import synth_app
@@ -31,9 +31,10 @@ def train(
     steps: Steps = None,
     batch_size: BatchSize = 16,
     lr: Annotated[float, typer.Option(help="peak learning rate")] = 2e-3,
-    base_channels: Annotated[int, typer.Option(help="U-Net width at full resolution")] = 32,
-    depth: Annotated[int, typer.Option(help="U-Net resolution levels")] = 4,
-    blocks: Annotated[int, typer.Option(help="residual blocks per level")] = 2,
+    init: Init = None,
+    base_channels: Annotated[int | None, typer.Option(help="U-Net width at full resolution [default: 32]")] = None,
+    depth: Annotated[int | None, typer.Option(help="U-Net resolution levels [default: 4]")] = None,
+    blocks: Annotated[int | None, typer.Option(help="residual blocks per level [default: 2]")] = None,
     attention: Annotated[bool, typer.Option("--attention", help="self-attention in the bottleneck")] = False,
     loss: Annotated[str, typer.Option(help="l1 or mse on the missing pixels, ssim, or l1+ssim (0.84 SSIM + 0.16 L1)")] = "l1",
     no_tissue: Annotated[bool, typer.Option("--no-tissue", help="do not condition on the tissue map")] = False,
@@ -53,12 +54,18 @@ def train(
     `accelerate launch --multi_gpu -m medinpaint train ...`."""
     from medinpaint.data import read_slices
     from medinpaint.models import UNetConfig
+    from medinpaint.models.architectures import checkpoint_kind
     from medinpaint.training import TrainConfig, train as run_training
 
-    network = UNetConfig(base_channels=base_channels, depth=depth, blocks_per_level=blocks,
-                         tissue_classes=0 if no_tissue else 3, use_vertebrae=not no_vertebrae, attention=attention)
+    from medinpaint.inference import default_weights
+
+    network, init_path = network_to_train(
+        UNetConfig, init, default_weights, (checkpoint_kind("unet"),),
+        defaults={"base_channels": 32, "depth": 4, "blocks_per_level": 2},
+        given={"base_channels": base_channels, "depth": depth, "blocks_per_level": blocks, "attention": attention or None,
+               "tissue_classes": 0 if no_tissue else None, "use_vertebrae": False if no_vertebrae else None})
     cfg = TrainConfig(steps=steps, minutes=minutes, batch_size=batch_size, lr=lr, loss=loss, crop=crop, val_every=val_every,
-                      compile=compile, weights_dtype=weights_dtype, seed=seed, network=network)
+                      compile=compile, weights_dtype=weights_dtype, seed=seed, network=network, init=init_path)
     slices = read_slices(data)
     weights = run_training(slices, output, cfg, device=resolve_device(device), progress=not no_progress, overwrite=overwrite)
     if os.environ.get("RANK", "0") == "0":  # one line, not one per process, under torchrun / accelerate launch

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -19,6 +20,29 @@ Minutes = Annotated[float | None, typer.Option(help="training-time budget, in to
 Steps = Annotated[int | None, typer.Option(help="optimizer-step budget, in total across resumes")]
 Backend = Annotated[str, typer.Option("--backend", help="auto (ONNX Runtime on CPU when installed, else PyTorch), torch or onnx")]
 BatchSize = Annotated[int, typer.Option("--batch-size", help="slices per step (training: per process) or per forward pass")]
+Init = Annotated[str | None, typer.Option("--init", help="fine-tune: start from this checkpoint ('default': the shipped one); "
+                                          "the network's shape options default to its own")]
+
+
+def network_to_train(config_type: type, init: str | None, shipped: Callable[[], Path], kinds: tuple[str, ...],
+                     defaults: dict[str, Any], given: dict[str, Any]) -> tuple[Any, str | None]:
+    """(network config, checkpoint path or None) for a training command: the `--init` checkpoint's network (or
+    `defaults`), with the shape options the user gave (those not None) on top, so fine-tuning needs no repeated
+    flags; a given option that contradicts the checkpoint is refused when the engine loads its weights."""
+    from medinpaint.checkpoint import read_metadata
+
+    base = dict(defaults)
+    path = None
+    if init is not None:
+        path = shipped() if init == "default" else Path(init)
+        meta = read_metadata(path)
+        if meta.kind not in kinds:
+            raise InputError(f"{path}: --init needs a checkpoint of a {' or '.join(map(repr, kinds))} network, this one is {meta.kind!r}")
+        base = {**base, **meta.config}
+    try:
+        return config_type(**{**base, **{k: v for k, v in given.items() if v is not None}}), None if path is None else str(path)
+    except TypeError as exc:
+        raise InputError(f"{path}: network config in the metadata does not fit this version ({exc})") from None
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

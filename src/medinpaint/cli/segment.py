@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from medinpaint.cli.options import (Backend, BatchSize, Compile, DeviceOpt, Minutes, NoProgress, Overwrite, Steps, WeightsDtype,
-                                    resolve_device, user_errors)
+from medinpaint.cli.options import (Backend, BatchSize, Compile, DeviceOpt, Init, Minutes, NoProgress, Overwrite, Steps,
+                                    WeightsDtype, network_to_train, resolve_device, user_errors)
 
 segment_app = typer.Typer(no_args_is_help=True, help="Segment slices (e.g. body composition: background / body / fat).")
 
@@ -26,9 +26,10 @@ def train_cmd(
     steps: Steps = None,
     batch_size: BatchSize = 8,
     lr: Annotated[float, typer.Option(help="peak learning rate")] = 2e-3,
-    base_channels: Annotated[int, typer.Option(help="U-Net width at full resolution")] = 16,
-    depth: Annotated[int, typer.Option(help="U-Net resolution levels")] = 4,
-    blocks: Annotated[int, typer.Option(help="residual blocks per level")] = 1,
+    init: Init = None,
+    base_channels: Annotated[int | None, typer.Option(help="U-Net width at full resolution [default: 16]")] = None,
+    depth: Annotated[int | None, typer.Option(help="U-Net resolution levels [default: 4]")] = None,
+    blocks: Annotated[int | None, typer.Option(help="residual blocks per level [default: 1]")] = None,
     crop: Annotated[int | None, typer.Option(help="train on random square crops of this size")] = None,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="no turns and mirrors")] = False,
     class_value: Values = None,
@@ -43,12 +44,16 @@ def train_cmd(
     """Train the segmentation U-Net (Dice + cross-entropy); patients 450-499 (or a tenth) are kept for validation."""
     from medinpaint.models import SegmenterConfig
     from medinpaint.segmentation.data import read_labelled
+    from medinpaint.segmentation.inference import SEGMENTER_KIND, default_weights
     from medinpaint.segmentation.task import SegTrainConfig, train_segmenter
 
     labelled = read_labelled(data, tuple(class_value) if class_value else None)
-    network = SegmenterConfig(classes=len(labelled.values), base_channels=base_channels, depth=depth, blocks_per_level=blocks)
+    network, init_path = network_to_train(
+        SegmenterConfig, init, default_weights, (SEGMENTER_KIND,), defaults={"base_channels": 16, "depth": 4, "blocks_per_level": 1},
+        given={"classes": len(labelled.values), "base_channels": base_channels, "depth": depth, "blocks_per_level": blocks})
     cfg = SegTrainConfig(steps=steps, minutes=minutes, batch_size=batch_size, lr=lr, crop=crop, augment=not no_augment,
-                         val_every=val_every, compile=compile, weights_dtype=weights_dtype, seed=seed, network=network)
+                         val_every=val_every, compile=compile, weights_dtype=weights_dtype, seed=seed, network=network,
+                         init=init_path)
     weights = train_segmenter(labelled, output, cfg, device=resolve_device(device), progress=not no_progress, overwrite=overwrite)
     typer.echo(f"weights: {weights}\ncurves: {output / 'progress.png'}")
 

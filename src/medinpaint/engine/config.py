@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
@@ -30,6 +31,7 @@ class EngineConfig:
     seed: int = 0
     compile: bool = False  # torch.compile the training forward pass
     weights_dtype: str = "float32"  # of the exported model.safetensors; float16 halves it for shipping
+    init: str | None = None  # fine-tune: start from this exported checkpoint (same kind and network config)
 
     def __post_init__(self) -> None:
         if self.steps is None and self.minutes is None:
@@ -40,6 +42,8 @@ class EngineConfig:
             raise InputError(f"--weights-dtype must be float32, float16 or bfloat16, got {self.weights_dtype!r}")
         if self.optimizer not in OPTIMIZERS:
             raise InputError(f"the optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.init is not None and not Path(self.init).is_file():
+            raise InputError(f"{self.init}: no such checkpoint file to start from")
         if self.batch_size < 1:
             raise InputError(f"--batch-size must be at least 1, got {self.batch_size}")
 

@@ -1,5 +1,5 @@
 """What a run keeps in its folder to go on after a crash or a 10-minute GPU call: `last.pt`, and the rules for
-starting a run in a folder (fresh, resumed, or refused).
+starting a run in a folder (fresh, fine-tuned from exported weights, resumed, or refused).
 
 `last.pt` holds only tensors, numbers, strings and containers, so it is read back with `weights_only=True`:
 a checkpoint from elsewhere cannot run code on load.
@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from medinpaint.checkpoint import Preprocessing, file_checksum, load_checkpoint, load_state
 from medinpaint.errors import InputError
 
 LAST = "last.pt"
@@ -75,6 +76,25 @@ def resume(path: Path, current: dict, config_type: type, network: nn.Module, ema
         critic_opt.load_state_dict(state["critic_optimizer"])
     say(f"resuming from {path} at step {state['step']} ({state['elapsed_s'] / 60:.1f} min trained)")
     return state["step"], state["elapsed_s"]
+
+
+def start_from(path: Path, kind: str, network_config: Any, preprocessing: Preprocessing, network: nn.Module,
+               ema: nn.Module) -> None:
+    """Fine-tuning: put the exported weights of `path` (a checkpoint of the same kind and network config) into the
+    network and its EMA copy, so a fresh run (its own optimizer, schedule and budget) starts from them."""
+    state, meta = load_checkpoint(path, kind, preprocessing)
+    wanted = asdict(network_config)
+    if {**wanted, **meta.config} != wanted:  # the stored config may lack fields added since (their defaults hold)
+        differ = sorted(k for k in wanted if k in meta.config and meta.config[k] != wanted[k]) or sorted(set(meta.config) - set(wanted))
+        raise InputError(f"{path}: its network differs from the one to train ({differ[0]}: {meta.config.get(differ[0])!r} "
+                         f"against {wanted.get(differ[0])!r})")
+    load_state(network, state, path)
+    ema.load_state_dict(network.state_dict())
+
+
+def origin(path: Path) -> str:
+    """How a checkpoint records the weights it was fine-tuned from: their file name and sha256."""
+    return f"{Path(path).name} sha256:{file_checksum(path)[:12]}"
 
 
 def save(path: Path, current: dict, network: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer, step: int, elapsed: float,
