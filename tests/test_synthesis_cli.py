@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from medinpaint.checkpoint import read_metadata
 from medinpaint.cli import app
 from medinpaint.data import read_slices
 
@@ -37,6 +38,20 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         assert code == 0, out
         paths[model] = root / model / "model.safetensors"
     return paths
+
+
+def test_a_generator_fine_tunes_from_a_checkpoint_that_gives_its_family_size_and_network(runs: dict[str, Path],
+                                                                                         tmp_path: Path) -> None:
+    code, out = cli("synth", "train", "--data", runs["data"], "-o", tmp_path / "tuned", "--init", runs["vae"], "--steps", 1,
+                    "--batch-size", 4, "--device", "cpu", "--no-progress")
+    assert code == 0, out
+    tuned, base = read_metadata(tmp_path / "tuned" / "model.safetensors"), read_metadata(runs["vae"])
+    assert (tuned.kind, tuned.config, tuned.preprocessing.size) == (base.kind, base.config, 64)
+    assert tuned.training.started_from.startswith("model.safetensors sha256:")
+    code, out = cli("synth", "train", "--data", runs["data"], "-o", tmp_path / "x", "--init", runs["vae"], "--model", "diffusion", "--steps", 1)
+    assert code == 2 and out.strip() == f"error: {runs['vae']}: --init holds a vae network of size 64, not --model diffusion"
+    code, out = cli("synth", "train", "--data", runs["data"], "-o", tmp_path / "x", "--init", runs["vae"], "--base-channels", 8, "--steps", 1)
+    assert code == 2 and "leave out --base-channels and --blocks" in out
 
 
 def test_sample_to_npy_and_to_a_folder_that_training_accepts(runs: dict[str, Path], tmp_path: Path) -> None:

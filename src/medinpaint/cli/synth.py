@@ -10,6 +10,7 @@ import typer
 
 from medinpaint.cli.options import (BatchSize, Compile, DeviceOpt, Minutes, NoProgress, Overwrite, Steps, WeightsDtype,
                                     resolve_device, user_errors)
+from medinpaint.errors import InputError
 
 synth_app = typer.Typer(no_args_is_help=True, help="Generate synthetic slices with tissue maps; train and judge the generators.")
 
@@ -22,8 +23,11 @@ Sampler = Annotated[str | None, typer.Option("--sampler", help="ddim (determinis
 def train_cmd(
     data: Annotated[Path, typer.Option("--data", help="real slices with tissue maps and vertebra levels (DM-i-AI folder or packed cache)")],
     output: Annotated[Path, typer.Option("--output", "-o", help="run folder (resumed if it holds last.pt)")],
-    family: Annotated[str, typer.Option("--model", help="family: diffusion, vae, or encoder (the feature network of `synth report`)")] = "diffusion",
-    size: Annotated[int, typer.Option(help="resolution: 64, 128 or 256 (the data are resized)")] = 64,
+    family: Annotated[str | None, typer.Option("--model", help="family: diffusion, vae, or encoder (the feature network of "
+                                               "`synth report`) [default: diffusion, or --init's]")] = None,
+    size: Annotated[int | None, typer.Option(help="resolution: 64, 128 or 256 (the data are resized) [default: 64, or --init's]")] = None,
+    init: Annotated[str | None, typer.Option("--init", help="fine-tune: start from this generator checkpoint ('default': the "
+                                             "shipped one of --size); family, size and network come from it")] = None,
     minutes: Minutes = None,
     steps: Steps = None,
     batch_size: BatchSize = 64,
@@ -39,14 +43,34 @@ def train_cmd(
 ) -> None:
     """Train a generator (or the report's feature encoder); patients 450-499 are never trained on."""
     from medinpaint.data import read_slices
-    from medinpaint.synthesis.registry import network_config
     from medinpaint.synthesis.task import SynthTrainConfig, train_generator
 
-    network = network_config(family, size, base_channels, blocks).to_dict()
+    family, size, network, init_path = _generator_to_train(family, size, base_channels, blocks, init)
     cfg = SynthTrainConfig(family=family, size=size, steps=steps, minutes=minutes, batch_size=batch_size, lr=lr, seed=seed,
-                           compile=compile, weights_dtype=weights_dtype, network=network)
+                           compile=compile, weights_dtype=weights_dtype, network=network, init=init_path)
     weights = train_generator(read_slices(data), output, cfg, device=resolve_device(device), progress=not no_progress, overwrite=overwrite)
     typer.echo(f"weights: {weights}")
+
+
+def _generator_to_train(family: str | None, size: int | None, base_channels: int | None, blocks: int | None,
+                        init: str | None) -> tuple[str, int, dict, str | None]:
+    """(family, size, network config, checkpoint to start from): the defaults with the options given, or, with
+    `init`, all of it from that checkpoint (options that contradict it are refused)."""
+    from medinpaint.checkpoint import read_metadata
+    from medinpaint.synthesis.generator import shipped_weights
+    from medinpaint.synthesis.registry import checkpoint_family, network_config
+
+    if init is None:
+        family, size = family or "diffusion", size or 64
+        return family, size, network_config(family, size, base_channels, blocks).to_dict(), None
+    path = shipped_weights(size or 64) if init == "default" else Path(init)
+    meta, stored = read_metadata(path), checkpoint_family(path)
+    if base_channels is not None or blocks is not None:
+        raise InputError(f"{path}: the network's shape comes from the --init checkpoint; leave out --base-channels and --blocks")
+    for option, given, own in (("--model", family, stored), ("--size", size, meta.preprocessing.size)):
+        if given is not None and given != own:
+            raise InputError(f"{path}: --init holds a {stored} network of size {meta.preprocessing.size}, not {option} {given}")
+    return stored, meta.preprocessing.size, meta.config, str(path)
 
 
 @synth_app.command("sample")

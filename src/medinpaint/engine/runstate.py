@@ -7,6 +7,7 @@ a checkpoint from elsewhere cannot run code on load.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
@@ -83,7 +84,9 @@ def start_from(path: Path, kind: str, network_config: Any, preprocessing: Prepro
     """Fine-tuning: put the exported weights of `path` (a checkpoint of the same kind and network config) into the
     network and its EMA copy, so a fresh run (its own optimizer, schedule and budget) starts from them."""
     state, meta = load_checkpoint(path, kind, preprocessing)
-    wanted = asdict(network_config)
+    if meta.preprocessing.size != preprocessing.size:
+        raise InputError(f"{path}: its network works at size {meta.preprocessing.size}, this run at {preprocessing.size}")
+    wanted = json.loads(json.dumps(asdict(network_config)))  # as stored: tuples become lists
     if {**wanted, **meta.config} != wanted:  # the stored config may lack fields added since (their defaults hold)
         differ = sorted(k for k in wanted if k in meta.config and meta.config[k] != wanted[k]) or sorted(set(meta.config) - set(wanted))
         raise InputError(f"{path}: its network differs from the one to train ({differ[0]}: {meta.config.get(differ[0])!r} "
