@@ -321,6 +321,19 @@ def compare_cmd(
     typer.echo((output / "results.md").read_text() + f"curves: {output / 'curves.png'}  cases: {output / 'cases.png'}")
 
 
+@app.command("info")
+@user_errors
+def info_cmd(
+    weights: Annotated[list[Path] | None, typer.Argument(help="checkpoints (default: every shipped one)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON list instead of the cards")] = False,
+) -> None:
+    """What a checkpoint is and how it was made: kind, parameters, sha256, network, data, training, provenance."""
+    from medinpaint.model_card import describe, format_card, shipped_checkpoints
+
+    cards = [describe(p) for p in (weights or shipped_checkpoints())]
+    typer.echo(json.dumps(cards, indent=1) if as_json else "\n\n".join(map(format_card, cards)))
+
+
 app.add_typer(synth_app, name="synth")
 app.add_typer(segment_app, name="segment")
 app.add_typer(lesions_app, name="lesions")
