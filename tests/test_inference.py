@@ -83,12 +83,14 @@ def test_shipped_weights_load_with_no_flags_and_beat_the_official_baseline(sampl
 
 @pytest.mark.skipif(not default_weights().is_file(), reason="the shipped weights are not in this checkout")
 @pytest.mark.parametrize(("backend", "identical"), [("torch", 0.9999), ("onnx", 0.999)])
-def test_shipped_weights_predict_the_pixels_they_predicted_before_the_engine_refactor(
+def test_shipped_weights_predict_the_pixels_recorded_when_they_were_shipped(
     samples: Path, backend: str, identical: float
 ) -> None:
-    """tests/data/shipped_predictions.npz: the shipped model's fills of the bundled samples, written by the code
-    before the training engine and checkpoint format changed (commit 0a1e41f), in PyTorch. Float summation order
-    may move a rare pixel by one grey level; nothing more. ONNX Runtime (issue 14): 99.9 % identical, none off by 2."""
+    """tests/data/shipped_predictions.npz: the shipped model's fills of the bundled samples, written in PyTorch
+    (`Inpainter.from_pretrained(backend="torch").predict_slices(read_slices(sample_dir()), batch_size=4)`) when
+    the weights were committed, so a change to loading, preprocessing or inference shows here. Float summation
+    order may move a rare pixel by one grey level; nothing more. ONNX Runtime (issue 14): 99.9 % identical, none
+    off by 2."""
     if backend == "onnx":
         pytest.importorskip("onnxruntime")
     golden = np.load(Path(__file__).parent / "data" / "shipped_predictions.npz")
