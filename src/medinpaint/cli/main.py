@@ -53,11 +53,10 @@ def train(
     Several processes: `torchrun --nproc_per_node N -m medinpaint train ...` (CPU or GPUs) or
     `accelerate launch --multi_gpu -m medinpaint train ...`."""
     from medinpaint.data import read_slices
+    from medinpaint.inference import default_weights
     from medinpaint.models import UNetConfig
     from medinpaint.models.architectures import checkpoint_kind
     from medinpaint.training import TrainConfig, train as run_training
-
-    from medinpaint.inference import default_weights
 
     network, init_path = network_to_train(
         UNetConfig, init, default_weights, (checkpoint_kind("unet"),),

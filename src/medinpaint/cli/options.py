@@ -29,20 +29,18 @@ def network_to_train(config_type: type, init: str | None, shipped: Callable[[], 
     """(network config, checkpoint path or None) for a training command: the `--init` checkpoint's network (or
     `defaults`), with the shape options the user gave (those not None) on top, so fine-tuning needs no repeated
     flags; a given option that contradicts the checkpoint is refused when the engine loads its weights."""
-    from medinpaint.checkpoint import read_metadata
+    from dataclasses import asdict
 
-    base = dict(defaults)
-    path = None
-    if init is not None:
-        path = shipped() if init == "default" else Path(init)
-        meta = read_metadata(path)
-        if meta.kind not in kinds:
-            raise InputError(f"{path}: --init needs a checkpoint of a {' or '.join(map(repr, kinds))} network, this one is {meta.kind!r}")
-        base = {**base, **meta.config}
-    try:
-        return config_type(**{**base, **{k: v for k, v in given.items() if v is not None}}), None if path is None else str(path)
-    except TypeError as exc:
-        raise InputError(f"{path}: network config in the metadata does not fit this version ({exc})") from None
+    from medinpaint.checkpoint import config_from, read_metadata
+
+    chosen = {k: v for k, v in given.items() if v is not None}
+    if init is None:
+        return config_type(**{**defaults, **chosen}), None
+    path = shipped() if init == "default" else Path(init)
+    meta = read_metadata(path)
+    if meta.kind not in kinds:
+        raise InputError(f"{path}: --init needs a checkpoint of a {' or '.join(map(repr, kinds))} network, this one is {meta.kind!r}")
+    return config_type(**{**asdict(config_from(meta, config_type, path)), **chosen}), str(path)
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

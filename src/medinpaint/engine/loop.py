@@ -59,6 +59,7 @@ def fit(task: Task, output: Path, cfg: EngineConfig, device: str | None = None, 
                                     critic=critic, critic_opt=critic_opt)
     if cfg.init and step == 0:
         runstate.start_from(Path(cfg.init), task.kind, task.network_config, task.preprocessing(), network, ema.network)
+    started_from = runstate.origin(cfg.init) if cfg.init else ""  # now, while the file is the one trained from
     ema.network.to(acc.device)
     if acc.device.type == "cuda":
         network = network.to(memory_format=torch.channels_last)
@@ -137,7 +138,7 @@ def fit(task: Task, output: Path, cfg: EngineConfig, device: str | None = None, 
     final = output / "model.safetensors"
     if main:
         record = Training(name=output.name, steps=step, minutes=round(elapsed / 60, 2), slices=task.train_slices,
-                          processes=acc.num_processes, seed=cfg.seed, started_from=runstate.origin(cfg.init) if cfg.init else "")
+                          processes=acc.num_processes, seed=cfg.seed, started_from=started_from)
         save_checkpoint(final, ema.network, task.metadata(record), dtype=getattr(torch, cfg.weights_dtype))
         plot_progress(output / "log.csv", output / "progress.png")
     acc.wait_for_everyone()

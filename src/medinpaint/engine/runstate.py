@@ -87,9 +87,9 @@ def start_from(path: Path, kind: str, network_config: Any, preprocessing: Prepro
     if meta.preprocessing.size != preprocessing.size:
         raise InputError(f"{path}: its network works at size {meta.preprocessing.size}, this run at {preprocessing.size}")
     wanted = json.loads(json.dumps(asdict(network_config)))  # as stored: tuples become lists
-    if {**wanted, **meta.config} != wanted:  # the stored config may lack fields added since (their defaults hold)
-        differ = sorted(k for k in wanted if k in meta.config and meta.config[k] != wanted[k]) or sorted(set(meta.config) - set(wanted))
-        raise InputError(f"{path}: its network differs from the one to train ({differ[0]}: {meta.config.get(differ[0])!r} "
+    differ = sorted(k for k, v in meta.config.items() if k not in wanted or wanted[k] != v)  # fields added since: defaults
+    if differ:
+        raise InputError(f"{path}: its network differs from the one to train ({differ[0]}: {meta.config[differ[0]]!r} "
                          f"against {wanted.get(differ[0])!r})")
     load_state(network, state, path)
     ema.load_state_dict(network.state_dict())
