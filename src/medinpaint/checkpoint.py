@@ -14,6 +14,7 @@ import hashlib
 import json
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,11 @@ from medinpaint.outputs import atomic_file
 META_KEY = "medinpaint"
 FORMAT = 2
 VERTEBRA_ENCODINGS = ("plane", "class", "none")
+
+
+def shipped_weights_dir() -> Path:
+    """The package's `weights/` folder, where the shipped checkpoints live (wherever the package is installed)."""
+    return Path(str(resources.files("medinpaint") / "weights"))
 
 
 def _package_version() -> str:

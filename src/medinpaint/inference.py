@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,8 @@ import torch
 from tqdm.auto import tqdm
 
 from medinpaint.backends import runners
-from medinpaint.checkpoint import CheckpointMeta, Preprocessing, config_from, load_checkpoint, load_members, load_state, save_checkpoint
+from medinpaint.checkpoint import (CheckpointMeta, Preprocessing, config_from, load_checkpoint, load_members, load_state, save_checkpoint,
+                                   shipped_weights_dir)
 from medinpaint.data.slices import SliceSet, tissue_to_classes, to_uint8, to_unit
 from medinpaint.errors import InputError
 from medinpaint.models.architectures import ARCHITECTURES, architecture_of, checkpoint_kind
@@ -24,7 +24,7 @@ DEFAULT_WEIGHTS = "ct-unet.safetensors"
 
 def default_weights() -> Path:
     """The checkpoint shipped inside the package."""
-    return Path(str(resources.files("medinpaint") / "weights" / DEFAULT_WEIGHTS))
+    return shipped_weights_dir() / DEFAULT_WEIGHTS
 
 
 class Inpainter:

@@ -10,17 +10,16 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict
-from importlib import resources
 from pathlib import Path
 
 from safetensors import safe_open
 
-from medinpaint.checkpoint import file_checksum, read_metadata
+from medinpaint.checkpoint import file_checksum, read_metadata, shipped_weights_dir
 
 
 def shipped_checkpoints() -> list[Path]:
     """Every checkpoint shipped inside the package, by name."""
-    return sorted(Path(str(p)) for p in (resources.files("medinpaint") / "weights").iterdir() if p.name.endswith(".safetensors"))
+    return sorted(shipped_weights_dir().glob("*.safetensors"))
 
 
 def describe(path: Path) -> dict:

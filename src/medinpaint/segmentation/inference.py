@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from medinpaint.backends import Runner, runners
-from medinpaint.checkpoint import CheckpointMeta, Preprocessing, config_from, load_checkpoint, load_members, load_state, read_metadata
+from medinpaint.checkpoint import (CheckpointMeta, Preprocessing, config_from, load_checkpoint, load_members, load_state, read_metadata,
+                                   shipped_weights_dir)
 from medinpaint.data.slices import to_unit
 from medinpaint.errors import InputError
 from medinpaint.models import SegmentationUNet, SegmenterConfig
@@ -24,7 +24,7 @@ DEFAULT_WEIGHTS = "ct-segmenter.safetensors"
 
 
 def default_weights() -> Path:
-    return Path(str(resources.files("medinpaint") / "weights" / DEFAULT_WEIGHTS))
+    return shipped_weights_dir() / DEFAULT_WEIGHTS
 
 
 @torch.inference_mode()

@@ -9,7 +9,6 @@ device give the same samples.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
 
@@ -18,7 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from medinpaint.checkpoint import CheckpointMeta, file_checksum
+from medinpaint.checkpoint import CheckpointMeta, file_checksum, shipped_weights_dir
 from medinpaint.constants import MAX_VERTEBRA
 from medinpaint.errors import InputError
 from medinpaint.synthesis.data import quantise_tissue
@@ -46,7 +45,7 @@ def shipped_weights(size: int) -> Path:
     if size not in SHIPPED_SIZES:
         raise InputError(f"no shipped checkpoint for size {size}: shipped sizes are {' and '.join(map(str, SHIPPED_SIZES))} (or pass --weights)")
     for family in SHIPPED_FAMILIES:
-        path = Path(str(resources.files("medinpaint") / "weights" / f"synth-{family}-{size}.safetensors"))
+        path = shipped_weights_dir() / f"synth-{family}-{size}.safetensors"
         if path.is_file():
             return path
     raise InputError(f"no shipped checkpoint for size {size} yet: pass --weights or train one with "
