@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -228,3 +230,29 @@ def test_a_fine_tuned_run_starts_from_the_weights_it_is_given_and_records_them(t
         fit(wider, tmp_path / "wide", EngineConfig(**still, init=str(trained)), device="cpu", progress=False)
     with pytest.raises(InputError, match="no such checkpoint file to start from"):
         EngineConfig(**still, init=str(tmp_path / "missing.safetensors"))
+
+
+class TermAfter(LineFit):
+    """LineFit whose process is sent SIGTERM (as by `kill PID` or a scheduler) during its `at`-th step."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at, self.calls = at, 0
+
+    def loss(self, forward, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == self.at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return super().loss(forward, x, gen)
+
+
+def test_sigterm_ends_the_step_saves_exports_and_the_same_command_resumes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cfg = EngineConfig(steps=8, batch_size=4, warmup_steps=1, val_every=100, log_every=1)
+    weights = fit(TermAfter(3), tmp_path / "run", cfg, device="cpu", progress=False)
+    assert read_metadata(weights).training.steps == 3
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 3
+    assert [r["step"] for r in log(tmp_path / "run")] == ["1", "2", "3"] and log(tmp_path / "run")[-1]["val_error"]
+    assert "SIGTERM at step 3: stopped early" in capsys.readouterr().out
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone once the run has returned
+    fit(LineFit(), tmp_path / "run", cfg, device="cpu", progress=False)
+    assert [r["step"] for r in log(tmp_path / "run")] == [str(s) for s in range(1, 9)]

@@ -23,6 +23,7 @@ from medinpaint.engine import runstate
 from medinpaint.engine.config import EngineConfig
 from medinpaint.engine.ema import EMA
 from medinpaint.engine.logs import RunLog
+from medinpaint.engine.stopping import StopRequest, stop_on_sigterm
 from medinpaint.engine.task import Task
 from medinpaint.plots import plot_progress
 
@@ -36,7 +37,14 @@ def accelerator(device: str | None) -> Accelerator:
 def fit(task: Task, output: Path, cfg: EngineConfig, device: str | None = None, progress: bool = True,
         overwrite: bool = False) -> Path:
     """Train `task`'s network into `output/` (log.csv, tensorboard/, progress.png, last.pt, config.json) and
-    export the EMA weights as `output/model.safetensors`, whose path is returned. `overwrite` starts afresh."""
+    export the EMA weights as `output/model.safetensors`, whose path is returned. `overwrite` starts afresh.
+    A SIGTERM ends the run early the same way, after the step in progress (see `stopping`)."""
+    with stop_on_sigterm() as request:
+        return _fit(task, output, cfg, device, progress, overwrite, request)
+
+
+def _fit(task: Task, output: Path, cfg: EngineConfig, device: str | None, progress: bool, overwrite: bool,
+         request: StopRequest) -> Path:
     output = Path(output)
     acc = accelerator(device)
     main = acc.is_main_process
@@ -80,7 +88,7 @@ def fit(task: Task, output: Path, cfg: EngineConfig, device: str | None = None, 
                           None if critic is None else acc.unwrap_model(critic), critic_opt)
 
     def stop() -> bool:
-        left = cfg.budget_left(step, elapsed)
+        left = cfg.budget_left(step, elapsed) and request.signal is None
         if acc.num_processes == 1:
             return not left
         flag = torch.tensor(0.0 if left else 1.0, device=acc.device)  # every process stops at the same step
@@ -118,7 +126,7 @@ def fit(task: Task, output: Path, cfg: EngineConfig, device: str | None = None, 
             dt = time.monotonic() - t0
             elapsed += dt
             window_steps, window_s = window_steps + 1, window_s + dt
-            at_end = not cfg.budget_left(step, elapsed)
+            at_end = not cfg.budget_left(step, elapsed) or request.signal is not None
             if loss_value is not None or at_end:
                 values: dict[str, float] = {"step": step, "elapsed_s": elapsed, "lr": lr,
                                             "loss": loss.item() if loss_value is None else loss_value,
@@ -135,6 +143,9 @@ def fit(task: Task, output: Path, cfg: EngineConfig, device: str | None = None, 
         log.close()
         save_state()
     acc.wait_for_everyone()
+    if request.signal:
+        acc.print(f"{request.signal} at step {step}: stopped early, last.pt saved and the weights exported; "
+                  "the same command resumes the run")
     final = output / "model.safetensors"
     if main:
         record = Training(name=output.name, steps=step, minutes=round(elapsed / 60, 2), slices=task.train_slices,
