@@ -31,6 +31,8 @@ def stop_on_sigterm() -> Iterator[StopRequest]:
         yield request
         return
     previous = signal.getsignal(signal.SIGTERM)
+    if previous is None:  # a handler installed from C: Python cannot put it back, so the default stands in
+        previous = signal.SIG_DFL
 
     def handle(signum: int, frame: object) -> None:
         request.signal = signal.Signals(signum).name
