@@ -248,11 +248,12 @@ class TermAfter(LineFit):
 
 def test_sigterm_ends_the_step_saves_exports_and_the_same_command_resumes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     cfg = EngineConfig(steps=8, batch_size=4, warmup_steps=1, val_every=100, log_every=1)
+    before = signal.getsignal(signal.SIGTERM)
     weights = fit(TermAfter(3), tmp_path / "run", cfg, device="cpu", progress=False)
     assert read_metadata(weights).training.steps == 3
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 3
     assert [r["step"] for r in log(tmp_path / "run")] == ["1", "2", "3"] and log(tmp_path / "run")[-1]["val_error"]
     assert "SIGTERM at step 3: stopped early" in capsys.readouterr().out
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone once the run has returned
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is gone once the run has returned
     fit(LineFit(), tmp_path / "run", cfg, device="cpu", progress=False)
     assert [r["step"] for r in log(tmp_path / "run")] == [str(s) for s in range(1, 9)]

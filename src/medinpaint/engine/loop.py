@@ -87,11 +87,13 @@ def _fit(task: Task, output: Path, cfg: EngineConfig, device: str | None, progre
             runstate.save(last, ident, acc.unwrap_model(network), ema.network, opt, step, elapsed, cfg.to_dict(),
                           None if critic is None else acc.unwrap_model(critic), critic_opt)
 
+    def finished() -> bool:  # this process's view: budget spent, or a SIGTERM asked it to stop
+        return not cfg.budget_left(step, elapsed) or request.signal is not None
+
     def stop() -> bool:
-        left = cfg.budget_left(step, elapsed) and request.signal is None
         if acc.num_processes == 1:
-            return not left
-        flag = torch.tensor(0.0 if left else 1.0, device=acc.device)  # every process stops at the same step
+            return finished()
+        flag = torch.tensor(1.0 if finished() else 0.0, device=acc.device)  # every process stops at the same step
         return acc.reduce(flag, reduction="sum").item() > 0
 
     shown: dict[str, float] = {}
@@ -126,7 +128,7 @@ def _fit(task: Task, output: Path, cfg: EngineConfig, device: str | None, progre
             dt = time.monotonic() - t0
             elapsed += dt
             window_steps, window_s = window_steps + 1, window_s + dt
-            at_end = not cfg.budget_left(step, elapsed) or request.signal is not None
+            at_end = finished()
             if loss_value is not None or at_end:
                 values: dict[str, float] = {"step": step, "elapsed_s": elapsed, "lr": lr,
                                             "loss": loss.item() if loss_value is None else loss_value,
