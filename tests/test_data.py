@@ -83,6 +83,36 @@ def test_bad_npy_input(tmp_path: Path, array: np.ndarray, message: str) -> None:
         read_slices(tmp_path / "x.npy")
 
 
+def _truncated(path: Path) -> None:
+    np.save(path, np.zeros((4, 16, 16), np.uint8))
+    path.write_bytes(path.read_bytes()[:200])
+
+
+def _npz(path: Path) -> None:
+    with path.open("wb") as f:
+        np.savez(f, images=np.zeros((2, 4, 4), np.uint8))
+
+
+@pytest.mark.parametrize(
+    "write, message",
+    [
+        (lambda p: p.write_text("not numpy"), r"not a \.npy file \(no NumPy header\)"),
+        (_npz, r"zip archive \(\.npz\?\)"),
+        (lambda p: np.save(p, np.array([{"a": 1}], dtype=object)), "Object arrays cannot be loaded"),
+        (_truncated, "unreadable .npy file"),
+    ],
+)
+@pytest.mark.parametrize("where", ["images.npy", "masks.npy", "vertebrae.npy"])
+def test_a_broken_npy_file_is_one_line_naming_it(tmp_path: Path, write, message: str, where: str) -> None:
+    folder = tmp_path / "stack"
+    folder.mkdir()
+    np.save(folder / "images.npy", np.zeros((2, 4, 4), np.uint8))
+    write(folder / where)
+    with pytest.raises(InputError, match=message) as err:
+        read_slices(folder)
+    assert str(err.value).startswith(str(folder / where)) and "\n" not in str(err.value)
+
+
 def test_missing_empty_and_unknown_folders(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no such file or folder"):
         detect_layout(tmp_path / "nope")

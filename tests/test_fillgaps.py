@@ -136,6 +136,15 @@ def test_bad_input_is_one_clear_line(stripe_case, tmp_path: Path, array: np.ndar
     assert re.search(message, text), text
 
 
+def test_an_npz_archive_is_one_clear_line(stripe_case, tmp_path: Path) -> None:
+    """np.load gives an .npz archive, not an array; it used to end in an AttributeError traceback."""
+    bad = tmp_path / "target.npz"
+    np.savez(bad, images=np.zeros((2, 8, 8), np.uint8))
+    code, text = cli("-i", bad, "-o", tmp_path / "out.npy", "--train-images", stripe_case[1], "--steps", 1)
+    assert code == 2 and text.count("\n") == 1
+    assert f"{bad}: not a .npy file" in text and "np.save" in text, text
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

@@ -164,12 +164,29 @@ def _read_vertebrae(folder: Path, ids: list[str]) -> np.ndarray:
     return np.array(values, dtype=np.int16)
 
 
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def load_npy(path: Path, mmap_mode: str | None = None) -> np.ndarray:
+    """One array from a .npy file, or a one-line error naming the file: not NumPy's format (an .npz archive holds
+    several arrays and gets a hint), Python objects (never unpickled), or a truncated file."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(len(_NPY_MAGIC))
+    except OSError as exc:
+        raise InputError(f"{path}: unreadable .npy file ({exc.strerror or exc})") from exc
+    if magic != _NPY_MAGIC:
+        hint = "; it is a zip archive (.npz?): save the one stack with np.save" if magic[:2] == b"PK" else ""
+        raise InputError(f"{path}: not a .npy file (no NumPy header{hint})")
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(f"{path}: unreadable .npy file ({exc})") from exc
+
+
 def load_npy_images(path: Path) -> tuple[np.ndarray, tuple[int, ...]]:
     """An `(N,H,W)` or `(N,1,H,W)` array of uint8 or float in [0,1] -> (N,H,W) array and its source shape."""
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise InputError(f"{path}: unreadable .npy file ({exc})") from exc
+    arr = load_npy(path)
     shape = arr.shape
     if arr.ndim == 4 and arr.shape[1] == 1:
         arr = arr[:, 0]
@@ -207,13 +224,13 @@ def _read_npy(path: Path) -> SliceSet:
         if not f.is_file():
             continue
         if part == "vertebrae":
-            arr = np.load(f, allow_pickle=False).astype(np.int16).reshape(-1)
+            arr = load_npy(f).astype(np.int16).reshape(-1)
         elif part == "truth":
             arr = load_npy_images(f)[0]
         elif part == "labels":
-            arr = _label_map(np.load(f, allow_pickle=False), f)
+            arr = _label_map(load_npy(f), f)
         else:
-            arr = np.load(f, allow_pickle=False)
+            arr = load_npy(f)
             arr = arr[:, 0] if arr.ndim == 4 else arr
             arr = arr > 0 if part == "masks" else arr.astype(np.uint8)
         expected = images.shape[:1] if part == "vertebrae" else images.shape

@@ -8,6 +8,7 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
+from medinpaint.data.readers import load_npy
 from medinpaint.errors import InputError
 from medinpaint.evaluation import read_case_pngs, write_tables
 from medinpaint.metrics import SegmentationMetrics
@@ -31,7 +32,7 @@ def read_segmentations(folder: Path, data: LabelledSet) -> np.ndarray:
     folder = Path(folder)
     npy = folder / "labels.npy"
     if npy.is_file():
-        raw = np.load(npy, allow_pickle=False)
+        raw = load_npy(npy)
         if raw.shape != data.images.shape:
             raise InputError(f"{npy}: shape {raw.shape} does not match the data {data.images.shape}")
         return to_class_ids(raw, data.values, str(npy))
