@@ -102,7 +102,7 @@ def predict(
 
     volumes = is_nifti(input) or is_dicom_folder(input) or (input.is_dir() and any(is_nifti(p) for p in input.iterdir()))
     if volumes and mask is None:
-        raise InputError(f"{input}: NIfTI input needs --mask (a volume, or a folder of them matched by name)")
+        raise InputError(f"{input}: a volume (NIfTI or DICOM) needs --mask (a NIfTI volume, or a folder of them matched by name)")
     check_output_path(output, [p for p in (input, mask, tissue) if p is not None], overwrite)
     if volumes:
         inpainter = Inpainter.from_pretrained(weights or None, device=resolve_device(device), flips=flips, backend=backend)
