@@ -167,7 +167,7 @@ def _read_vertebrae(folder: Path, ids: list[str]) -> np.ndarray:
 _NPY_MAGIC = b"\x93NUMPY"
 
 
-def load_npy(path: Path, mmap_mode: str | None = None) -> np.ndarray:
+def load_npy(path: Path) -> np.ndarray:
     """One array from a .npy file, or a one-line error naming the file: not NumPy's format (an .npz archive holds
     several arrays and gets a hint), Python objects (never unpickled), or a truncated file."""
     try:
@@ -179,14 +179,18 @@ def load_npy(path: Path, mmap_mode: str | None = None) -> np.ndarray:
         hint = "; it is a zip archive (.npz?): save the one stack with np.save" if magic[:2] == b"PK" else ""
         raise InputError(f"{path}: not a .npy file (no NumPy header{hint})")
     try:
-        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+        return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise InputError(f"{path}: unreadable .npy file ({exc})") from exc
 
 
 def load_npy_images(path: Path) -> tuple[np.ndarray, tuple[int, ...]]:
     """An `(N,H,W)` or `(N,1,H,W)` array of uint8 or float in [0,1] -> (N,H,W) array and its source shape."""
-    arr = load_npy(path)
+    return as_images(load_npy(path), path)
+
+
+def as_images(arr: np.ndarray, path: Path) -> tuple[np.ndarray, tuple[int, ...]]:
+    """`arr`, read from `path`, checked as an image stack: (N,H,W) uint8, or float32 in [0,1], and its source shape."""
     shape = arr.shape
     if arr.ndim == 4 and arr.shape[1] == 1:
         arr = arr[:, 0]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medinpaint.data.readers import load_npy, load_npy_images
+from medinpaint.data.readers import as_images, load_npy
 from medinpaint.errors import InputError
 from medinpaint.fillgaps.detect import detect_corruption
 from medinpaint.fillgaps.figures import save_figures
@@ -20,10 +20,10 @@ from medinpaint.outputs import atomic_dir, atomic_file, check_output_path
 
 def read_target(path: Path) -> tuple[np.ndarray, tuple[int, ...]]:
     """The (N, H, W) target in its own dtype (so known pixels are written back bit for bit) and its source shape."""
-    images, shape = load_npy_images(path)
-    raw = load_npy(path, mmap_mode="r")
+    raw = load_npy(path)
+    images, shape = as_images(raw, path)
     if raw.dtype != images.dtype:
-        images = np.asarray(raw).reshape(images.shape)
+        images = raw.reshape(images.shape)
     return images, shape
 
 
