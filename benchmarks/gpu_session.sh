@@ -58,7 +58,8 @@
 # batches CT_BATCH=64 DIFF_SMALL_BATCH=256 VAE_BATCH=256 ENC_BATCH=256 DIFF_LARGE_BATCH=48, and extra flags
 # appended to a job's command, where the last of a repeated flag wins (widths, --steps budgets): CT_FLAGS
 # DIFF_SMALL_FLAGS VAE_FLAGS ENC_FLAGS DIFF_LARGE_FLAGS SYNTH_FLAGS (every synth job) REPORT_FLAGS SPEED_FLAGS.
-# tests/test_gpu_session.py rehearses both stages on CPU: DEVICE=cpu, phantoms, tiny networks, --steps budgets.
+# tests/test_gpu_session.py rehearses both stages on CPU: DEVICE=cpu, phantoms, tiny networks, --steps budgets, and
+# the Python packages the GPU machine lacks (benchmarks/gpu_machine_packages.txt: nothing installs there) hidden.
 set -uo pipefail  # not -e: a failed job must not stop the others, the copying or the summary
 stage=${1:?usage: gpu_session.sh train|extend}
 t0=$(date +%s)

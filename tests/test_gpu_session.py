@@ -1,5 +1,6 @@
 """A CPU rehearsal of benchmarks/gpu_session.sh, the one-call GPU session: its stages on phantoms with tiny
-networks and --steps budgets (DEVICE=cpu), checking what would come back from the GPU machine in $OUT.
+networks and --steps budgets (DEVICE=cpu), checking what would come back from the GPU machine in $OUT. The
+Python packages that machine lacks (benchmarks/gpu_machine_packages.txt) are hidden from the rehearsal.
 
 Each training job is a process of its own, and importing torch costs a few seconds of CPU each, so the
 rehearsals are marked slow; together they run about ten such processes.
@@ -7,13 +8,17 @@ rehearsals are marked slow; together they run about ten such processes.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
+
+import tomllib
 
 import pytest
 from safetensors import safe_open
@@ -26,6 +31,7 @@ from conftest import write_dmiai
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_session.sh"
+MACHINE_PACKAGES = ROOT / "benchmarks" / "gpu_machine_packages.txt"
 TINY_CT = "--batch-size 4 --base-channels 8 --depth 3 --blocks 1 --val-every 2"
 TINY_SYNTH = "--batch-size 4 --base-channels 8"
 
@@ -41,8 +47,47 @@ def packed_phantoms(folder: Path, size: int) -> Path:
     return folder / "packed"
 
 
+def normalised(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()  # PEP 503
+
+
+def missing_on_gpu_machine() -> dict[str, list[str]]:
+    """Every distribution pyproject.toml asks for (dependencies and extras) that the GPU machine's image lacks,
+    with the top-level modules it provides here."""
+    there = {normalised(line) for line in MACHINE_PACKAGES.read_text().splitlines() if line and not line.startswith("#")}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    names = {normalised(re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", r).group()) for r in wanted}
+    provides: dict[str, list[str]] = {}
+    for module, dists in importlib.metadata.packages_distributions().items():
+        for dist in dists:
+            provides.setdefault(normalised(dist), []).append(module)
+    return {name: sorted(provides.get(name, [])) for name in sorted(names - there)}
+
+
+def gpu_machine_python(folder: Path) -> Path:
+    """A folder for PYTHONPATH whose sitecustomize makes the modules of `missing_on_gpu_machine` unfindable, as on
+    the GPU machine, so that the rehearsal fails where a GPU job would import one of them."""
+    hidden = sorted({m for modules in missing_on_gpu_machine().values() for m in modules})
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(f"""import importlib.machinery
+
+HIDDEN = {set(hidden)!r}
+_find_spec = importlib.machinery.PathFinder.find_spec.__func__
+
+
+def find_spec(cls, name, path=None, target=None):
+    return None if name.partition(".")[0] in HIDDEN else _find_spec(cls, name, path, target)
+
+
+importlib.machinery.PathFinder.find_spec = classmethod(find_spec)
+""")
+    return folder
+
+
 def base_env(tmp_path: Path, packed: Path, **knobs: str) -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "DEVICE": "cpu", "PYTHON": sys.executable, "DATA": str(packed),
+    path = os.pathsep.join([str(gpu_machine_python(tmp_path / "gpu-machine-python"))] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
+    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", "DEVICE": "cpu", "PYTHON": sys.executable, "DATA": str(packed),
             "DATA_SMALL": str(tmp_path / "packed-64"), "RUNS": str(tmp_path / "runs"), "DEADLINE_S": "200",
             "DIFF_SMALL_FLAGS": "--blocks 1", "DIFF_LARGE_FLAGS": "--blocks 1", "SYNTH_FLAGS": f"--steps 2 {TINY_SYNTH}", **knobs}
 
@@ -62,6 +107,17 @@ def weights_info(path: Path) -> tuple[int, set[str]]:
 def archived(path: Path) -> set[str]:
     with tarfile.open(path) as tar:
         return set(tar.getnames())
+
+
+def test_the_rehearsal_hides_what_the_gpu_machine_lacks(tmp_path: Path) -> None:
+    missing = missing_on_gpu_machine()
+    assert "numpy" not in missing and "torch" not in missing  # both are on the machine
+    modules = [m for ms in missing.values() for m in ms]
+    assert modules, missing  # the dependencies the machine lacks are installed here, so there is something to hide
+    env = {**os.environ, "PYTHONPATH": str(gpu_machine_python(tmp_path / "py"))}
+    probe = "import importlib.util, sys; print([m for m in sys.argv[1:] if importlib.util.find_spec(m) is not None])"
+    seen = subprocess.run([sys.executable, "-c", probe, "numpy", *modules], env=env, capture_output=True, text=True, check=True)
+    assert seen.stdout.strip() == "['numpy']", seen.stdout + seen.stderr
 
 
 def test_train_then_extend_returns_half_precision_weights_and_one_archive_and_resumes(tmp_path: Path) -> None:
