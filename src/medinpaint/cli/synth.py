@@ -56,7 +56,6 @@ def _generator_to_train(family: str | None, size: int | None, base_channels: int
                         init: str | None) -> tuple[str, int, dict, str | None]:
     """(family, size, network config, checkpoint to start from): the defaults with the options given, or, with
     `init`, all of it from that checkpoint (options that contradict it are refused)."""
-    from medinpaint.checkpoint import read_metadata
     from medinpaint.synthesis.generator import shipped_weights
     from medinpaint.synthesis.registry import checkpoint_family, network_config
 
@@ -64,7 +63,7 @@ def _generator_to_train(family: str | None, size: int | None, base_channels: int
         family, size = family or "diffusion", size or 64
         return family, size, network_config(family, size, base_channels, blocks).to_dict(), None
     path = shipped_weights(size or 64) if init == "default" else Path(init)
-    meta, stored = read_metadata(path), checkpoint_family(path)
+    stored, meta = checkpoint_family(path)
     if base_channels is not None or blocks is not None:
         raise InputError(f"{path}: the network's shape comes from the --init checkpoint; leave out --base-channels and --blocks")
     for option, given, own in (("--model", family, stored), ("--size", size, meta.preprocessing.size)):

@@ -56,7 +56,7 @@ def load_generator(path: str | Path | None = None, size: int | None = None, devi
     """A generator from a checkpoint written by `medinpaint synth train` (diffusion or VAE), or with `path=None`
     the shipped generator of `size` (default 64; the diffusion model where one is shipped, else the VAE). A given `size` must match the checkpoint's."""
     path = Path(path) if path is not None else shipped_weights(size or 64)
-    family = checkpoint_family(path)
+    family, _ = checkpoint_family(path)
     if family not in ("diffusion", "vae"):
         raise InputError(f"{path}: holds the feature encoder, which cannot generate slices (expected a diffusion or VAE checkpoint)")
     if device == "cuda" and not torch.cuda.is_available():

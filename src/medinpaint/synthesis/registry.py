@@ -63,13 +63,14 @@ def build_network(family: str, config: dict | Any) -> nn.Module:
     return cls(cfg_cls(**config) if isinstance(config, dict) else config)
 
 
-def checkpoint_family(path: Path) -> str:
-    """Which synthesis family ('diffusion', 'vae', 'encoder') a checkpoint holds; an InputError for any other."""
-    kind = read_metadata(path).kind
+def checkpoint_family(path: Path) -> tuple[str, CheckpointMeta]:
+    """Which synthesis family ('diffusion', 'vae', 'encoder') a checkpoint holds, and its metadata (read once);
+    an InputError for any other kind."""
+    meta = read_metadata(path)
     for family, k in KINDS.items():
-        if k == kind:
-            return family
-    raise InputError(f"{path}: checkpoint of a {kind!r} network, expected one of {', '.join(KINDS.values())}")
+        if k == meta.kind:
+            return family, meta
+    raise InputError(f"{path}: checkpoint of a {meta.kind!r} network, expected one of {', '.join(KINDS.values())}")
 
 
 def load_network(path: Path, family: str) -> tuple[nn.Module, CheckpointMeta]:
