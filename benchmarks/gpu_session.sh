@@ -42,8 +42,9 @@
 # SOLO=1 (either stage) first runs the CT recipe alone for SOLO_MINUTES=1.5 in a fresh run (ct-solo), so its
 #   images/s alone and beside the other jobs compare in the summary; the default budgets shrink to make room.
 # Minutes are training time in total across calls (compilation included, validation not). Every job still
-# running at DEADLINE_S=560 is interrupted (SIGINT: the engine writes last.pt) and its weights exported from
-# last.pt by HARD_S=595; the GPU call's limit is 600 s.
+# running at DEADLINE_S=560 is stopped: a training run by SIGTERM (the engine ends the step, writes last.pt and
+# exports its weights itself; should that not happen, they are exported from last.pt by HARD_S=595), any other
+# job by SIGINT; the GPU call's limit is 600 s.
 #
 # Back in $OUT (checked: at most 8 files of at most 16 MiB): ct-unet.safetensors (float16),
 # synth-{diffusion,vae,encoder}-64.safetensors and synth-diffusion-256.safetensors (bfloat16; extend returns
@@ -102,15 +103,17 @@ budget() { minus "$1" "$shrink"; }  # a default budget, less the solo run's time
 
 # launch [-n NICE] [-r RUN_FOLDER] NAME CMD...: CMD (a program, not a shell function) in the background at CPU
 # niceness NICE (the priority order: the CT job 0, the 64x64 jobs 5, the 256x256 job 10), its output in
-# $logs/NAME.log, interrupted at the deadline (SIGINT: the engine writes last.pt on the way out); name, start, end
-# and exit status go to $logs/jobs.tsv; its pid is added to `pids` for wait_jobs. With -r (a training run), an
-# interrupted job is salvaged when time allows: CMD again with --steps at its last logged step, which resumes
-# from last.pt, trains no further and exports model.safetensors (no step runs, so nothing is compiled).
+# $logs/NAME.log, stopped at the deadline; name, start, end and exit status go to $logs/jobs.tsv; its pid is added
+# to `pids` for wait_jobs. With -r (one training run) the stop is SIGTERM: the engine finishes its step, writes
+# last.pt and exports model.safetensors, in the same process. Should the export not have happened (the job killed
+# 30 s later), the job is salvaged when time allows: CMD again with --steps at its last logged step, which resumes
+# from last.pt, trains no further and exports (no step runs, so nothing is compiled). Other jobs (several
+# trainings in a row: a study, a comparison) get SIGINT, which ends them whatever they are in.
 pids=()
 launch() {
-  local run="" niceness=0 name l
+  local run="" niceness=0 name l stop=INT
   if [ "$1" = -n ]; then niceness=$2; shift 2; fi
-  if [ "$1" = -r ]; then run=$2; shift 2; fi
+  if [ "$1" = -r ]; then run=$2 stop=TERM; shift 2; fi
   name=$1
   shift
   l=$(left)
@@ -118,9 +121,9 @@ launch() {
   say "start $name: $*"
   (
     start=$(date +%s)
-    nice -n "$niceness" timeout -s INT -k 30 "$l" "$@" > "$logs/$name.log" 2>&1 3>&- 4>&-
+    nice -n "$niceness" timeout -s "$stop" -k 30 "$l" "$@" > "$logs/$name.log" 2>&1 3>&- 4>&-
     rc=$?
-    if [ "$rc" = 124 ] && [ -n "$run" ] && [ -f "$run/last.pt" ]; then
+    if { [ "$rc" = 124 ] || [ "$rc" = 137 ]; } && [ -n "$run" ] && [ -f "$run/last.pt" ] && ! [ "$run/model.safetensors" -nt "$run/last.pt" ]; then
       step=$(awk -F, 'NR > 1 {s = $1} END {print s}' "$run/log.csv" 2>/dev/null)
       t=$((hard - ($(date +%s) - t0) - 10))
       if [ -n "$step" ] && [ "$t" -ge 15 ]; then

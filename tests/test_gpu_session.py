@@ -163,6 +163,21 @@ def test_train_then_extend_returns_half_precision_weights_and_one_archive_and_re
     assert cold.returncode == 3 and "fresh one" in cold.stdout
 
 
+def test_a_training_job_still_running_at_the_deadline_stops_cleanly_and_its_weights_come_back(tmp_path: Path) -> None:
+    """At the deadline a training run gets SIGTERM: it ends its step and exports its own weights (no salvage run),
+    which come back in $OUT; the job counts as interrupted."""
+    packed = packed_phantoms(tmp_path, 64)
+    env = base_env(tmp_path, packed, SIZE_LARGE="0", JOBS="ct", DEADLINE_S="30", OUT=str(tmp_path / "out"),
+                   CT_FLAGS=f"--steps 1000000 {TINY_CT}")
+    done = run_stage("train", env)
+    assert done.returncode == 1 and "failed or interrupted: ct" in done.stdout, done.stdout + done.stderr
+    assert "salvage" not in done.stdout
+    steps, dtypes = weights_info(tmp_path / "out" / "ct-unet.safetensors")
+    rows = (tmp_path / "runs" / "ct-unet" / "log.csv").read_text().splitlines()
+    assert steps > 0 and steps == int(rows[-1].split(",")[0]) and dtypes == {"torch.float16"}
+    assert f"SIGTERM at step {steps}" in (tmp_path / "runs" / "logs" / "train" / "ct.log").read_text()
+
+
 def test_solo_run_and_large_generator(tmp_path: Path) -> None:
     """SOLO=1 runs the CT recipe alone first and the summary compares; the large generator (256x256 on the GPU,
     here 128x128 phantoms) trains on the pack as it is and comes back under its own name."""
