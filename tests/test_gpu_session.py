@@ -8,6 +8,7 @@ rehearsals are marked slow; together they run about ten such processes.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import json
 import os
@@ -51,7 +52,8 @@ def normalised(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()  # PEP 503
 
 
-def missing_on_gpu_machine() -> dict[str, list[str]]:
+@functools.cache
+def missing_on_gpu_machine() -> dict[str, tuple[str, ...]]:
     """Every distribution pyproject.toml asks for (dependencies and extras) that the GPU machine's image lacks,
     with the top-level modules it provides here."""
     there = {normalised(line) for line in MACHINE_PACKAGES.read_text().splitlines() if line and not line.startswith("#")}
@@ -62,17 +64,17 @@ def missing_on_gpu_machine() -> dict[str, list[str]]:
     for module, dists in importlib.metadata.packages_distributions().items():
         for dist in dists:
             provides.setdefault(normalised(dist), []).append(module)
-    return {name: sorted(provides.get(name, [])) for name in sorted(names - there)}
+    return {name: tuple(sorted(provides.get(name, []))) for name in sorted(names - there)}
 
 
 def gpu_machine_python(folder: Path) -> Path:
     """A folder for PYTHONPATH whose sitecustomize makes the modules of `missing_on_gpu_machine` unfindable, as on
     the GPU machine, so that the rehearsal fails where a GPU job would import one of them."""
-    hidden = sorted({m for modules in missing_on_gpu_machine().values() for m in modules})
+    hidden = {m for modules in missing_on_gpu_machine().values() for m in modules}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "sitecustomize.py").write_text(f"""import importlib.machinery
 
-HIDDEN = {set(hidden)!r}
+HIDDEN = {hidden!r}
 _find_spec = importlib.machinery.PathFinder.find_spec.__func__
 
 
@@ -86,7 +88,8 @@ importlib.machinery.PathFinder.find_spec = classmethod(find_spec)
 
 
 def base_env(tmp_path: Path, packed: Path, **knobs: str) -> dict[str, str]:
-    path = os.pathsep.join([str(gpu_machine_python(tmp_path / "gpu-machine-python"))] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
+    inherited = [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []
+    path = os.pathsep.join([str(gpu_machine_python(tmp_path / "gpu-machine-python")), *inherited])
     return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", "DEVICE": "cpu", "PYTHON": sys.executable, "DATA": str(packed),
             "DATA_SMALL": str(tmp_path / "packed-64"), "RUNS": str(tmp_path / "runs"), "DEADLINE_S": "200",
             "DIFF_SMALL_FLAGS": "--blocks 1", "DIFF_LARGE_FLAGS": "--blocks 1", "SYNTH_FLAGS": f"--steps 2 {TINY_SYNTH}", **knobs}
