@@ -43,8 +43,8 @@
 #   images/s alone and beside the other jobs compare in the summary; the default budgets shrink to make room.
 # Minutes are training time in total across calls (compilation included, validation not). Every job still
 # running at DEADLINE_S=560 is stopped: a training run by SIGTERM (the engine ends the step, writes last.pt and
-# exports its weights itself; should that not happen, they are exported from last.pt by HARD_S=595), any other
-# job by SIGINT; the GPU call's limit is 600 s.
+# exports its weights itself, in seconds on the GPU; a run still alive KILL_AFTER_S=10 later is killed and its
+# weights are exported from last.pt by HARD_S=595), any other job by SIGINT; the GPU call's limit is 600 s.
 #
 # Back in $OUT (checked: at most 8 files of at most 16 MiB): ct-unet.safetensors (float16),
 # synth-{diffusion,vae,encoder}-64.safetensors and synth-diffusion-256.safetensors (bfloat16; extend returns
@@ -75,6 +75,7 @@ runs=${RUNS:-runs/gpu-session}
 out=${OUT:-runs/gpu-session-out}
 deadline=${DEADLINE_S:-560}
 hard=${HARD_S:-$((deadline + 35))}  # the salvage of interrupted runs ends by then (the call: 600 s)
+kill_after=${KILL_AFTER_S:-10}  # a job still running this long after its stop signal is killed
 solo=${SOLO:-0}
 jobs=" ${JOBS:-ct seg small large report samplers study compare lesions speed} "
 [ "$large" = 0 ] && jobs=${jobs/ large / }
@@ -106,9 +107,10 @@ budget() { minus "$1" "$shrink"; }  # a default budget, less the solo run's time
 # $logs/NAME.log, stopped at the deadline; name, start, end and exit status go to $logs/jobs.tsv; its pid is added
 # to `pids` for wait_jobs. With -r (one training run) the stop is SIGTERM: the engine finishes its step, writes
 # last.pt and exports model.safetensors, in the same process. Should the export not have happened (the job killed
-# 30 s later), the job is salvaged when time allows: CMD again with --steps at its last logged step, which resumes
-# from last.pt, trains no further and exports (no step runs, so nothing is compiled). Other jobs (several
-# trainings in a row: a study, a comparison) get SIGINT, which ends them whatever they are in.
+# KILL_AFTER_S later), the job is salvaged when at least 15 s are left before HARD_S: CMD again with --steps at its
+# last logged step, which resumes from last.pt (the periodic one: up to two minutes older) and exports on reaching
+# that step or on SIGTERM at HARD_S, whichever comes first. Other jobs (several trainings in a row: a study, a
+# comparison) get SIGINT, which ends them whatever they are in.
 pids=()
 launch() {
   local run="" niceness=0 name l stop=INT
@@ -121,14 +123,15 @@ launch() {
   say "start $name: $*"
   (
     start=$(date +%s)
-    nice -n "$niceness" timeout -s "$stop" -k 30 "$l" "$@" > "$logs/$name.log" 2>&1 3>&- 4>&-
+    nice -n "$niceness" timeout -s "$stop" -k "$kill_after" "$l" "$@" > "$logs/$name.log" 2>&1 3>&- 4>&-
     rc=$?
     if { [ "$rc" = 124 ] || [ "$rc" = 137 ]; } && [ -n "$run" ] && [ -f "$run/last.pt" ] && ! [ "$run/model.safetensors" -nt "$run/last.pt" ]; then
       step=$(awk -F, 'NR > 1 {s = $1} END {print s}' "$run/log.csv" 2>/dev/null)
-      t=$((hard - ($(date +%s) - t0) - 10))
+      t=$((hard - ($(date +%s) - t0) - 5))  # its own kill comes 5 s after t
       if [ -n "$step" ] && [ "$t" -ge 15 ]; then
         say "salvage $name: export its weights from last.pt (--steps $step, at most $t s)"
-        nice -n "$niceness" timeout -s INT -k 5 "$t" "$@" --steps "$step" >> "$logs/$name.log" 2>&1 3>&- 4>&- || say "salvage $name failed"
+        nice -n "$niceness" timeout -s TERM -k 5 "$t" "$@" --steps "$step" >> "$logs/$name.log" 2>&1 3>&- 4>&-
+        if [ "$run/model.safetensors" -nt "$run/last.pt" ]; then say "salvaged $name"; else say "salvage $name failed"; fi
       fi
     fi
     printf '%s\t%s\t%s\t%s\n' "$name" "$start" "$(date +%s)" "$rc" >> "$logs/jobs.tsv"

@@ -69,10 +69,14 @@ def missing_on_gpu_machine() -> dict[str, tuple[str, ...]]:
 
 def gpu_machine_python(folder: Path) -> Path:
     """A folder for PYTHONPATH whose sitecustomize makes the modules of `missing_on_gpu_machine` unfindable, as on
-    the GPU machine, so that the rehearsal fails where a GPU job would import one of them."""
+    the GPU machine, so that the rehearsal fails where a GPU job would import one of them. With
+    DEAF_TO_SIGTERM_ONCE=PATH, the first Python process to start (the one that creates PATH) also ignores SIGTERM,
+    as a run stuck in its step would, so that the stop by SIGKILL and the salvage after it are rehearsed."""
     hidden = {m for modules in missing_on_gpu_machine().values() for m in modules}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "sitecustomize.py").write_text(f"""import importlib.machinery
+import os
+import signal
 
 HIDDEN = {hidden!r}
 _find_spec = importlib.machinery.PathFinder.find_spec.__func__
@@ -83,6 +87,20 @@ def find_spec(cls, name, path=None, target=None):
 
 
 importlib.machinery.PathFinder.find_spec = classmethod(find_spec)
+
+
+def deaf_to_sigterm(marker):
+    try:
+        open(marker, "x").close()
+    except FileExistsError:
+        return
+    install = signal.signal
+    install(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal = lambda signum, handler: signal.SIG_IGN if signum == signal.SIGTERM else install(signum, handler)
+
+
+if os.environ.get("DEAF_TO_SIGTERM_ONCE"):
+    deaf_to_sigterm(os.environ["DEAF_TO_SIGTERM_ONCE"])
 """)
     return folder
 
@@ -166,19 +184,34 @@ def test_train_then_extend_returns_half_precision_weights_and_one_archive_and_re
     assert cold.returncode == 3 and "fresh one" in cold.stdout
 
 
-def test_a_training_job_still_running_at_the_deadline_stops_cleanly_and_its_weights_come_back(tmp_path: Path) -> None:
+def test_a_training_job_still_running_at_the_deadline_stops_cleanly_or_is_killed_and_salvaged(tmp_path: Path) -> None:
     """At the deadline a training run gets SIGTERM: it ends its step and exports its own weights (no salvage run),
-    which come back in $OUT; the job counts as interrupted."""
+    which come back in $OUT; the job counts as interrupted. A run that ignores SIGTERM (stuck) is killed
+    KILL_AFTER_S later without exporting, and a second process resumes its last.pt and exports."""
     packed = packed_phantoms(tmp_path, 64)
-    env = base_env(tmp_path, packed, SIZE_LARGE="0", JOBS="ct", DEADLINE_S="30", OUT=str(tmp_path / "out"),
-                   CT_FLAGS=f"--steps 1000000 {TINY_CT}")
-    done = run_stage("train", env)
+    env = base_env(tmp_path, packed, SIZE_LARGE="0", JOBS="ct", CT_FLAGS=f"--steps 1000000 {TINY_CT}")
+    done = run_stage("train", {**env, "DEADLINE_S": "30", "OUT": str(tmp_path / "out")})
     assert done.returncode == 1 and "failed or interrupted: ct" in done.stdout, done.stdout + done.stderr
     assert "salvage" not in done.stdout
     steps, dtypes = weights_info(tmp_path / "out" / "ct-unet.safetensors")
-    rows = (tmp_path / "runs" / "ct-unet" / "log.csv").read_text().splitlines()
+    run = tmp_path / "runs" / "ct-unet"
+    rows = (run / "log.csv").read_text().splitlines()
     assert steps > 0 and steps == int(rows[-1].split(",")[0]) and dtypes == {"torch.float16"}
     assert f"SIGTERM at step {steps}" in (tmp_path / "runs" / "logs" / "train" / "ct.log").read_text()
+
+    # The next call, on the same machine: this run is deaf to SIGTERM. Its export is made an hour old, as after a
+    # call whose run has since written its periodic last.pt (every two minutes; this one runs seconds).
+    an_hour_ago = os.stat(run / "model.safetensors").st_mtime - 3600
+    os.utime(run / "model.safetensors", (an_hour_ago, an_hour_ago))
+    done = run_stage("extend", {**env, "DEADLINE_S": "20", "KILL_AFTER_S": "2", "OUT": str(tmp_path / "out-killed"),
+                                "DEAF_TO_SIGTERM_ONCE": str(tmp_path / "deaf-marker")})
+    assert done.returncode == 1 and "failed or interrupted: ct" in done.stdout, done.stdout + done.stderr
+    jobs = (tmp_path / "runs" / "logs" / "extend" / "jobs.tsv").read_text().split()
+    assert jobs[0] == "ct" and jobs[3] == "137"  # killed
+    salvage = re.search(r"salvage ct: export its weights from last.pt \(--steps (\d+),", done.stdout)
+    assert salvage and "salvaged ct" in done.stdout, done.stdout
+    salvaged, dtypes = weights_info(tmp_path / "out-killed" / "ct-unet.safetensors")
+    assert steps < salvaged <= int(salvage.group(1)) and dtypes == {"torch.float16"}  # resumed, trained on, exported
 
 
 def test_solo_run_and_large_generator(tmp_path: Path) -> None:
