@@ -107,10 +107,10 @@ budget() { minus "$1" "$shrink"; }  # a default budget, less the solo run's time
 # $logs/NAME.log, stopped at the deadline; name, start, end and exit status go to $logs/jobs.tsv; its pid is added
 # to `pids` for wait_jobs. With -r (one training run) the stop is SIGTERM: the engine finishes its step, writes
 # last.pt and exports model.safetensors, in the same process. Should the export not have happened (the job killed
-# KILL_AFTER_S later), the job is salvaged when at least 15 s are left before HARD_S: CMD again with --steps at its
+# KILL_AFTER_S later), the job is salvaged when at least 20 s are left before HARD_S: CMD again with --steps at its
 # last logged step, which resumes from last.pt (the periodic one: up to two minutes older) and exports on reaching
-# that step or on SIGTERM at HARD_S, whichever comes first. Other jobs (several trainings in a row: a study, a
-# comparison) get SIGINT, which ends them whatever they are in.
+# that step or on SIGTERM 5 s before HARD_S, whichever comes first. Other jobs (several trainings in a row: a
+# study, a comparison) get SIGINT, which ends them whatever they are in.
 pids=()
 launch() {
   local run="" niceness=0 name l stop=INT

@@ -203,7 +203,7 @@ def test_a_training_job_still_running_at_the_deadline_stops_cleanly_or_is_killed
     # call whose run has since written its periodic last.pt (every two minutes; this one runs seconds).
     an_hour_ago = os.stat(run / "model.safetensors").st_mtime - 3600
     os.utime(run / "model.safetensors", (an_hour_ago, an_hour_ago))
-    done = run_stage("extend", {**env, "DEADLINE_S": "20", "KILL_AFTER_S": "2", "OUT": str(tmp_path / "out-killed"),
+    done = run_stage("extend", {**env, "DEADLINE_S": "30", "KILL_AFTER_S": "2", "OUT": str(tmp_path / "out-killed"),
                                 "DEAF_TO_SIGTERM_ONCE": str(tmp_path / "deaf-marker")})
     assert done.returncode == 1 and "failed or interrupted: ct" in done.stdout, done.stdout + done.stderr
     jobs = (tmp_path / "runs" / "logs" / "extend" / "jobs.tsv").read_text().split()
