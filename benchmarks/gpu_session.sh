@@ -112,6 +112,7 @@ budget() { minus "$1" "$shrink"; }  # a default budget, less the solo run's time
 # that step or on SIGTERM 5 s before HARD_S, whichever comes first. Other jobs (several trainings in a row: a
 # study, a comparison) get SIGINT, which ends them whatever they are in.
 pids=()
+exported() { [ "$1/model.safetensors" -nt "$1/last.pt" ]; }  # RUN_FOLDER: its weights written after its last.pt
 launch() {
   local run="" niceness=0 name l stop=INT
   if [ "$1" = -n ]; then niceness=$2; shift 2; fi
@@ -125,13 +126,13 @@ launch() {
     start=$(date +%s)
     nice -n "$niceness" timeout -s "$stop" -k "$kill_after" "$l" "$@" > "$logs/$name.log" 2>&1 3>&- 4>&-
     rc=$?
-    if { [ "$rc" = 124 ] || [ "$rc" = 137 ]; } && [ -n "$run" ] && [ -f "$run/last.pt" ] && ! [ "$run/model.safetensors" -nt "$run/last.pt" ]; then
+    if { [ "$rc" = 124 ] || [ "$rc" = 137 ]; } && [ -n "$run" ] && [ -f "$run/last.pt" ] && ! exported "$run"; then
       step=$(awk -F, 'NR > 1 {s = $1} END {print s}' "$run/log.csv" 2>/dev/null)
       t=$((hard - ($(date +%s) - t0) - 5))  # its own kill comes 5 s after t
       if [ -n "$step" ] && [ "$t" -ge 15 ]; then
         say "salvage $name: export its weights from last.pt (--steps $step, at most $t s)"
         nice -n "$niceness" timeout -s TERM -k 5 "$t" "$@" --steps "$step" >> "$logs/$name.log" 2>&1 3>&- 4>&-
-        if [ "$run/model.safetensors" -nt "$run/last.pt" ]; then say "salvaged $name"; else say "salvage $name failed"; fi
+        if exported "$run"; then say "salvaged $name"; else say "salvage $name failed"; fi
       fi
     fi
     printf '%s\t%s\t%s\t%s\n' "$name" "$start" "$(date +%s)" "$rc" >> "$logs/jobs.tsv"
