@@ -7,6 +7,8 @@ import base64
 import io
 import json
 import logging
+import struct
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,7 +24,7 @@ from medinpaint.backends import resolve_backend
 from medinpaint.checkpoint import file_checksum
 from medinpaint.cli import app as cli
 from medinpaint.data import read_slices
-from medinpaint.data.png import encode_gray_png, read_gray_png
+from medinpaint.data.png import PNG_MAGIC, encode_gray_png, read_gray_png
 from medinpaint.inference import Inpainter
 from medinpaint.samples import sample_dir
 from medinpaint.serve import create_app
@@ -57,6 +59,14 @@ def png(image: np.ndarray, mode: str | None = None) -> str:
     buf = io.BytesIO()
     Image.fromarray(image).convert(mode).save(buf, format="PNG")
     return b64(buf.getvalue())
+
+
+def png_header(width: int, height: int) -> str:
+    """base64 of a PNG that declares an 8-bit grayscale `width` x `height` image and holds no pixels: what a
+    compressed image of that size looks like until its pixels are decompressed."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return b64(PNG_MAGIC + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)) + chunk(b"IEND", b""))
 
 
 def dmiai_request(folder: Path, case: str) -> dict:
@@ -188,6 +198,8 @@ def _bad_requests(samples: Path) -> list[tuple[str, str, dict | bytes, str]]:
         ("vertebra-too-high", "/predict", {**good, "vertebrae": 25}, "vertebrae"),
         ("vertebra-negative", "/predict", {**good, "vertebrae": -1}, "vertebrae"),
         ("vertebra-not-int", "/predict", {**good, "vertebrae": "L3"}, "vertebrae"),
+        ("vertebra-as-string", "/predict", {**good, "vertebrae": "5"}, "vertebrae"),
+        ("vertebra-as-bool", "/predict", {**good, "vertebrae": True}, "vertebrae"),
         ("image-not-string", "/predict", {**good, "corrupted_image": 5}, "corrupted_image"),
         ("not-json", "/predict", b"{corrupted_image:", "body"),
         ("json-list", "/predict", b"[1, 2]", "body"),
@@ -251,3 +263,12 @@ def test_the_bundled_samples_are_listed_and_served(client: httpx.Client, samples
     png = client.get("/sample-files/mask/mask_450_0.png")
     assert png.status_code == 200 and png.content == (samples / "mask" / "mask_450_0.png").read_bytes()
     assert client.get("/sample-files/../pyproject.toml").status_code == 404
+
+
+def test_an_oversized_png_is_refused_from_its_header(client: httpx.Client, samples: Path) -> None:
+    good = dmiai_request(samples, CASE)
+    large = client.post("/predict", json={**good, "corrupted_image": png_header(9000, 9000)})
+    bomb = client.post("/predict", json={**good, "mask_image": png_header(40000, 40000)})
+    assert large.status_code == bomb.status_code == 422
+    assert large.json()["detail"] == "corrupted_image: expected a 256x256 image, got 9000x9000"
+    assert bomb.json()["detail"].startswith("mask_image: image too large to decode")

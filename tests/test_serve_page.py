@@ -125,3 +125,48 @@ def test_a_nifti_volume_gives_a_slice_picker(page, tmp_path: Path) -> None:
     expected = np.rint(255 * np.clip((display[np.ix_(rows, cols)] + 150) / 400, 0, 1))
     assert np.abs(shown - expected).max() <= 1
     assert not page.is_disabled("#fill")
+
+
+def test_a_new_slice_after_a_sample_sends_none_of_the_samples_side_information(page, samples: Path) -> None:
+    page.select_option("#sample", "453_3")
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('Filled')")
+    page.set_input_files("#slice-file", str(samples / "ct" / "ct_450_0.png"))
+    page.wait_for_function("document.getElementById('result-panel').hidden")  # the old result is gone
+    assert page.input_value("#sample") == "" and page.input_value("#vertebrae") == ""
+    assert page.evaluate("state.mask.every((m) => m === 0)")  # and the old mask
+    page.set_input_files("#mask-file", str(samples / "mask" / "mask_450_0.png"))
+    with page.expect_request("**/inpaint") as sent:
+        page.click("#fill")
+    assert set(json.loads(sent.value.post_data)) == {"corrupted_image", "mask_image"}
+
+
+def test_only_the_latest_fill_is_shown_and_a_non_json_answer_is_reported(page) -> None:
+    held = []
+    page.route("**/inpaint", lambda route: held.append(route))  # hold every fill until the test lets it through
+    page.select_option("#sample", "450_0")
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('Filling')")
+    page.select_option("#sample", "459_9")
+    page.wait_for_timeout(500)
+    assert len(held) == 2
+    latest = json.loads(held[1].request.post_data)["corrupted_image"]
+    held[1].continue_()
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('Filled')")
+    held[0].continue_()  # the first sample's fill arrives last, and is dropped
+    page.wait_for_timeout(500)
+    assert page.get_attribute("#before", "src").endswith(latest)
+    page.unroute("**/inpaint")
+    page.route("**/inpaint", lambda route: route.fulfill(status=502, body="<html>Bad Gateway</html>", content_type="text/html"))
+    page.click("#fill")
+    page.wait_for_function("document.getElementById('status').textContent.includes('the server answered 502')")
+
+
+def test_the_page_fits_a_phone(page_url: str) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        tab = browser.new_page(viewport={"width": 375, "height": 740})
+        tab.goto(page_url)
+        assert tab.evaluate("document.documentElement.scrollWidth") <= 375
+        box = tab.locator("#editor").bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 375 and abs(box["width"] - box["height"]) < 1
+        browser.close()

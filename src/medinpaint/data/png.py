@@ -13,8 +13,10 @@ from medinpaint.errors import InputError
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def decode_gray_png(data: bytes, name: str) -> np.ndarray:
-    """PNG bytes -> uint8 (H, W). `name` (a file or a field) is named in every error."""
+def decode_gray_png(data: bytes, name: str, size: tuple[int, int] | None = None) -> np.ndarray:
+    """PNG bytes -> uint8 (H, W). `name` (a file or a field) is named in every error. With `size` (H, W), an image
+    of another size is refused from its header, before its pixels are decompressed: a few hundred kB of PNG can
+    hold gigabytes of pixels."""
     if not data.startswith(PNG_MAGIC):
         raise InputError(f"{name}: not a PNG image")
     try:
@@ -23,8 +25,14 @@ def decode_gray_png(data: bytes, name: str) -> np.ndarray:
             if mode not in ("L", "1"):
                 kind = "16-bit" if mode.startswith("I") else f"colour ({mode})" if mode in ("RGB", "RGBA", "P", "LA") else mode
                 raise InputError(f"{name}: expected an 8-bit grayscale PNG, got a {kind} image")
+            if size is not None and im.size != (size[1], size[0]):
+                raise InputError(f"{name}: expected a {size[1]}x{size[0]} image, got {im.size[0]}x{im.size[1]}")
             arr = np.array(im.convert("L"))
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"{name}: image too large to decode ({exc})") from exc
+    except UnidentifiedImageError as exc:
+        raise InputError(f"{name}: unreadable PNG (not a valid image)") from exc
+    except (OSError, SyntaxError) as exc:
         raise InputError(f"{name}: unreadable PNG ({exc})") from exc
     return arr
 

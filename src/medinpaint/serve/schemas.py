@@ -12,7 +12,8 @@ MAX_BATCH_ITEMS = 32
 
 
 def vertebra_field(default: Any = ...) -> Any:
-    return Field(default, ge=0, le=MAX_VERTEBRA, description=f"closest vertebra level, 0..{MAX_VERTEBRA}")
+    """An integer level, strictly: "5", 5.0 or true are refused rather than guessed at."""
+    return Field(default, ge=0, le=MAX_VERTEBRA, strict=True, description=f"closest vertebra level, 0..{MAX_VERTEBRA}")
 
 
 class PredictRequest(BaseModel):

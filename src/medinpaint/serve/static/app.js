@@ -5,7 +5,7 @@
 const $ = (id) => document.getElementById(id);
 const editor = $("editor");
 const ctx = editor.getContext("2d");
-const state = { slice: null, mask: new Uint8Array(SIZE * SIZE), tissue: null, drawing: false, last: null, volume: null };
+const state = { slice: null, mask: new Uint8Array(SIZE * SIZE), tissue: null, drawing: false, last: null, volume: null, request: 0 };
 
 function say(text, isError = false) {
   $("status").textContent = text;
@@ -29,6 +29,19 @@ function render() {
     img.data.set(m ? [128 + (g >> 1), g >> 1, g >> 1, 255] : [g, g, g, 255], 4 * i);
   }
   ctx.putImageData(img, 0, 0);
+}
+
+// A new slice starts afresh: no mask, no result, and no side information the user did not give for it (a sample's
+// tissue map and vertebra level belong to that sample). Counting it as a new request drops a fill still under way.
+function startAfresh() {
+  state.request += 1;
+  state.mask.fill(0);
+  state.tissue = null;
+  $("tissue-file").value = "";
+  $("mask-file").value = "";
+  $("vertebrae").value = "";
+  $("result-panel").hidden = true;
+  $("download").href = "#";
 }
 
 function paint(x, y) {
@@ -63,8 +76,13 @@ editor.addEventListener("pointerup", () => { state.drawing = false; });
 
 $("slice-file").addEventListener("change", async () => {
   try {
-    state.slice = await loadGray($("slice-file"), "the slice");
+    const slice = await loadGray($("slice-file"), "the slice");
+    if (!slice) return;
+    startAfresh();
+    state.slice = slice;
     state.volume = null;
+    $("sample").value = "";
+    $("volume-file").value = "";
     $("slice-picker").hidden = true;
     $("fill").disabled = !state.slice;
     say("Draw over the missing pixels, or load a mask, then press Fill.");
@@ -105,8 +123,13 @@ $("sample").addEventListener("change", async () => {
   const id = $("sample").value;
   if (!id) return;
   try {
-    [state.slice, state.mask, state.tissue] = await Promise.all(["ct", "mask", "tissue"].map((k) => sampleImage(k, id)));
-    state.mask = state.mask.map((v) => (v >= 128 ? 1 : 0));
+    const [slice, mask, tissue] = await Promise.all(["ct", "mask", "tissue"].map((k) => sampleImage(k, id)));
+    if ($("sample").value !== id) return; // another sample was chosen meanwhile
+    startAfresh();
+    $("slice-file").value = "";
+    $("volume-file").value = "";
+    $("slice-picker").hidden = true;
+    [state.slice, state.mask, state.tissue, state.volume] = [slice, mask.map((v) => (v >= 128 ? 1 : 0)), tissue, null];
     $("vertebrae").value = $("sample").selectedOptions[0].dataset.vertebrae;
     $("fill").disabled = false;
     render();
@@ -116,6 +139,8 @@ $("sample").addEventListener("change", async () => {
 
 function showVolumeSlice() {
   const k = Number($("slice-index").value);
+  state.request += 1; // a fill of the slice shown before is no longer wanted
+  $("result-panel").hidden = true;
   state.slice = niftiSlice(state.volume, k);
   $("slice-number").textContent = `${k + 1} of ${state.volume.nz}`;
   render();
@@ -125,9 +150,11 @@ $("volume-file").addEventListener("change", async () => {
   const file = $("volume-file").files[0];
   if (!file) return;
   try {
-    state.volume = await readNifti(file);
-    state.tissue = null;
-    state.mask.fill(0);
+    const volume = await readNifti(file);
+    startAfresh();
+    state.volume = volume;
+    $("sample").value = "";
+    $("slice-file").value = "";
     $("slice-index").max = state.volume.nz - 1;
     $("slice-index").value = Math.floor(state.volume.nz / 2);
     $("slice-picker").hidden = false;
@@ -169,11 +196,13 @@ $("controls").addEventListener("submit", async (event) => {
   if ($("vertebrae").value !== "") body.vertebrae = Number($("vertebrae").value);
   say("Filling…");
   $("fill").disabled = true;
+  const ticket = ++state.request;
   const start = performance.now();
   try {
     const response = await fetch("../inpaint", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
-    const answer = await response.json();
-    if (!response.ok) throw new Error(answer.detail || `the server answered ${response.status}`);
+    const answer = await response.json().catch(() => null); // a proxy may answer with an HTML page
+    if (ticket !== state.request) return; // the input changed while this fill ran: its result is stale
+    if (!response.ok || !answer) throw new Error(answer?.detail || `the server answered ${response.status} ${response.statusText}`.trim());
     const url = `data:image/png;base64,${answer.reconstructed_image}`;
     $("before").src = `data:image/png;base64,${body.corrupted_image}`;
     $("result").src = url;
@@ -183,9 +212,9 @@ $("controls").addEventListener("submit", async (event) => {
     $("compare").dispatchEvent(new Event("input"));
     say(`Filled in ${Math.round(performance.now() - start)} ms.`);
   } catch (err) {
-    say(`Could not fill: ${err.message}`, true);
+    if (ticket === state.request) say(`Could not fill: ${err.message}`, true);
   } finally {
-    $("fill").disabled = false;
+    $("fill").disabled = !state.slice;
   }
 });
 
