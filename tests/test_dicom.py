@@ -94,7 +94,7 @@ def test_series_problems_are_one_line_errors(tmp_path: Path) -> None:
         read_dicom_series(write_series(tmp_path / "gap", hu, skip=2))
     both = write_series(tmp_path / "two", hu, description="AXIAL")
     write_series(both, hu[:, :, :3], description="SCOUT")
-    with pytest.raises(InputError, match=r"2 series \(.*AXIAL.*SCOUT|2 series \(.*SCOUT.*AXIAL"):
+    with pytest.raises(InputError, match=r"2 series \(.*AXIAL.*UID.*SCOUT|2 series \(.*SCOUT.*UID.*AXIAL"):
         read_dicom_series(both)
     assert read_dicom_series(both, series="SCOUT").raw.shape[2] == 3
     with pytest.raises(InputError, match="no series described or identified as 'CORONAL'"):
@@ -141,3 +141,19 @@ def test_dicom_out_is_a_new_derived_series_with_the_same_geometry(tmp_path: Path
     with pytest.raises(InputError, match="--dicom-out needs a DICOM series"):
         fill_nifti(Inpainter.from_pretrained(tiny_checkpoint, backend="torch"), nifti, tmp_path / "mask.nii.gz",
                    tmp_path / "out2", dicom_out=True)
+
+
+def test_a_dicom_ct_series_is_taken_for_ct_from_its_header(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """No voxel below -100 HU (a crop inside the body), so the intensities alone would say MRI; the header says CT,
+    and this checkpoint has no CT window to map Hounsfield units with."""
+    hu = np.random.default_rng(2).integers(-50, 80, (16, 16, 3)).astype(np.int16)
+    folder = write_series(tmp_path / "s", hu)
+    vol = read_dicom_series(folder)
+    mask = np.zeros(vol.raw.shape, np.uint8)
+    mask[4:8, 4:8, 1] = 1
+    nib.save(nib.Nifti1Image(mask, vol.affine), str(tmp_path / "mask.nii.gz"))
+    inpainter = Inpainter.from_pretrained(tiny_checkpoint, backend="torch")
+    with pytest.raises(InputError, match="records no intensity window"):
+        fill_nifti(inpainter, folder, tmp_path / "mask.nii.gz", tmp_path / "out.nii.gz")
+    record = fill_nifti(inpainter, folder, tmp_path / "mask.nii.gz", tmp_path / "out.nii.gz", modality="mri")
+    assert record["intensity"]["kind"] == "percentiles"

@@ -158,11 +158,43 @@ def test_volume_folders_are_matched_by_case_name(tmp_path: Path) -> None:
         (tmp_path / "img" / name).write_bytes(b"")
     (tmp_path / "msk" / "a.nii.gz").write_bytes(b"")
     (tmp_path / "msk" / "b.nii").write_bytes(b"")
-    assert [(i.name, m.name) for i, m in volume_pairs(tmp_path / "img", tmp_path / "msk")] == [
-        ("a_0000.nii.gz", "a.nii.gz"), ("b_0000.nii.gz", "b.nii")]
+    assert [(i.name, m.name, c) for i, m, c in volume_pairs(tmp_path / "img", tmp_path / "msk")] == [
+        ("a_0000.nii.gz", "a.nii.gz", "a"), ("b_0000.nii.gz", "b.nii", "b")]
     (tmp_path / "msk" / "b.nii").unlink()
     with pytest.raises(InputError, match="no mask named b"):
         volume_pairs(tmp_path / "img", tmp_path / "msk")
+
+
+def test_volumes_that_share_a_case_name_keep_their_own_masks_and_outputs(tmp_path: Path) -> None:
+    """`pt_0001` and `pt_0002` are two patients, not two channels of `pt`: each has its own mask and output; two
+    channels of one case share its mask and keep their own names."""
+    for folder in ("img", "msk", "chan", "cmsk"):
+        (tmp_path / folder).mkdir()
+    for name in ("pt_0001", "pt_0002"):
+        (tmp_path / "img" / f"{name}.nii.gz").write_bytes(b"")
+        (tmp_path / "msk" / f"{name}.nii.gz").write_bytes(b"")
+    assert [(m.name, c) for _, m, c in volume_pairs(tmp_path / "img", tmp_path / "msk")] == [
+        ("pt_0001.nii.gz", "pt_0001"), ("pt_0002.nii.gz", "pt_0002")]
+    for name in ("brain_0000", "brain_0001"):
+        (tmp_path / "chan" / f"{name}.nii.gz").write_bytes(b"")
+    (tmp_path / "cmsk" / "brain.nii.gz").write_bytes(b"")
+    assert [(m.name, c) for _, m, c in volume_pairs(tmp_path / "chan", tmp_path / "cmsk")] == [
+        ("brain.nii.gz", "brain_0000"), ("brain.nii.gz", "brain_0001")]
+    (tmp_path / "img" / "pt_0001.nii").write_bytes(b"")
+    with pytest.raises(InputError, match="pt_0001.nii.gz has the same name"):
+        volume_pairs(tmp_path / "img", tmp_path / "msk")
+
+
+def test_a_nan_among_the_known_voxels_does_not_spread_into_the_fill(ct_inpainter: Inpainter) -> None:
+    hu = ct_volume(np.random.default_rng(8)).astype(np.float32)
+    hu[0, 0, :] = np.nan
+    mask = np.zeros(hu.shape, bool)
+    mask[12:20, 10:24, 1] = True
+    filled, record = ct_inpainter.predict_volume(hu, mask, spacing=(2.0, 2.0, 5.0))
+    assert record["intensity"]["kind"] == "ct-window" and np.isfinite(filled[mask]).all()
+    assert np.array_equal(filled[~mask], hu[~mask], equal_nan=True)
+    with pytest.raises(InputError, match="along all three axes"):
+        ct_inpainter.predict_volume(hu, mask, spacing=(2.0, 2.0))
 
 
 def test_the_cli_fills_a_volume_and_a_folder_and_refuses_bad_outputs(tmp_path: Path, tiny_checkpoint: Path) -> None:
@@ -194,6 +226,9 @@ def test_the_cli_fills_a_volume_and_a_folder_and_refuses_bad_outputs(tmp_path: P
                  "--modality", "mri", "-o", tmp_path / "out", "--no-progress")
     assert folder.exit_code == 0, folder.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["case.json", "case.nii.gz"]
+    assert json.loads((tmp_path / "out" / "case.json").read_text())["output"] == str(tmp_path / "out" / "case.nii.gz")
+    dated = run(*args, "-i", scan, "-o", tmp_path / "scan_2024.nii.gz")
+    assert dated.exit_code == 0 and (tmp_path / "scan_2024.json").is_file()  # the record keeps the output's whole name
 
 
 def volume_folder(root: Path, cases: int = 3) -> Path:

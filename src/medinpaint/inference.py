@@ -130,6 +130,8 @@ class Inpainter:
             raise InputError(f"volume {volume.shape}, mask {mask.shape} and tissue map must all be one 3-D shape")
         if axis not in (0, 1, 2):
             raise InputError(f"axis must be 0, 1 or 2, got {axis}")
+        if spacing is not None and len(spacing) != 3:
+            raise InputError(f"spacing must give the voxel size along all three axes, got {tuple(spacing)}")
         plane = None if spacing is None else tuple(float(s) for i, s in enumerate(spacing) if i != axis)
         stack = lambda a: np.moveaxis(np.asarray(a), axis, 0)  # noqa: E731
         filled, record = fill_stack(self, stack(volume).astype(np.float64), stack(mask), plane,

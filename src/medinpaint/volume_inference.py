@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from medinpaint.data.volumes import (AXIS_NAMES, case_name, display_spacing, display_stack, from_display_stack, is_nifti,
-                                     read_like, read_mask, read_nifti, write_nifti)
+from medinpaint.data.volumes import (AXIS_NAMES, case_names, case_volume, display_spacing, display_stack, from_display_stack,
+                                     is_nifti, nifti_stem, read_like, read_mask, read_nifti, write_nifti)
 from medinpaint.errors import InputError
 from medinpaint.outputs import atomic_file
 
@@ -51,9 +51,9 @@ def choose_intensity(values: np.ndarray, known: np.ndarray, window: tuple[float,
     do in Hounsfield units), else the 0.5th and 99.5th percentiles of the known voxels."""
     if modality not in MODALITIES:
         raise InputError(f"--modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
-    sample = values[known]
+    sample = values[known & np.isfinite(values)]
     if sample.size == 0:
-        raise InputError("every voxel is masked: nothing is known to fill from")
+        raise InputError("every voxel is masked (or not a number): nothing is known to fill from")
     if modality == "ct" or (modality == "auto" and float(np.percentile(sample, 1)) < CT_AIR_HU):
         if window is None:
             raise InputError("the checkpoint records no intensity window, so Hounsfield units cannot be mapped to it "
@@ -82,7 +82,7 @@ def fill_stack(inpainter: Inpainter, values: np.ndarray, missing: np.ndarray, sp
     filled = values.astype(np.float64, copy=True)
     if len(todo) == 0:
         return filled, record
-    unit, holes = mapping.to_unit(values[todo]), missing[todo]
+    unit, holes = np.nan_to_num(mapping.to_unit(values[todo]), nan=0.0), missing[todo]  # a NaN voxel is shown as `low`
     tis = None if tissue is None else tissue[todo].astype(np.uint8)
     target = record["model_pixel_spacing_mm"]
     shape = values.shape[1:]
@@ -101,11 +101,12 @@ def fill_stack(inpainter: Inpainter, values: np.ndarray, missing: np.ndarray, sp
 
 def fill_nifti(inpainter: Inpainter, image: Path, mask: Path, output: Path, tissue: Path | None = None, axis: int = 2,
                modality: str = "auto", batch_size: int = 8, progress: bool = False, series: str | None = None,
-               dicom_out: bool = False, overwrite: bool = False) -> dict:
+               dicom_out: bool = False, overwrite: bool = False, recorded_output: Path | None = None) -> dict:
     """Fill the masked voxels of a NIfTI volume (or of a folder holding one DICOM series, or the one described as
     `series`) slice by slice along canonical `axis` (2: axial) and write `output` (NIfTI: the input's shape, affine,
     header and data type; with `dicom_out`, a folder with a new DICOM series of the input's geometry) and
-    `<output>.json` (the record). Returns the record."""
+    `<output>.json` (the record, which names `recorded_output` as the output when the file is written elsewhere
+    first). A DICOM series whose Modality is CT is taken for CT under `modality="auto"`. Returns the record."""
     from medinpaint.data.dicom import read_dicom_series, write_dicom_series
 
     if axis not in AXIS_NAMES:
@@ -113,6 +114,8 @@ def fill_nifti(inpainter: Inpainter, image: Path, mask: Path, output: Path, tiss
     volume = read_dicom_series(image, series) if Path(image).is_dir() else read_nifti(image)
     if dicom_out and volume.dicom is None:
         raise InputError(f"{image}: --dicom-out needs a DICOM series as input, not a NIfTI volume")
+    if modality == "auto" and volume.dicom is not None and str(volume.dicom[0].get("Modality", "")) == "CT":
+        modality = "ct"  # the header says so: rescaled DICOM CT is in Hounsfield units
     missing = read_mask(mask, volume)
     tissue_map = None if tissue is None else read_like(tissue, volume, "tissue map").values
     as_stack = lambda a: display_stack(a, volume.affine, axis)  # noqa: E731
@@ -124,7 +127,7 @@ def fill_nifti(inpainter: Inpainter, image: Path, mask: Path, output: Path, tiss
         write_dicom_series(output, result, overwrite)
     else:
         write_nifti(output, result)
-    record = {"input": str(image), "mask": str(mask), "output": str(output), "axis": f"{axis} ({AXIS_NAMES[axis]})",
+    record = {"input": str(image), "mask": str(mask), "output": str(recorded_output or output), "axis": f"{axis} ({AXIS_NAMES[axis]})",
               "model": inpainter.name, "checksum": inpainter.checksum, **record}
     with atomic_file(record_path(output)) as tmp:
         tmp.write_text(json.dumps(record, indent=1))
@@ -133,18 +136,19 @@ def fill_nifti(inpainter: Inpainter, image: Path, mask: Path, output: Path, tiss
 
 def record_path(output: Path) -> Path:
     """`filled.nii.gz` -> `filled.json`, the record written beside it."""
-    return output.with_name(case_name(output) + ".json") if is_nifti(output) else output.with_suffix(".json")
+    return output.with_name(nifti_stem(output) + ".json") if is_nifti(output) else output.with_suffix(".json")
 
 
-def volume_pairs(images: Path, masks: Path) -> list[tuple[Path, Path]]:
-    """(image, mask) files of two folders matched by case name, nnU-Net style (`case_0000.nii.gz` with `case.nii.gz`)."""
+def volume_pairs(images: Path, masks: Path) -> list[tuple[Path, Path, str]]:
+    """(image, mask, output name) of the volumes of two folders: each image's mask is the one of its own name, else of
+    its case name, nnU-Net style (`case_0000.nii.gz` with `case.nii.gz`); outputs are named as `case_names` says."""
     found = sorted(p for p in images.iterdir() if is_nifti(p))
     if not found:
         raise InputError(f"{images}: no NIfTI volumes (.nii or .nii.gz) in the folder")
-    by_case = {case_name(p): p for p in masks.iterdir() if is_nifti(p)} if masks.is_dir() else {}
-    pairs = []
-    for p in found:
-        if case_name(p) not in by_case:
-            raise InputError(f"{p}: no mask named {case_name(p)}.nii.gz (or .nii) in {masks}")
-        pairs.append((p, by_case[case_name(p)]))
-    return pairs
+    if not masks.is_dir():
+        raise InputError(f"{masks}: the masks of a folder of volumes must be a folder")
+    names = case_names(found)
+    clash = [p for p in found if list(names.values()).count(names[p]) > 1]  # scan.nii beside scan.nii.gz
+    if clash:
+        raise InputError(f"{clash[0]}: {clash[1].name} has the same name; keep one of them")
+    return [(p, case_volume(masks, p, "mask"), names[p]) for p in found]

@@ -122,7 +122,7 @@ def _predict_volumes(inpainter: Inpainter, input: Path, mask: Path, output: Path
     """One NIfTI volume or DICOM series to one output file, or a folder of volumes to a folder (named by case,
     nnU-Net style)."""
     from medinpaint.data.dicom import is_dicom_folder
-    from medinpaint.data.volumes import case_name, case_volume, is_nifti
+    from medinpaint.data.volumes import case_volume, is_nifti
     from medinpaint.outputs import atomic_dir
     from medinpaint.volume_inference import fill_nifti, record_path, volume_pairs
 
@@ -137,11 +137,13 @@ def _predict_volumes(inpainter: Inpainter, input: Path, mask: Path, output: Path
                    f"(intensity: {record['intensity']['kind']}, resampled to: {record['resampled_to'] or 'no'})")
         return
     pairs = volume_pairs(input, mask)
+    if dicom_out:
+        raise InputError(f"{input}: --dicom-out needs a DICOM series as input, not a folder of NIfTI volumes")
     with atomic_dir(output, overwrite=overwrite) as tmp:
-        for image, mask_path in pairs:
-            case = case_name(image)
-            tissue_path = None if tissue is None else case_volume(tissue, case, "tissue map", image)
-            fill_nifti(inpainter, image, mask_path, tmp / f"{case}.nii.gz", tissue_path, axis, modality, batch_size, progress)
+        for image, mask_path, case in pairs:
+            tissue_path = None if tissue is None else case_volume(tissue, image, "tissue map")
+            fill_nifti(inpainter, image, mask_path, tmp / f"{case}.nii.gz", tissue_path, axis, modality, batch_size, progress,
+                       recorded_output=output / f"{case}.nii.gz")
     typer.echo(f"filled {len(pairs)} volumes into {output}")
 
 

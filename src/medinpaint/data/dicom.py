@@ -53,9 +53,9 @@ def read_dicom_series(folder: Path, series: str | None = None) -> Volume:
         if not groups:
             raise InputError(f"{folder}: no series described or identified as {series!r} (see --series)")
     if len(groups) > 1:
-        listed = "; ".join(f"{str(items[0][1].get('SeriesDescription', '')) or '(no description)'} ({len(items)} images)"
-                           for items in groups.values())
-        raise InputError(f"{folder}: {len(groups)} series ({listed}); choose one with --series DESCRIPTION")
+        listed = "; ".join(f"{str(items[0][1].get('SeriesDescription', '')) or '(no description)'} ({len(items)} images, "
+                           f"UID {uid})" for uid, items in groups.items())
+        raise InputError(f"{folder}: {len(groups)} series ({listed}); choose one with --series DESCRIPTION or UID")
     (items,) = groups.values()
     first = items[0][1]
     try:

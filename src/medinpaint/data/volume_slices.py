@@ -17,7 +17,7 @@ import numpy as np
 
 from medinpaint.constants import DMIAI_PIXEL_SPACING_MM, DMIAI_WINDOW_HU
 from medinpaint.data.slices import SliceSet, to_uint8
-from medinpaint.data.volumes import case_name, case_volume, display_spacing, display_stack, is_nifti, read_like, read_mask, read_nifti
+from medinpaint.data.volumes import case_names, case_volume, display_spacing, display_stack, is_nifti, read_like, read_mask, read_nifti
 from medinpaint.errors import InputError
 
 SLICE_SIZE = 256
@@ -54,8 +54,9 @@ def read_volume_slices(path: Path) -> SliceSet:
     parts: dict[str, list[np.ndarray]] = {"images": [], "masks": [], "labels": []}
     ids: list[str] = []
     kinds = set()
+    names = case_names(volumes)
     for image_path in volumes:
-        case = case_name(image_path)
+        case = names[image_path]
         volume = read_nifti(image_path)
         spacing = display_spacing(volume, 2)
         values = display_stack(volume.values, volume.affine, 2)
@@ -65,7 +66,7 @@ def read_volume_slices(path: Path) -> SliceSet:
         for kind, reader in (("masks", read_mask), ("labels", None)):
             if not (path / kind).is_dir():
                 continue
-            found = case_volume(path / kind, case, kind[:-1], image_path)
+            found = case_volume(path / kind, image_path, kind[:-1])
             grid = reader(found, volume) if reader else read_like(found, volume, "label map").values
             stack = display_stack(grid, volume.affine, 2)
             if kind == "masks":

@@ -28,18 +28,33 @@ def is_nifti(path: Path) -> bool:
     return path.name.endswith(NIFTI_SUFFIXES)
 
 
+def nifti_stem(path: Path) -> str:
+    """`scan_2024.nii.gz` -> `scan_2024`: the name without its NIfTI suffix."""
+    return next((path.name[: -len(s)] for s in NIFTI_SUFFIXES if path.name.endswith(s)), path.stem)
+
+
 def case_name(path: Path) -> str:
     """`case_0000.nii.gz` -> `case` (nnU-Net's channel suffix dropped), `scan.nii` -> `scan`."""
-    name = next(path.name[: -len(s)] for s in NIFTI_SUFFIXES if path.name.endswith(s))
+    name = nifti_stem(path)
     return name[:-5] if len(name) > 5 and name[-5] == "_" and name[-4:].isdigit() else name
 
 
-def case_volume(folder: Path, case: str, what: str, image: Path) -> Path:
-    """`folder/case.nii.gz` (or `.nii`), the `what` (mask, tissue map, ...) of `image`; a one-line InputError if absent."""
-    for suffix in NIFTI_SUFFIXES:
-        if (folder / f"{case}{suffix}").is_file():
-            return folder / f"{case}{suffix}"
-    raise InputError(f"{folder}: no {what} named {case}.nii.gz (or .nii) for {image.name}")
+def case_names(images: list[Path]) -> dict[Path, str]:
+    """The name each image of a folder goes by in its outputs: its case name, unless another image has the same
+    one (`pt_0001` and `pt_0002`, or two channels of one case), in which case each keeps its own stem, so that no
+    output is written over another's."""
+    cases = [case_name(p) for p in images]
+    return {p: c if cases.count(c) == 1 else nifti_stem(p) for p, c in zip(images, cases)}
+
+
+def case_volume(folder: Path, image: Path, what: str) -> Path:
+    """The `what` (mask, tissue map, ...) of `image` in `folder`: the volume of the image's own name, else of its case
+    name (nnU-Net style: `case.nii.gz` for `case_0000.nii.gz`); a one-line InputError if there is neither."""
+    for name in dict.fromkeys((nifti_stem(image), case_name(image))):
+        for suffix in NIFTI_SUFFIXES:
+            if (folder / f"{name}{suffix}").is_file():
+                return folder / f"{name}{suffix}"
+    raise InputError(f"{folder}: no {what} named {case_name(image)}.nii.gz (or .nii) for {image.name}")
 
 
 @dataclass
