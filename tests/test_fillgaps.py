@@ -62,7 +62,7 @@ def test_the_python_api_fills_uint8_per_image_masks(tmp_path: Path) -> None:
     masks = np.stack([BrushStrokes()(rng, (32, 32)) for _ in truth])
     images = np.where(masks, 0, truth).astype(np.uint8)
     result = fill_gaps(images, phantoms(30, 32, seed=5), tmp_path / "run", steps=2, minutes=None, network=TINY, progress=False)
-    assert not result.corruption.shared and result.config.mask_symmetries
+    assert not result.corruption.shared and result.config.mask_symmetries and result.config.ambiguous_value == 0
     assert result.filled.dtype == np.uint8 and result.filled.shape == images.shape
     keep = ~result.corruption.masks
     assert np.array_equal(result.filled[keep], images[keep])

@@ -69,10 +69,12 @@ def test_free_form_masks_per_image_are_not_taken_for_shared(make) -> None:
     rng = np.random.default_rng(4)
     truth = np.stack([make(rng, images.shape[1:]) for _ in images])
     c = detect_corruption(np.where(truth, 0, images))
-    assert not c.shared and c.pattern is None
+    assert not c.shared and c.pattern is None and c.ambiguous
     body = images > 0
     assert (c.masks & ~truth & body).sum() == 0  # known body pixels are never taken for gaps
-    assert (c.masks & truth & body).sum() > 0.7 * (truth & body).sum()  # most gaps over the body are found
+    assert c.masks[truth].all()  # every gap is filled, those over the body's outline too
+    assert not (c.pool & ~c.masks).any() and (c.pool & truth & body).sum() > 0.7 * (truth & body).sum()
+    assert "every pixel holding the missing value" in c.describe()
 
 
 def test_stripes_with_their_own_phase_per_image_are_per_image_stripes() -> None:

@@ -10,9 +10,10 @@ import torch
 
 from medinpaint.checkpoint import read_metadata
 from medinpaint.data import read_slices
+from medinpaint.data.slices import SliceSet, to_uint8
 from medinpaint.errors import InputError
 from medinpaint.inference import Inpainter
-from medinpaint.training import TrainConfig, TrainingData, train
+from medinpaint.training import TrainConfig, TrainingData, train, validation_set
 
 from conftest import TINY
 
@@ -102,6 +103,19 @@ def test_batches_pair_slices_with_turned_masks_and_crop(phantom_dataset: Path) -
     b = td.batch(gen, 3, 1.0, crop=32)
     assert b["image"].shape == (3, 1, 32, 32) and b["tissue"].shape == (3, 32, 32)
     assert (b["tissue"] == -1).all() and (b["vertebrae"] == -1).all()  # side_dropout=1 hides side information
+    black = td.batch(gen, 4, 0.0, symmetries=False, ambiguous_value=0)  # pixels that can't be told from gaps
+    stripe = torch.from_numpy(pool).expand(4, 1, 64, 64)
+    assert torch.equal(black["mask"].bool(), stripe | (black["image"] == 0))
+
+
+def test_validation_masks_hide_the_ambiguous_value_as_the_batches_do(phantom_dataset: Path) -> None:
+    clean = read_slices(phantom_dataset).clean
+    data = SliceSet([str(i) for i in range(len(clean))], clean)  # clean slices only: masks come from the pool
+    pool = np.zeros((1, 64, 64), bool)
+    pool[0, :8] = True
+    val = validation_set(data, 4, 0, pool, ambiguous_value=0)
+    assert val.masks[to_uint8(val.truth) == 0].all() and val.masks[:, :8].all()
+    assert not val.masks[(to_uint8(val.truth) > 0) & ~pool].any()
 
 
 def test_the_inpainting_network_learns_a_tiny_set_in_seconds(phantom_dataset: Path, tmp_path: Path) -> None:

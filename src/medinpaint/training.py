@@ -37,6 +37,7 @@ class TrainConfig(EngineConfig):
     mask_symmetries: bool = True  # turn and flip pool masks (off when the mask's orientation is the point)
     own_masks: bool = False  # pair each slice with its own mask (the data's), e.g. lesions for a lesion painter
     crop: int | None = None  # train on random square crops of this size (cheaper per image; the net is convolutional)
+    ambiguous_value: int | None = None  # clean pixels of this uint8 value are masked too: the target can't tell them from gaps
     val_cases: int = 64
     adversarial: float = 0.0  # > 0: a PatchGAN critic joins, its least-squares loss added to the network's with this weight
     critic_channels: int = 32
@@ -73,10 +74,12 @@ class TrainingData:
         return len(self.clean)
 
     def batch(
-        self, gen: torch.Generator, size: int, side_dropout: float, symmetries: bool = True, crop: int | None = None
+        self, gen: torch.Generator, size: int, side_dropout: float, symmetries: bool = True, crop: int | None = None,
+        ambiguous_value: int | None = None,
     ) -> dict[str, torch.Tensor | None]:
         """A random batch: slices paired with randomly chosen masks (or their own), turned and flipped if
-        `symmetries`, cut to one random `crop` x `crop` window if given."""
+        `symmetries`, cut to one random `crop` x `crop` window if given; pixels equal to `ambiguous_value` are
+        added to the mask."""
         dev = self.device
         idx = torch.randint(len(self.clean), (size,), generator=gen, device=dev)
         image = self.clean[idx]
@@ -104,6 +107,8 @@ class TrainingData:
             window = (..., slice(y, y + crop), slice(x, x + crop))
             image, mask = image[window], mask[window]
             tissue = None if tissue is None else tissue[window]
+        if ambiguous_value is not None:
+            mask = mask | (image == ambiguous_value)
         return {"image": image.unsqueeze(1).float() / 255.0, "mask": mask.unsqueeze(1).float(), "tissue": tissue, "vertebrae": verts}
 
 
@@ -119,14 +124,17 @@ def build_mask_pool(slices: SliceSet, n_generated: int, seed: int) -> np.ndarray
     return np.concatenate(parts).astype(bool)
 
 
-def validation_set(slices: SliceSet, n: int, seed: int, pool: np.ndarray) -> SliceSet:
-    """Up to `n` validation slices with fixed masks: their own when they have them, else seeded draws from `pool`."""
+def validation_set(slices: SliceSet, n: int, seed: int, pool: np.ndarray, ambiguous_value: int | None = None) -> SliceSet:
+    """Up to `n` validation slices with fixed masks: their own when they have them, else seeded draws from `pool`
+    (with every pixel equal to `ambiguous_value` added, as the training batches do)."""
     rng = np.random.default_rng(seed + 1)
     pick = np.sort(rng.choice(len(slices), size=min(n, len(slices)), replace=False))
     val = slices.subset(pick)
     if val.masks is None or val.truth is None:
         masks = pool[rng.integers(len(pool), size=len(val))]
         clean = to_uint8(val.clean)
+        if ambiguous_value is not None:
+            masks = masks | (clean == ambiguous_value)
         val = SliceSet(val.ids, np.where(masks, 0, clean).astype(np.uint8), masks, clean, val.tissue, val.vertebrae, layout=val.layout)
     return val
 
@@ -153,7 +161,8 @@ class InpaintingTask(Task):
             raise InputError("training on the data's own masks (own_masks) needs data with masks")
         self.train_set = data.subset(train_idx)
         self.pool = build_mask_pool(self.train_set, cfg.generated_masks, cfg.seed) if mask_pool is None else mask_pool.astype(bool)
-        self.val = validation_set(data.subset(val_idx) if len(val_idx) else self.train_set, cfg.val_cases, cfg.seed, self.pool)
+        self.val = validation_set(data.subset(val_idx) if len(val_idx) else self.train_set, cfg.val_cases, cfg.seed,
+                                  self.pool, cfg.ambiguous_value)
         self.cfg, self.network_config, self.train_slices = cfg, cfg.network, len(self.train_set)
         self.window, self.spacing = data.intensity_window, data.pixel_spacing_mm
         self.kind = checkpoint_kind(cfg.architecture)
@@ -175,7 +184,7 @@ class InpaintingTask(Task):
 
     def batch(self, gen: torch.Generator, size: int) -> dict[str, torch.Tensor | None]:
         c = self.cfg
-        return self.data.batch(gen, size, c.side_dropout, c.mask_symmetries, c.crop)
+        return self.data.batch(gen, size, c.side_dropout, c.mask_symmetries, c.crop, c.ambiguous_value)
 
     def build_critic(self) -> torch.nn.Module | None:
         return PatchGAN(PatchGANConfig(base_channels=self.cfg.critic_channels)) if self.cfg.adversarial > 0 else None

@@ -56,7 +56,8 @@ def report(input: Path, images: np.ndarray, missing_value: float, source: str, r
         "  a shared mask is what is missing in every image, so background, which moves, is not mistaken for it",
         f"training slices: {source}",
         f"training masks: {'the target masks as they are' if not cfg.mask_symmetries else 'the target masks, turned and flipped'}"
-        f" ({len(result.corruption.pool)} distinct)",
+        f" ({len(result.corruption.pool)} distinct)"
+        + ("; the training slices' own pixels of the missing value masked too" if cfg.ambiguous_value is not None else ""),
         f"network: mask-aware U-Net from scratch (width {m.base_channels}, {m.depth} levels, {m.blocks_per_level} blocks "
         f"per level, no side inputs) on {device}; budget {budget}; trained {result.steps} steps",
         f"validation MAE (0..255) on held-out training slices under the target masks: {val}",

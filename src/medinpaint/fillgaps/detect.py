@@ -5,8 +5,12 @@ tell them apart. Each image's field of view is the convex hull of its known pixe
 told from background and is left alone. And background moves from image to image while a shared mask does not, so
 the shared candidate is the set of pixels that hold the missing value in *every* image, inside the union of the
 fields of view (the naive "missing in most images" swallows the background shared by most slices). The set shares
-that mask when it explains most of the in-view gaps of the typical image; otherwise each image's mask is its own
-in-view gaps. Stripes, once recognised, are extended over the whole image where every image agrees.
+that mask when it explains most of the in-view gaps of the typical image. Stripes, once recognised, are extended
+over the whole image where every image agrees. Free-form gaps of one's own per image are different: a stroke over
+the body's outline leaves missing body pixels outside the field of view, indistinguishable from background (a
+quarter of the missing body pixels in the free-form case of BENCHMARKS.md). There every pixel holding the missing
+value is filled, and the network learns to tell gap from black by being trained the same way: the in-view gaps
+as masks, plus every pixel of the training slice that holds the missing value.
 """
 
 from __future__ import annotations
@@ -25,27 +29,41 @@ PATTERN_SAMPLE = 16  # per-image masks checked for stripes before fitting them a
 
 @dataclass
 class Corruption:
-    masks: np.ndarray  # (N, H, W) bool, True = missing (one plane broadcast when shared)
+    masks: np.ndarray  # (N, H, W) bool, True = to fill (one plane broadcast when shared)
     shared: bool
     pattern: StripePattern | None  # periodic stripes (their phase differs per image when not shared), or None
     explained: float  # median share of an image's in-view gaps that the shared candidate explains
     field: np.ndarray  # (H, W) bool: pixels inside some image's field of view
+    strokes: np.ndarray | None = None  # free-form: (N, H, W) in-view gaps, the training masks; `masks` is every gap
+    missing_value: float = 0
 
     @property
     def pool(self) -> np.ndarray:
         """The distinct masks, for pairing with training slices."""
+        if self.strokes is not None:
+            return np.ascontiguousarray(self.strokes)
         return np.ascontiguousarray(self.masks[:1] if self.shared else self.masks)
+
+    @property
+    def ambiguous(self) -> bool:
+        """Gaps can't be told from black here: training slices' own pixels of the missing value are masked too."""
+        return self.strokes is not None
 
     def describe(self) -> str:
         kind = "one mask shared by all images" if self.shared else "one mask per image"
         shape = self.pattern.describe() if self.pattern else "free-form"
         if self.pattern and not self.shared:
             shape += " (phase differs per image)"
-        cov = self.masks.mean()
-        in_view = self.masks[:, self.field].mean() if self.field.any() else 0.0
-        return (f"{kind}; {shape}; missing {cov:.1%} of all pixels, {in_view:.1%} of the field of view "
+        gaps = self.pool if self.strokes is not None else self.masks
+        cov = gaps.mean()
+        in_view = gaps[:, self.field].mean() if self.field.any() else 0.0
+        text = (f"{kind}; {shape}; missing {cov:.1%} of all pixels, {in_view:.1%} of the field of view "
                 f"({self.field.mean():.0%} of the image); a shared mask would explain {self.explained:.0%} "
                 f"of the typical image's gaps")
+        if self.ambiguous:
+            text += (f"; every pixel holding the missing value ({self.masks.mean():.1%} of all) is filled, as gaps "
+                     "over the body's outline cannot be told from background")
+        return text
 
 
 def fields_of_view(known: np.ndarray) -> np.ndarray:
@@ -75,14 +93,15 @@ def detect_corruption(images: np.ndarray, missing_value: float = 0) -> Corruptio
     if len(images) >= 2 and candidate.any() and typical >= SHARED_MIN_EXPLAINED:
         pattern = find_stripes(candidate, field)
         mask = candidate | (everywhere & pattern.mask(candidate.shape)) if pattern else candidate
-        return Corruption(np.broadcast_to(mask, gaps.shape), True, pattern, typical, field)
+        return Corruption(np.broadcast_to(mask, gaps.shape), True, pattern, typical, field, missing_value=missing_value)
     pattern = _per_image_stripes(in_view, views)
     if pattern is not None:
         for i, (g, v) in enumerate(zip(gaps, views)):
             own = find_stripes(in_view[i], v, max_period=pattern.period)
             if own is not None and own.period == pattern.period and own.orientation == pattern.orientation:
                 in_view[i] |= g & own.mask(g.shape)
-    return Corruption(in_view, False, pattern, typical, field)
+        return Corruption(in_view, False, pattern, typical, field, missing_value=missing_value)
+    return Corruption(gaps, False, None, typical, field, strokes=in_view, missing_value=missing_value)
 
 
 def _per_image_stripes(masks: np.ndarray, views: np.ndarray) -> StripePattern | None:

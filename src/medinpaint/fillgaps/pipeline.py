@@ -50,12 +50,16 @@ def fill_gaps(
 ) -> FillResult:
     """Fill (N, H, W) `images` (uint8, or float in [0, 1]) by training on clean (M, H, W) `train_images` in
     `work_dir`, under `corruption` (detected from `images` when not given). Stripes and shared masks are used
-    as they are; free-form per-image masks are also turned and flipped for variety."""
+    as they are; free-form per-image masks are also turned and flipped for variety, and where gaps cannot be told
+    from black (`corruption.ambiguous`) the training slices' own pixels of the missing value are masked too."""
     corruption = detect_corruption(images) if corruption is None else corruption
     default_net, default_batch = defaults(device)
     data = SliceSet(ids=[str(i) for i in range(len(train_images))], images=to_uint8(train_images))
+    value = corruption.missing_value
     cfg = TrainConfig(minutes=minutes, steps=steps, batch_size=batch_size or default_batch, seed=seed,
                       mask_symmetries=not corruption.shared and corruption.pattern is None,
+                      ambiguous_value=(int(value) if images.dtype == np.uint8 else int(round(value * 255)))
+                      if corruption.ambiguous else None,
                       network=network or default_net)
     weights = train(data, Path(work_dir), cfg, device=device, progress=progress, overwrite=True, mask_pool=corruption.pool)
     inpainter = Inpainter.from_pretrained(weights, device=device)
