@@ -8,7 +8,9 @@ from medinpaint.data import read_slices, split_by_patient
 from medinpaint.data.cache import pack
 from medinpaint.data.png import write_gray_png
 from medinpaint.data.readers import detect_layout
+from medinpaint.data.writers import write_predictions
 from medinpaint.errors import InputError
+from medinpaint.inference import Inpainter
 
 
 def test_reads_dmiai_layout_with_truth_and_side_information(samples: Path) -> None:
@@ -60,12 +62,65 @@ def test_reads_png_pairs(tmp_path: Path) -> None:
         (lambda d: Image.new("I;16", (64, 64)).save(d / "ct" / "ct_000_0.png"), "got a 16-bit image"),
         (lambda d: (d / "vertebrae" / "vertebrae_000_0.txt").write_text("31"), "expected one integer 0..24"),
         (lambda d: (d / "tissue" / "tissue_000_1.png").unlink(), "no file for case 000_1"),
+        (lambda d: (d / "corrupted" / "corrupted_000_1.png").unlink(), "mask_000_1.png: a mask with no image"),
+        (lambda d: write_gray_png(d / "corrupted" / "corrupted_000_0.png", np.zeros((32, 32), np.uint8)),
+         "corrupted_000_0.png: size 32x32 differs from 64x64"),
+        (lambda d: write_gray_png(d / "tissue" / "tissue_000_1.png", np.full((64, 64), 7, np.uint8)),
+         "tissue_000_1.png: tissue values must be"),
     ],
 )
 def test_bad_dmiai_input_names_the_file_and_the_problem(phantom_dataset: Path, break_it, message: str) -> None:
     break_it(phantom_dataset)
     with pytest.raises(InputError, match=message.replace(".", r"\.").replace("(", r"\(")):
         read_slices(phantom_dataset, require_masks=True)
+
+
+def test_a_mask_with_no_image_in_png_pairs_is_named(tmp_path: Path) -> None:
+    for sub in ("images", "masks"):
+        (tmp_path / sub).mkdir()
+    for name in ("a", "b"):
+        write_gray_png(tmp_path / "masks" / f"{name}.png", np.full((8, 8), 255, np.uint8))
+    write_gray_png(tmp_path / "images" / "a.png", np.zeros((8, 8), np.uint8))
+    with pytest.raises(InputError, match="a mask with no image") as err:
+        read_slices(tmp_path, require_masks=True)
+    assert str(err.value).startswith(str(tmp_path / "masks" / "b.png"))
+
+
+def test_float64_predictions_keep_the_dtype_shape_and_known_pixels(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    folder = tmp_path / "stack"
+    folder.mkdir()
+    images = np.random.default_rng(0).random((2, 1, 16, 16))
+    masks = np.zeros((2, 16, 16), bool)
+    masks[:, 4:8, 4:8] = True
+    np.save(folder / "images.npy", images)
+    np.save(folder / "masks.npy", masks)
+    s = read_slices(folder, require_masks=True)
+    filled = Inpainter.from_pretrained(tiny_checkpoint, backend="torch").predict_slices(s)
+    out = np.load(write_predictions(tmp_path / "out", s, filled)[0])
+    assert out.dtype == np.float64 and out.shape == images.shape
+    assert np.array_equal(out[:, 0][~masks], images[:, 0][~masks])
+
+
+@pytest.mark.parametrize(
+    "part, array, message",
+    [
+        ("masks", np.full((2, 4, 4), 77), "mask values must be 0 and 255 (or 0 and 1, or boolean), found [77]"),
+        ("masks", np.full((2, 4, 4), 0.3), "mask values must be 0 and 255"),
+        ("masks", np.full((2, 4, 4), -255), "mask values must be 0 and 255"),
+        ("tissue", np.full((2, 4, 4), 7), "tissue values must be (0, 100, 255), found [7]"),
+        ("vertebrae", np.array([1, 99]), "(slice 1): expected one integer 0..24, found [99]"),
+        ("vertebrae", np.array([-5, 1]), "expected one integer 0..24"),
+        ("vertebrae", np.array([3.7, 1]), "expected one integer 0..24"),
+    ],
+)
+def test_bad_npy_side_arrays_name_the_file_and_what_is_allowed(tmp_path: Path, part: str, array: np.ndarray,
+                                                              message: str) -> None:
+    np.save(tmp_path / "images.npy", np.zeros((2, 4, 4), np.uint8))
+    np.save(tmp_path / "masks.npy", np.ones((2, 4, 4), bool))
+    np.save(tmp_path / f"{part}.npy", array)
+    with pytest.raises(InputError) as err:
+        read_slices(tmp_path, require_masks=True)
+    assert str(err.value).startswith(str(tmp_path / f"{part}.npy")) and message in str(err.value)
 
 
 @pytest.mark.parametrize(

@@ -124,7 +124,7 @@ def test_no_shipped_generator_says_what_to_pass(monkeypatch: pytest.MonkeyPatch)
         (np.full((2, 8, 8), np.nan), "NaN"),
         (np.full((2, 8, 8), 3.0), "float values must lie in \\[0, 1\\]"),
         (np.full((2, 8, 8), 300, np.int16), "expected uint8 or float values"),
-        (np.full((2, 8, 8), 9, np.uint8), "no pixel equals the missing value 0"),
+        (np.full((2, 8, 8), 9, np.uint8), "bad.npy: no pixel equals the missing value 0"),
     ],
     ids=["2-D", "nan", "float-range", "int16", "no-zeros"],
 )

@@ -25,7 +25,7 @@ def compare(
     """One result row per method: the metric means on the validation patients of `data` (all cases when
     it has none), per-tissue means fitted on the rest, and wall-clock milliseconds per slice. `ensemble` adds
     the average of all `weights` as one more model."""
-    slices = read_slices(data, require_masks=True)
+    slices = read_slices(data, require_masks=True, require_truth=True)
     train_idx, val_idx = split_by_patient(slices.ids)
     reference = slices.subset(val_idx if len(val_idx) else np.arange(len(slices)))
     if limit is not None:

@@ -161,7 +161,7 @@ def evaluate(
     from medinpaint.outputs import atomic_dir, check_output_path
 
     check_output_path(output, [pred, data], overwrite)
-    reference = read_slices(data, require_masks=True)
+    reference = read_slices(data, require_masks=True, require_truth=True)
     filled = read_predictions(pred, reference)
     metrics = score(reference, filled)
     with atomic_dir(output, overwrite=overwrite) as tmp:
@@ -224,7 +224,10 @@ def pack(
         train_idx, val_idx = split_by_patient(slices.ids)
         slices = slices.subset(np.sort(np.concatenate([train_idx, val_idx[:validation_cases]])))
     with atomic_dir(output, overwrite=overwrite) as tmp:
-        shards = pack_cache(slices, tmp)
+        try:
+            shards = pack_cache(slices, tmp)
+        except InputError as exc:  # what is wrong is the input's
+            raise InputError(f"{input}: {exc}") from None
     typer.echo(f"packed {len(slices)} slices into {len(shards)} shards in {output}")
 
 

@@ -14,6 +14,7 @@ Layouts (detected from what is on disk):
 from __future__ import annotations
 
 import re
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,6 +29,8 @@ from medinpaint.errors import InputError
 
 DMIAI_KINDS = ("corrupted", "mask", "ct", "tissue")
 NPY_PARTS = ("images", "masks", "truth", "tissue", "vertebrae", "labels")
+MASK_LEVELS = (0, 1, 255)  # 0/255 PNGs, 0/1 or boolean arrays
+VERTEBRA_LEVELS = tuple(range(MAX_VERTEBRA + 1))
 
 
 def detect_layout(path: Path) -> str:
@@ -54,8 +57,9 @@ def detect_layout(path: Path) -> str:
     )
 
 
-def read_slices(path: Path, require_masks: bool = False, workers: int = 8) -> SliceSet:
-    """Read the dataset at `path`. With `require_masks`, a set without masks (nothing to fill) is an error."""
+def read_slices(path: Path, require_masks: bool = False, workers: int = 8, require_truth: bool = False) -> SliceSet:
+    """Read the dataset at `path`. With `require_masks`, a set without masks (nothing to fill) is an error; with
+    `require_truth`, one without the clean slices to score against."""
     path = Path(path)
     layout = detect_layout(path)
     if layout == "cache":
@@ -74,6 +78,8 @@ def read_slices(path: Path, require_masks: bool = False, workers: int = 8) -> Sl
         empty = np.flatnonzero(~slices.masks.reshape(len(slices), -1).any(axis=1))
         if len(empty):
             raise InputError(f"{path}: mask of case {slices.ids[empty[0]]} has no missing pixels")
+    if require_truth and slices.truth is None:
+        raise InputError(f"{path}: no ground truth to score against (the clean slices: ct/, truth.npy or truth/)")
     return slices
 
 
@@ -91,22 +97,45 @@ def _png_files(folder: Path, prefix: str) -> dict[str, Path]:
 
 
 def _stack(files: list[Path], workers: int, shape: tuple[int, int] | None) -> np.ndarray:
+    """The PNGs as one (N,H,W) stack, all of `shape` or else of the most common size, so the odd file is named."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
         arrays = list(pool.map(read_gray_png, files))
-    ref = shape or arrays[0].shape
+    ref = shape or Counter(a.shape for a in arrays).most_common(1)[0][0]
     for f, a in zip(files, arrays):
         if a.shape != ref:
             raise InputError(f"{f}: size {a.shape[1]}x{a.shape[0]} differs from {ref[1]}x{ref[0]}")
     return np.stack(arrays)
 
 
-def _as_mask(stack: np.ndarray, files: list[Path]) -> np.ndarray:
-    """Masks are 0/255 (or 0/1) PNGs; True marks a missing pixel."""
-    for a, f in zip(stack, files):
-        values = np.unique(a)
-        if not set(values.tolist()) <= {0, 1, 255}:
-            raise InputError(f"{f}: mask values must be 0 and 255, found {values[:5].tolist()}")
+def _check_levels(stack: np.ndarray, levels: tuple[int, ...], where: Path | list[Path], rule: str) -> None:
+    """Refuse values outside `levels`, naming the first offending file: `where` is one file per slice (PNGs) or
+    one .npy file for the whole stack, then named with the slice."""
+    bad = ~np.isin(stack, levels)
+    if bad.any():
+        i = int(np.flatnonzero(bad.reshape(len(stack), -1).any(axis=1))[0])
+        name = where[i] if isinstance(where, list) else f"{where} (slice {i})"
+        raise InputError(f"{name}: {rule}, found {np.unique(stack[i][bad[i]])[:5].tolist()}")
+
+
+def _as_mask(stack: np.ndarray, where: Path | list[Path]) -> np.ndarray:
+    """Masks are 0/255 PNGs (or 0/1, or boolean arrays); True marks a missing pixel."""
+    _check_levels(stack, MASK_LEVELS, where, "mask values must be 0 and 255 (or 0 and 1, or boolean)")
     return stack > 0
+
+
+def _check_tissue(stack: np.ndarray, where: Path | list[Path]) -> None:
+    _check_levels(stack, TISSUE_LEVELS, where, f"tissue values must be {TISSUE_LEVELS}")
+
+
+def _check_vertebrae(values: np.ndarray, where: Path | list[Path]) -> None:
+    _check_levels(values, VERTEBRA_LEVELS, where, f"expected one integer 0..{MAX_VERTEBRA}")
+
+
+def _no_mask_without_image(masks: dict[str, Path], ids: list[str], images: Path) -> None:
+    """A mask whose image is missing would be dropped silently, so the slice would never be filled."""
+    extra = sorted(set(masks) - set(ids))
+    if extra:
+        raise InputError(f"{masks[extra[0]]}: a mask with no image in {images}")
 
 
 def _read_dmiai(path: Path, workers: int) -> SliceSet:
@@ -125,9 +154,10 @@ def _read_dmiai(path: Path, workers: int) -> SliceSet:
         arrays[kind] = _stack(files, workers, shape)
         shape = arrays[kind].shape[1:]
         if kind == "mask":
+            _no_mask_without_image(present[kind], ids, path / main)
             arrays[kind] = _as_mask(arrays[kind], files)
         if kind == "tissue":
-            _check_tissue(arrays[kind], str(path / kind))
+            _check_tissue(arrays[kind], files)
     if main == "corrupted" and "mask" not in arrays:
         raise InputError(f"{path}: corrupted/ needs a mask/ folder beside it")
     vertebrae = _read_vertebrae(path / "vertebrae", ids) if (path / "vertebrae").is_dir() else None
@@ -142,25 +172,20 @@ def _read_dmiai(path: Path, workers: int) -> SliceSet:
     )
 
 
-def _check_tissue(tissue: np.ndarray, name: str) -> None:
-    bad = ~np.isin(tissue, TISSUE_LEVELS)
-    if bad.any():
-        raise InputError(f"{name}: tissue values must be {TISSUE_LEVELS}, found {int(tissue[bad][0])}")
-
-
 _INT = re.compile(r"^\s*-?\d+\s*$")
 
 
 def _read_vertebrae(folder: Path, ids: list[str]) -> np.ndarray:
+    files = [folder / f"vertebrae_{i}.txt" for i in ids]
     values = []
-    for i in ids:
-        f = folder / f"vertebrae_{i}.txt"
+    for i, f in zip(ids, files):
         if not f.is_file():
             raise InputError(f"{f}: missing vertebra file for case {i}")
         text = f.read_text()
-        if not _INT.match(text) or not 0 <= int(text) <= MAX_VERTEBRA:
+        if not _INT.match(text):
             raise InputError(f"{f}: expected one integer 0..{MAX_VERTEBRA}, found {text[:20]!r}")
         values.append(int(text))
+    _check_vertebrae(np.array(values), files)
     return np.array(values, dtype=np.int16)
 
 
@@ -185,12 +210,14 @@ def load_npy(path: Path) -> np.ndarray:
 
 
 def load_npy_images(path: Path) -> tuple[np.ndarray, tuple[int, ...]]:
-    """An `(N,H,W)` or `(N,1,H,W)` array of uint8 or float in [0,1] -> (N,H,W) array and its source shape."""
+    """An `(N,H,W)` or `(N,1,H,W)` array of uint8 or float in [0,1] -> (N,H,W) array (same dtype) and its source
+    shape."""
     return as_images(load_npy(path), path)
 
 
 def as_images(arr: np.ndarray, path: Path) -> tuple[np.ndarray, tuple[int, ...]]:
-    """`arr`, read from `path`, checked as an image stack: (N,H,W) uint8, or float32 in [0,1], and its source shape."""
+    """`arr`, read from `path`, checked as an image stack: (N,H,W) uint8 or float in [0,1], and its source shape.
+    The dtype is kept, so predictions are written back in it and their known pixels stay bit-identical."""
     shape = arr.shape
     if arr.ndim == 4 and arr.shape[1] == 1:
         arr = arr[:, 0]
@@ -204,7 +231,7 @@ def as_images(arr: np.ndarray, path: Path) -> tuple[np.ndarray, tuple[int, ...]]
         raise InputError(f"{path}: contains NaN or infinite values")
     if arr.min() < 0 or arr.max() > 1:
         raise InputError(f"{path}: float values must lie in [0, 1], found {arr.min():.3g}..{arr.max():.3g}")
-    return arr.astype(np.float32, copy=False), shape
+    return arr, shape
 
 
 def _label_map(arr: np.ndarray, f: Path) -> np.ndarray:
@@ -228,7 +255,9 @@ def _read_npy(path: Path) -> SliceSet:
         if not f.is_file():
             continue
         if part == "vertebrae":
-            arr = load_npy(f).astype(np.int16).reshape(-1)
+            arr = load_npy(f).reshape(-1)
+            _check_vertebrae(arr, f)
+            arr = arr.astype(np.int16)
         elif part == "truth":
             arr = load_npy_images(f)[0]
         elif part == "labels":
@@ -236,7 +265,11 @@ def _read_npy(path: Path) -> SliceSet:
         else:
             arr = load_npy(f)
             arr = arr[:, 0] if arr.ndim == 4 else arr
-            arr = arr > 0 if part == "masks" else arr.astype(np.uint8)
+            if part == "masks":
+                arr = _as_mask(arr, f)
+            else:
+                _check_tissue(arr, f)
+                arr = arr.astype(np.uint8)
         expected = images.shape[:1] if part == "vertebrae" else images.shape
         if arr.shape != expected:
             raise InputError(f"{f}: shape {arr.shape} does not match images {expected}")
@@ -264,6 +297,8 @@ def _read_png_pairs(path: Path, workers: int) -> SliceSet:
         if not (path / part).is_dir():
             continue
         files = _png_files(path / part, prefix)
+        if part == "masks":
+            _no_mask_without_image(files, ids, path / "images")
         missing = [i for i in ids if i not in files]
         if missing:
             raise InputError(f"{path / part}: no file for {missing[0]}.png")

@@ -49,6 +49,12 @@ class SliceSet:
         return self.truth if self.truth is not None else self.images
 
     @property
+    def only_corrupted(self) -> bool:
+        """The images are zero wherever masked and nothing cleaner is known: corrupted slices (DM-i-AI corrupted/
+        without ct/), not clean ones with masks to train on (ct/ with mask/, volumes with masks/)."""
+        return self.truth is None and self.masks is not None and bool(self.masks.any()) and not self.images[self.masks].any()
+
+    @property
     def intensity_window(self) -> tuple[float, float] | None:
         """The Hounsfield window the 0..255 values came in, where the layout tells (DM-i-AI: -150..250 HU; CT
         volumes read by `volume_slices`, which window them the same way)."""

@@ -20,11 +20,7 @@ from medinpaint.outputs import atomic_dir, atomic_file, check_output_path
 
 def read_target(path: Path) -> tuple[np.ndarray, tuple[int, ...]]:
     """The (N, H, W) target in its own dtype (so known pixels are written back bit for bit) and its source shape."""
-    raw = load_npy(path)
-    images, shape = as_images(raw, path)
-    if raw.dtype != images.dtype:
-        images = raw.reshape(images.shape)
-    return images, shape
+    return as_images(load_npy(path), path)
 
 
 def check_missing_value(value: float, dtype: np.dtype) -> float:
@@ -38,6 +34,8 @@ def check_missing_value(value: float, dtype: np.dtype) -> float:
 def check_outputs(input: Path, output: Path, figures: Path | None, overwrite: bool) -> None:
     if output.suffix != ".npy":
         raise InputError(f"{output}: the output must be a .npy file")
+    if figures is not None and figures.resolve() == output.resolve():
+        raise InputError(f"{figures}: --figures must be a folder other than the output file")
     for path in (output, figures) if figures is not None else (output,):
         check_output_path(path, [input], overwrite)
 
@@ -91,7 +89,11 @@ def run_fill_gaps(
         if not torch.cuda.is_available():
             raise InputError("--device cuda: no CUDA device is available")
     images, source_shape = read_target(input)
-    corruption = detect_corruption(images, check_missing_value(missing_value, images.dtype))
+    value = check_missing_value(missing_value, images.dtype)
+    try:
+        corruption = detect_corruption(images, value)
+    except InputError as exc:  # what is wrong is the input's
+        raise InputError(f"{input}: {exc}") from None
     shape = images.shape[1:]
     if train_images is not None:
         clean, source = images_from_path(train_images, shape, n_train, seed)
