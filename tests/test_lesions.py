@@ -11,7 +11,9 @@ import pytest
 from scipy import ndimage
 from typer.testing import CliRunner
 
+from medinpaint.checkpoint import read_metadata
 from medinpaint.cli import app
+from medinpaint.errors import InputError
 from medinpaint.lesions.data import LesionSet, read_lesion_folder, write_lesion_folder
 from medinpaint.lesions.masks import AnatomyShapes, Spheres
 from medinpaint.lesions.painters import ClassicalPainter, InpaintingPainter, train_lesion_painter
@@ -192,6 +194,10 @@ def test_the_cli_runs_simulate_masks_paint_and_protocol_on_folders(tmp_path: Pat
     assert again.exit_code == 2 and "exists" in again.output  # never over a user's files unless asked
     bad = runner.invoke(app, ["lesions", "protocol", "--lesions", str(healthy), "--healthy", str(healthy), "-o", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "healthy: the lesion masks are all empty" in bad.output
+    for args in (["simulate", "--healthy", source, "-o", tmp_path / "few", "--patients", "30"],
+                 ["masks", "--cases", healthy, "-o", tmp_path / "m2", "--strategy", "bogus"]):
+        wrong = runner.invoke(app, ["lesions", *map(str, args)])
+        assert wrong.exit_code == 2 and wrong.output.startswith("error: ") and wrong.output.count("\n") == 1, wrong.output
 
 
 def test_the_cli_trains_both_learned_parts_and_uses_them(tmp_path: Path) -> None:
@@ -207,6 +213,7 @@ def test_the_cli_trains_both_learned_parts_and_uses_them(tmp_path: Path) -> None
     painter_weights = weights_of("train-painter", "--lesions", lesions, "-o", tmp_path / "painter", "--steps", "3",
                                  "--base-channels", "4", "--device", "cpu", "--no-progress")
     assert mask_weights.is_file() and painter_weights.is_file()
+    assert read_metadata(painter_weights).config["tissue_classes"] > 0  # the simulated CT lesions keep their tissue map
     ok("masks", "--cases", healthy, "-o", tmp_path / "masks", "--strategy", "learned", "--weights", mask_weights)
     masks = read_lesion_folder(tmp_path / "masks", False)
     assert masks.lesions.any(), "the learned generator placed no lesion"
@@ -224,3 +231,9 @@ def test_a_lesion_folder_round_trips(tmp_path: Path) -> None:
     back = read_lesion_folder(tmp_path / "f", require_lesions=False)
     assert back.ids == cases.ids and np.array_equal(back.images, cases.images)
     assert np.array_equal(back.lesions, cases.lesions) and np.array_equal(back.anatomy, cases.anatomy)
+    assert back.anatomy_names == cases.anatomy_names and np.array_equal(back.as_tissue(), cases.as_tissue())
+    (tmp_path / "f" / "anatomy.json").unlink()  # a user's folder: classes known by number only
+    assert read_lesion_folder(tmp_path / "f", False).anatomy_names[1:] == tuple(f"class_{k}" for k in range(1, int(cases.anatomy.max()) + 1))
+    (tmp_path / "f" / "anatomy.json").write_text('{"classes": ["background"]}')
+    with pytest.raises(InputError, match="needs a name for each class"):
+        read_lesion_folder(tmp_path / "f", False)

@@ -10,6 +10,8 @@ import numpy as np
 import typer
 
 from medinpaint.cli.options import DeviceOpt, NoProgress, Overwrite, resolve_device, user_errors
+from medinpaint.errors import InputError
+from medinpaint.outputs import check_output_path
 
 lesions_app = typer.Typer(no_args_is_help=True, help="Synthetic pathology: lesion masks, lesion painters, the protocol.")
 
@@ -25,7 +27,7 @@ def pair(text: str | None) -> tuple[int, int] | None:
         return None
     parts = text.split(",")
     if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise typer.BadParameter(f"expected two class ids like 1,2, got {text!r}")
+        raise InputError(f"expected two class ids like 1,2, got {text!r}")
     return int(parts[0]), int(parts[1])
 
 
@@ -46,7 +48,7 @@ def simulate_cmd(
     from medinpaint.data.split import split_by_patient
     from medinpaint.lesions.data import read_lesion_folder, write_lesion_folder
     from medinpaint.lesions.simulate import SimulatedLesions
-    from medinpaint.outputs import atomic_dir, check_output_path
+    from medinpaint.outputs import atomic_dir
 
     check_output_path(output, [healthy], overwrite)
     cases = read_lesion_folder(healthy, require_lesions=False)
@@ -54,7 +56,7 @@ def simulate_cmd(
     rng = np.random.default_rng(seed)
     order = list(rng.permutation(sorted(set(cases.patients))))
     if len(order) < patients + healthy_patients:
-        raise typer.BadParameter(f"{healthy} has {len(order)} usable patients, fewer than {patients} + {healthy_patients}")
+        raise InputError(f"{healthy} has {len(order)} usable patients, fewer than {patients} + {healthy_patients}")
     sick = SimulatedLesions(radius=radius)(cases.of_patients(set(order[:patients])), rng, fraction)
     with atomic_dir(output, overwrite=overwrite) as tmp:
         for name, part in (("lesions", sick), ("healthy", cases.of_patients(set(order[patients:patients + healthy_patients])))):
@@ -81,7 +83,7 @@ def masks_cmd(
     """One lesion mask per slice (empty where a slice has no room), written as labels/ beside the unchanged slices."""
     from medinpaint.lesions.data import LesionSet, read_lesion_folder, write_lesion_folder
     from medinpaint.lesions.masks import AnatomyShapes, Spheres
-    from medinpaint.outputs import atomic_dir, check_output_path
+    from medinpaint.outputs import atomic_dir
 
     check_output_path(output, [cases], overwrite)
     if strategy == "spheres":
@@ -90,12 +92,12 @@ def masks_cmd(
         generator = AnatomyShapes(centre_in=(tissue,), junction=pair(junction), radius=radius)
     elif strategy == "learned":
         if weights is None:
-            raise typer.BadParameter("--strategy learned needs --weights (train one with `medinpaint lesions train-masks`)")
+            raise InputError("--strategy learned needs --weights (train one with `medinpaint lesions train-masks`)")
         from medinpaint.lesions.learned import LearnedMasks
 
         generator = LearnedMasks.from_pretrained(weights)
     else:
-        raise typer.BadParameter(f"--strategy must be spheres, anatomy or learned, got {strategy!r}")
+        raise InputError(f"--strategy must be spheres, anatomy or learned, got {strategy!r}")
     data = read_lesion_folder(cases, require_lesions=False)
     rng = np.random.default_rng(seed)
     masks = np.stack([generator(data.images[i], data.anatomy[i], rng) for i in range(len(data))])
@@ -118,13 +120,13 @@ def paint_cmd(
     """Paint lesions into the slices under their masks; pixels outside the masks stay exactly as they were."""
     from medinpaint.lesions.data import LesionSet, read_lesion_folder, write_lesion_folder
     from medinpaint.lesions.painters import ClassicalPainter, InpaintingPainter
-    from medinpaint.outputs import atomic_dir, check_output_path
+    from medinpaint.outputs import atomic_dir
 
     check_output_path(output, [cases], overwrite)
     if painter == "inpainting" and weights is None:
-        raise typer.BadParameter("--painter inpainting needs --weights (train one with `medinpaint lesions train-painter`)")
+        raise InputError("--painter inpainting needs --weights (train one with `medinpaint lesions train-painter`)")
     if painter not in ("classical", "inpainting"):
-        raise typer.BadParameter(f"--painter must be classical or inpainting, got {painter!r}")
+        raise InputError(f"--painter must be classical or inpainting, got {painter!r}")
     paint = ClassicalPainter() if painter == "classical" else InpaintingPainter(weights, device=resolve_device(device))
     data = read_lesion_folder(cases, require_lesions=True)
     images = paint(data.images, data.lesions, data.anatomy, np.random.default_rng(seed))
@@ -148,6 +150,7 @@ def train_painter_cmd(
     from medinpaint.lesions.data import read_lesion_folder
     from medinpaint.lesions.painters import train_lesion_painter
 
+    check_output_path(output, [lesions], overwrite=True)  # a run folder, never inside the data
     data = read_lesion_folder(lesions, require_lesions=True)
     weights = train_lesion_painter(data, output, steps, base_channels, seed, resolve_device(device), not no_progress)
     typer.echo(f"weights: {weights}")
@@ -167,6 +170,7 @@ def train_masks_cmd(
     from medinpaint.lesions.data import read_lesion_folder
     from medinpaint.lesions.learned import MaskGenTrainConfig, train_mask_generator
 
+    check_output_path(output, [lesions], overwrite=True)  # a run folder, never inside the data
     data = read_lesion_folder(lesions, require_lesions=True)
     cfg = MaskGenTrainConfig(steps=steps, seed=seed)
     weights = train_mask_generator(data.lesions, data.anatomy, output, cfg, device=resolve_device(device), progress=not no_progress)

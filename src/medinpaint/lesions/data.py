@@ -4,10 +4,13 @@ A lesion folder is the PNG-pairs layout `images/NAME.png` + `labels/NAME.png` (n
 (an integer class map, 0 outside the body). A folder of healthy cases may leave `labels/` out, and may be any
 layout `read_slices` knows that carries DM-i-AI tissue maps (a DM-i-AI folder, a packed cache): its anatomy is then
 the tissue classes (0 background, 1 soft tissue, 2 fat). NAME is `PATIENT_K` so that slices group by patient.
+An optional `anatomy.json` (`{"classes": ["background", "soft tissue", "fat"]}`) names the classes; the folders
+this package writes carry one, so CT anatomy read back is still known for CT (and painters get it as a tissue map).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +64,7 @@ def read_lesion_folder(path: Path, require_lesions: bool) -> LesionSet:
         anatomy = np.stack([read_gray_png(path / "anatomy" / f"{i}.png") for i in slices.ids])
         if anatomy.shape != slices.images.shape:
             raise InputError(f"{path / 'anatomy'}: maps of shape {anatomy.shape[1:]} for slices of {slices.images.shape[1:]}")
-        names = tuple(["background", *(f"class_{k}" for k in range(1, int(anatomy.max()) + 1))])
+        names = _class_names(path / "anatomy.json", int(anatomy.max()))
     elif slices.tissue is not None:
         anatomy, names = tissue_to_classes(slices.tissue).astype(np.uint8), CT_ANATOMY
     else:
@@ -77,8 +80,23 @@ def read_lesion_folder(path: Path, require_lesions: bool) -> LesionSet:
     return LesionSet(list(slices.ids), to_uint8(slices.clean), lesions, anatomy, names)
 
 
+def _class_names(file: Path, top: int) -> tuple[str, ...]:
+    """The anatomy's class names from `anatomy.json`, else `background, class_1, ...` up to class `top`."""
+    if not file.is_file():
+        return tuple(["background", *(f"class_{k}" for k in range(1, top + 1))])
+    try:
+        names = json.loads(file.read_text())["classes"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{file}: expected {{\"classes\": [names of class 0, 1, ...]}} ({exc})") from None
+    if not isinstance(names, list) or len(names) <= top or not all(isinstance(n, str) for n in names):
+        raise InputError(f"{file}: needs a name for each class 0..{top} of the anatomy maps, got {names!r}")
+    return tuple(names)
+
+
 def write_lesion_folder(folder: Path, cases: LesionSet) -> None:
-    """`images/`, `labels/` (255 in the lesion) and `anatomy/` PNGs into an existing folder (the caller makes it atomic)."""
+    """`images/`, `labels/` (255 in the lesion), `anatomy/` PNGs and `anatomy.json` (the class names) into an existing
+    folder (the caller makes it atomic)."""
+    (folder / "anatomy.json").write_text(json.dumps({"classes": list(cases.anatomy_names)}))
     for part in ("images", "labels", "anatomy"):
         (folder / part).mkdir()
     for i, case in enumerate(cases.ids):
