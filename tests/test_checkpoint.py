@@ -48,6 +48,8 @@ def test_a_newer_format_a_foreign_kind_and_other_preprocessing_are_refused(tmp_p
     raw = json.loads(CheckpointMeta(kind=INPAINTING_KIND, config={}).to_json())
     with pytest.raises(InputError, match="newer than this medinpaint reads"):
         read_metadata(write_raw(tmp_path / "new.safetensors", {**raw, "format": FORMAT + 1}))
+    with pytest.raises(InputError, match="format '2' is not an integer"):
+        read_metadata(write_raw(tmp_path / "text.safetensors", {**raw, "format": "2"}))
     with pytest.raises(InputError, match="checkpoint of a 'synth-vae' network, expected 'inpainting-unet'"):
         load_checkpoint(write_raw(tmp_path / "vae.safetensors", {**raw, "kind": "synth-vae"}), INPAINTING_KIND, INPAINTING_PREPROCESSING)
     other = {**raw, "preprocessing": {**raw["preprocessing"], "value_range": [-1, 1]}}

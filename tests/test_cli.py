@@ -159,3 +159,50 @@ def test_train_fine_tunes_a_checkpoint_without_repeating_its_shape(phantom_datas
     shutil.copy(default_weights().with_name("ct-segmenter.safetensors"), segmenter)
     code, out = cli("train", *common, "-o", tmp_path / "other", "--init", segmenter)
     assert code == 2 and "--init needs a checkpoint of a 'inpainting-unet' network, this one is 'segmentation-unet'" in out
+
+
+def test_an_output_that_holds_an_input_is_refused_even_with_overwrite(samples: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """Replacing such an output would delete the input: the data, or the checkpoint doing the work."""
+    shutil.copytree(samples, tmp_path / "par" / "data")
+    shutil.copy(tiny_checkpoint, tmp_path / "par" / "model.safetensors")
+    code, msg = cli("predict", "-i", tmp_path / "par" / "data", "-o", tmp_path / "par", "--weights", tiny_checkpoint, "--overwrite")
+    assert code == 2 and "holds the input" in msg
+    code, msg = cli("predict", "-i", samples, "-o", tmp_path / "par", "--weights", tmp_path / "par" / "model.safetensors", "--overwrite")
+    assert code == 2 and "holds the input" in msg
+    assert len(list((tmp_path / "par" / "data" / "ct").iterdir())) == 12 and (tmp_path / "par" / "model.safetensors").is_file()
+
+
+def test_training_never_writes_its_run_into_the_data(samples: Path, tmp_path: Path) -> None:
+    data = shutil.copytree(samples, tmp_path / "data")
+    code, msg = cli("train", "--data", data, "-o", data / "ct" / "run", "--steps", "1", "--device", "cpu")
+    assert code == 2 and "inside the input folder" in msg and not (data / "ct" / "run").exists()
+    code, msg = cli("segment", "train", "--data", data, "-o", data / "run", "--steps", "1", "--device", "cpu")
+    assert code == 2 and "inside the input folder" in msg and not (data / "run").exists()
+
+
+def test_data_with_gaps_and_no_clean_slices_neither_trains_nor_packs(samples: Path, tmp_path: Path) -> None:
+    data = shutil.copytree(samples, tmp_path / "data", ignore=shutil.ignore_patterns("ct"))
+    code, msg = cli("train", "--data", data, "-o", tmp_path / "run", "--steps", "1", "--device", "cpu")
+    assert code == 2 and "no clean slices" in msg and not (tmp_path / "run" / "model.safetensors").exists()
+    code, msg = cli("pack", "-i", data, "-o", tmp_path / "cache")
+    assert code == 2 and msg.startswith(f"error: {data}: the slices have masks but no clean version") and not (tmp_path / "cache").exists()
+
+
+def test_benchmark_output_follows_the_output_rules(samples: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    keep = tmp_path / "keep.json"
+    keep.write_text("precious")
+    args = ("benchmark", "--data", samples, "--weights", tiny_checkpoint, "--limit", "1", "--no-progress", "-o")
+    code, msg = cli(*args, keep)
+    assert code == 2 and "already exists" in msg and keep.read_text() == "precious"
+    (tmp_path / "folder").mkdir()
+    code, msg = cli(*args, tmp_path / "folder", "--overwrite")
+    assert code == 2 and "is a folder" in msg and sorted(p.name for p in tmp_path.iterdir()) == ["folder", "keep.json"]
+    assert cli(*args, keep, "--overwrite")[0] == 0 and json.loads(keep.read_text())[0]["n"] == 1
+    code, msg = cli("predict", "-i", samples, "-o", tmp_path / "out", "--weights", tiny_checkpoint, "--batch-size", "0")
+    assert code == 2 and not (tmp_path / "out").exists()
+
+
+def test_scoring_without_ground_truth_names_the_dataset(samples: Path, tmp_path: Path) -> None:
+    data = shutil.copytree(samples, tmp_path / "data", ignore=shutil.ignore_patterns("ct"))
+    code, msg = cli("benchmark", "--data", data, "--limit", "1", "--no-progress")
+    assert code == 2 and msg.startswith(f"error: {data}: no ground truth")

@@ -47,3 +47,9 @@ def test_tuning_adds_optuna_trials_to_the_same_table(phantom_dataset: Path, tmp_
     assert all(r["optimizer"] in ("adamw", "adam", "sgd") and 3e-4 <= float(r["lr"]) <= 1e-2 for r in trials)
     assert all((out / "runs" / f"unet-tune-{k}" / "tensorboard").is_dir() for k in range(3))
     assert "Tuning unet (3 Optuna trials" in (out / "results.md").read_text()
+
+
+def test_a_step_budget_alone_is_not_capped_by_minutes() -> None:
+    from medinpaint.compare import CompareConfig
+
+    assert CompareConfig(steps=400).minutes is None and CompareConfig().minutes == 2.0

@@ -257,3 +257,9 @@ def test_sigterm_ends_the_step_saves_exports_and_the_same_command_resumes(tmp_pa
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is gone once the run has returned
     fit(LineFit(), tmp_path / "run", cfg, device="cpu", progress=False)
     assert [r["step"] for r in log(tmp_path / "run")] == [str(s) for s in range(1, 9)]
+
+
+def test_a_short_step_budget_warms_up_over_a_tenth_of_it() -> None:
+    short = EngineConfig(steps=20, lr=1.0)  # the default warm-up of 100 steps would never reach the peak
+    assert short.lr_at(1, 0) == pytest.approx(1.0) and short.lr_at(0, 0) == pytest.approx(0.5)
+    assert EngineConfig(minutes=1.0, lr=1.0).lr_at(49, 0) == pytest.approx(0.5)  # a time budget keeps the 100 steps

@@ -76,6 +76,9 @@ def test_accumulator_aggregates_means_first_then_count() -> None:
     summary = m.aggregate()
     assert list(summary)[0] == "mae" and list(summary)[-1] == "n"
     assert summary["mae"] == 3.0 and summary["n"] == 2
+    exact = InpaintingMetrics()
+    exact("a", truth, truth, mask)  # PSNR is infinite: no mean, and JSON null rather than NaN
+    assert exact.aggregate()["psnr"] is None and summary["psnr"] == pytest.approx(np.mean([psnr(np.full((8, 8), v, np.uint8), truth) for v in (2, 4)]))
 
 
 @pytest.mark.parametrize("header, rows", [

@@ -58,3 +58,41 @@ def test_results_get_ordinary_permissions(tmp_path: Path) -> None:
         tmp.write_text("f")
     assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755
     assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_an_output_folder_may_not_hold_an_input(tmp_path: Path) -> None:
+    (tmp_path / "run" / "data").mkdir(parents=True)
+    with pytest.raises(InputError, match="holds the input"):
+        check_output_path(tmp_path / "run", [tmp_path / "run" / "data"], overwrite=True)
+
+
+def test_an_output_under_a_file_or_onto_a_folder_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(InputError, match="is a file, not a folder"):
+        with atomic_dir(tmp_path / "afile" / "sub"):
+            pass
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(InputError, match="is a folder"):
+        with atomic_file(tmp_path / "folder"):
+            pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "folder"]
+
+
+def test_a_sigterm_ends_a_command_through_its_cleanup(tmp_path: Path) -> None:
+    """`kill PID` on a command half-way through writing its output leaves nothing behind, as Ctrl-C does."""
+    import os
+    import signal
+
+    from medinpaint.cli.options import user_errors
+
+    @user_errors
+    def command() -> None:
+        with atomic_dir(tmp_path / "out") as tmp:
+            (tmp / "half.png").write_text("x")
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stop:
+        command()
+    assert stop.value.code == 128 + signal.SIGTERM and list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -101,6 +101,8 @@ class CheckpointMeta:
         """Parse the stored metadata; every key must be known."""
         if "format" not in raw:
             raw = _upgrade_format_1(raw, source)
+        if not isinstance(raw["format"], int) or isinstance(raw["format"], bool):
+            raise InputError(f"{source}: malformed checkpoint metadata (format {raw['format']!r} is not an integer)")
         if raw["format"] > FORMAT:
             raise InputError(f"{source}: checkpoint format {raw['format']} is newer than this medinpaint reads ({FORMAT}); upgrade medinpaint")
         try:

@@ -50,8 +50,8 @@ class CompareConfig:
     seeds: int = 1
     size: int | None = 64  # slices resized to size x size (64: the CPU scale of fill-gaps); None keeps them
     masks: str = "brush"  # brush (free-form strokes) or stripes
-    steps: int | None = None  # the budget, the same for every run; steps and/or minutes
-    minutes: float | None = 2.0
+    steps: int | None = None  # the budget, the same for every run: steps and/or minutes (2 minutes when neither)
+    minutes: float | None = None
     batch_size: int = 16
     base_channels: int = 16
     val_cases: int = 64
@@ -74,7 +74,7 @@ class CompareConfig:
         if self.masks not in MASKS:
             raise InputError(f"--masks must be one of {', '.join(MASKS)}, got {self.masks!r}")
         if self.steps is None and self.minutes is None:
-            raise InputError("give a budget: --steps and/or --minutes")
+            self.minutes = 2.0
         if self.seeds < 1:
             raise InputError("--seeds must be at least 1")
 

@@ -97,6 +97,8 @@ class Inpainter:
         progress: bool = False,
     ) -> np.ndarray:
         """Fill (N, H, W) slices in batches of `batch_size`."""
+        if batch_size < 1:
+            raise InputError(f"the batch size must be at least 1, got {batch_size}")
         if images.ndim != 3 or masks.shape != images.shape:
             raise InputError(f"images {images.shape} and masks {masks.shape} must both be (N, H, W) of one size")
         if tissue is not None and tissue.shape != images.shape:

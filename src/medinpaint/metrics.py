@@ -82,13 +82,14 @@ class InpaintingMetrics:
         self.rows.append(row)
         return row
 
-    def aggregate(self) -> dict[str, float]:
-        """Means over cases (PSNR over finite values), then the count."""
-        out: dict[str, float] = {}
+    def aggregate(self) -> dict[str, float | None]:
+        """Means over cases, then the count. PSNR is infinite for a case filled exactly, so its mean is over the
+        other cases, and None (JSON null, where NaN would not be valid JSON) when every case is exact."""
+        out: dict[str, float | None] = {}
         for name in INPAINTING_METRICS:
             vals = np.array([r[name] for r in self.rows], dtype=np.float64)
             vals = vals[np.isfinite(vals)]
-            out[name] = float(vals.mean()) if vals.size else float("nan")
+            out[name] = float(vals.mean()) if vals.size else None
         out["n"] = len(self.rows)
         return out
 

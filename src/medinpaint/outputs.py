@@ -13,7 +13,8 @@ from medinpaint.errors import InputError
 
 
 def check_output_path(output: Path, inputs: list[Path], overwrite: bool) -> None:
-    """Refuse an output that is an input file, is or lies inside an input folder, or exists and is not empty."""
+    """Refuse an output that is an input file, is or lies inside an input folder, holds an input (replacing it
+    would delete the input), or exists and is not empty."""
     out = output.resolve()
     for inp in inputs:
         src = inp.resolve()
@@ -21,6 +22,8 @@ def check_output_path(output: Path, inputs: list[Path], overwrite: bool) -> None
             raise InputError(f"{output}: output must not be the input itself")
         if src.is_dir() and src in out.parents:
             raise InputError(f"{output}: output must not be inside the input folder {src}")
+        if out in src.parents:
+            raise InputError(f"{output}: output must not be a folder that holds the input {inp}")
     if out.exists() and not overwrite:
         if out.is_file() or any(out.iterdir()):
             raise InputError(f"{output}: already exists and is not empty (pass --overwrite to replace it)")
@@ -32,11 +35,19 @@ def _umask() -> int:
     return mask
 
 
+def make_parent(path: Path) -> None:
+    """Create the folder `path` goes into, or say in one line why it cannot be."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InputError(f"{path}: a part of its folder {path.parent} is a file, not a folder") from None
+
+
 @contextmanager
 def atomic_dir(output: Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside `output`; it replaces `output` only if the block succeeds."""
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(output)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the result should look like any new folder
     try:
@@ -60,14 +71,16 @@ def atomic_file(path: Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `path`; it is renamed onto `path` only if the block succeeds. `suffix`: the
     temporary name's ending, for writers that choose a format by it (".nii.gz"); default `path`'s last suffix."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; the output is a file")
+    make_parent(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix if suffix is None else suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # after writing: mkstemp's file is private, and some writers replace it
+        os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    os.chmod(tmp, 0o666 & ~_umask())  # after writing: mkstemp's file is private, and some writers replace it
-    os.replace(tmp, path)

@@ -32,9 +32,9 @@ def train(
     batch_size: BatchSize = 16,
     lr: Annotated[float, typer.Option(help="peak learning rate")] = 2e-3,
     init: Init = None,
-    base_channels: Annotated[int | None, typer.Option(help="U-Net width at full resolution [default: 32]")] = None,
-    depth: Annotated[int | None, typer.Option(help="U-Net resolution levels [default: 4]")] = None,
-    blocks: Annotated[int | None, typer.Option(help="residual blocks per level [default: 2]")] = None,
+    base_channels: Annotated[int | None, typer.Option(help="U-Net width at full resolution \\[default: 32]")] = None,
+    depth: Annotated[int | None, typer.Option(help="U-Net resolution levels \\[default: 4]")] = None,
+    blocks: Annotated[int | None, typer.Option(help="residual blocks per level \\[default: 2]")] = None,
     attention: Annotated[bool, typer.Option("--attention", help="self-attention in the bottleneck")] = False,
     loss: Annotated[str, typer.Option(help="l1 or mse on the missing pixels, ssim, or l1+ssim (0.84 SSIM + 0.16 L1)")] = "l1",
     no_tissue: Annotated[bool, typer.Option("--no-tissue", help="do not condition on the tissue map")] = False,
@@ -56,6 +56,7 @@ def train(
     from medinpaint.inference import default_weights
     from medinpaint.models import UNetConfig
     from medinpaint.models.architectures import checkpoint_kind
+    from medinpaint.outputs import check_output_path
     from medinpaint.training import TrainConfig, train as run_training
 
     network, init_path = network_to_train(
@@ -65,6 +66,7 @@ def train(
                "tissue_classes": 0 if no_tissue else None, "use_vertebrae": False if no_vertebrae else None})
     cfg = TrainConfig(steps=steps, minutes=minutes, batch_size=batch_size, lr=lr, loss=loss, crop=crop, val_every=val_every,
                       compile=compile, weights_dtype=weights_dtype, seed=seed, network=network, init=init_path)
+    check_output_path(output, [data], overwrite=True)  # an existing run folder is resumed, but never one in the data
     slices = read_slices(data)
     weights = run_training(slices, output, cfg, device=resolve_device(device), progress=not no_progress, overwrite=overwrite)
     if os.environ.get("RANK", "0") == "0":  # one line, not one per process, under torchrun / accelerate launch
@@ -74,11 +76,13 @@ def train(
 @app.command()
 @user_errors
 def predict(
-    input: Annotated[Path, typer.Option("--input", "-i", help="slices to fill: DM-i-AI folder, .npy folder or PNG pairs")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="folder for the filled slices")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="slices to fill: DM-i-AI folder, .npy folder or PNG pairs; or a "
+                                         "NIfTI volume, a DICOM series folder or a folder of NIfTI volumes (with --mask)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="folder for the filled slices; for a volume, its .nii.gz "
+                                          "(or with --dicom-out a folder)")],
     weights: Annotated[list[Path] | None, typer.Option(help="checkpoint (default: the shipped model); repeat for an ensemble")] = None,
     device: DeviceOpt = "cpu",
-    batch_size: Annotated[int, typer.Option(help="slices per forward pass")] = 8,
+    batch_size: Annotated[int, typer.Option(min=1, help="slices per forward pass")] = 8,
     flips: Annotated[bool, typer.Option("--flips", help="average with the mirrored prediction: slower, more accurate")] = False,
     backend: Backend = "auto",
     mask: Annotated[Path | None, typer.Option(help="NIfTI input: the mask volume (1 = missing), or a folder of them")] = None,
@@ -103,7 +107,7 @@ def predict(
     volumes = is_nifti(input) or is_dicom_folder(input) or (input.is_dir() and any(is_nifti(p) for p in input.iterdir()))
     if volumes and mask is None:
         raise InputError(f"{input}: a volume (NIfTI or DICOM) needs --mask (a NIfTI volume, or a folder of them matched by name)")
-    check_output_path(output, [p for p in (input, mask, tissue) if p is not None], overwrite)
+    check_output_path(output, [p for p in (input, mask, tissue, *(weights or [])) if p is not None], overwrite)
     if volumes:
         inpainter = Inpainter.from_pretrained(weights or None, device=resolve_device(device), flips=flips, backend=backend)
         _predict_volumes(inpainter, input, mask, output, tissue, axis, modality, series, dicom_out, batch_size, overwrite,
@@ -174,12 +178,13 @@ def evaluate(
 def benchmark(
     data: Annotated[Path, typer.Option("--data", help="dataset with ground truth")],
     weights: Annotated[list[Path] | None, typer.Option(help="model checkpoints to compare (default: the shipped one)")] = None,
-    limit: Annotated[int | None, typer.Option(help="score only the first N validation cases")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="score only the first N validation cases")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write the table as JSON here")] = None,
     device: DeviceOpt = "cpu",
     flips: Annotated[bool, typer.Option("--flips", help="also score each model with test-time flips")] = False,
     ensemble: Annotated[bool, typer.Option("--ensemble", help="also score the average of all --weights")] = False,
     backend: Backend = "auto",
+    overwrite: Overwrite = False,
     no_progress: NoProgress = False,
 ) -> None:
     """Classical baselines beside models on the same validation cases, as one table."""
@@ -187,6 +192,10 @@ def benchmark(
     from rich.table import Table
 
     from medinpaint.benchmarking import compare
+    from medinpaint.outputs import atomic_file, check_output_path
+
+    if output is not None:
+        check_output_path(output, [data, *(weights or [])], overwrite)
 
     results = compare(data, weights or [None], limit=limit, device=resolve_device(device), flips=flips,
                       progress=not no_progress, ensemble=ensemble, backend=backend)
@@ -194,11 +203,9 @@ def benchmark(
     for col in ("method", "mae", "mae_in_mask", "psnr", "ssim", "ms_per_slice"):
         table.add_column(col, justify="left" if col == "method" else "right")
     for r in results:
-        table.add_row(r["method"], f"{r['mae']:.3f}", f"{r['mae_in_mask']:.2f}", f"{r['psnr']:.2f}", f"{r['ssim']:.4f}", f"{r['ms_per_slice']:.1f}")
+        table.add_row(r["method"], f"{r['mae']:.3f}", f"{r['mae_in_mask']:.2f}", "inf" if r["psnr"] is None else f"{r['psnr']:.2f}", f"{r['ssim']:.4f}", f"{r['ms_per_slice']:.1f}")
     Console().print(table)
     if output is not None:
-        from medinpaint.outputs import atomic_file
-
         with atomic_file(output) as tmp:
             tmp.write_text(json.dumps(results, indent=1))
 
@@ -299,9 +306,9 @@ def compare_cmd(
     output: Annotated[Path, typer.Option("--output", "-o", help="report folder: results.csv, results.md, curves.png, cases.png")],
     architecture: Annotated[list[str] | None, typer.Option("--architecture", "--architectures", help="repeat or comma-separate; default: autoencoder unet partial-conv gated-conv ffc unet-gan diffusion")] = None,
     loss: Annotated[list[str] | None, typer.Option("--loss", "--losses", help="repeat or comma-separate: l1, mse, ssim, l1+ssim, l1+perceptual (default l1; diffusion trains on its own objective)")] = None,
-    size: Annotated[int, typer.Option(help="slices resized to SIZE x SIZE (64 on a CPU; 0 keeps them)")] = 64,
+    size: Annotated[int, typer.Option(min=0, help="slices resized to SIZE x SIZE (64 on a CPU; 0 keeps them)")] = 64,
     masks: Annotated[str, typer.Option(help="brush (free-form) or stripes")] = "brush",
-    minutes: Minutes = 2.0,
+    minutes: Annotated[float | None, typer.Option(help="training-time budget of each run (2 when --steps is not given either)")] = None,
     steps: Steps = None,
     seeds: Annotated[int, typer.Option(help="seeds per architecture and loss")] = 1,
     batch_size: BatchSize = 16,

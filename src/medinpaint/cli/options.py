@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,7 +21,7 @@ WeightsDtype = Annotated[str, typer.Option(help="dtype of the exported weights: 
 Minutes = Annotated[float | None, typer.Option(help="training-time budget, in total across resumes")]
 Steps = Annotated[int | None, typer.Option(help="optimizer-step budget, in total across resumes")]
 Backend = Annotated[str, typer.Option("--backend", help="auto (ONNX Runtime on CPU when installed, else PyTorch), torch or onnx")]
-BatchSize = Annotated[int, typer.Option("--batch-size", help="slices per step (training: per process) or per forward pass")]
+BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="slices per step (training: per process) or per forward pass")]
 Init = Annotated[str | None, typer.Option("--init", help="fine-tune: start from this checkpoint ('default': the shipped one); "
                                           "the network's shape options default to its own")]
 
@@ -44,17 +46,28 @@ def network_to_train(config_type: type, init: str | None, shipped: Callable[[], 
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Print a user's mistake as one line on stderr and exit 2, instead of a traceback."""
+    """Print a user's mistake as one line on stderr and exit 2, instead of a traceback. A SIGTERM (`kill`, a
+    scheduler) ends the command as Ctrl-C does, through its cleanup, so no half-written output is left behind
+    (training, which stops cleanly on SIGTERM, sets its own handler while it runs)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if main else None
         try:
             return fn(*args, **kwargs)
         except InputError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
+        finally:
+            if main:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
     return wrapper
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def resolve_device(device: str) -> str:

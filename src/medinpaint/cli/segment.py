@@ -27,9 +27,9 @@ def train_cmd(
     batch_size: BatchSize = 8,
     lr: Annotated[float, typer.Option(help="peak learning rate")] = 2e-3,
     init: Init = None,
-    base_channels: Annotated[int | None, typer.Option(help="U-Net width at full resolution [default: 16]")] = None,
-    depth: Annotated[int | None, typer.Option(help="U-Net resolution levels [default: 4]")] = None,
-    blocks: Annotated[int | None, typer.Option(help="residual blocks per level [default: 1]")] = None,
+    base_channels: Annotated[int | None, typer.Option(help="U-Net width at full resolution \\[default: 16]")] = None,
+    depth: Annotated[int | None, typer.Option(help="U-Net resolution levels \\[default: 4]")] = None,
+    blocks: Annotated[int | None, typer.Option(help="residual blocks per level \\[default: 1]")] = None,
     crop: Annotated[int | None, typer.Option(help="train on random square crops of this size")] = None,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="no turns and mirrors")] = False,
     class_value: Values = None,
@@ -45,8 +45,10 @@ def train_cmd(
     from medinpaint.models import SegmenterConfig
     from medinpaint.segmentation.data import read_labelled
     from medinpaint.segmentation.inference import SEGMENTER_KIND, default_weights
+    from medinpaint.outputs import check_output_path
     from medinpaint.segmentation.task import SegTrainConfig, train_segmenter
 
+    check_output_path(output, [data], overwrite=True)  # an existing run folder is resumed, but never one in the data
     labelled = read_labelled(data, tuple(class_value) if class_value else None)
     network, init_path = network_to_train(
         SegmenterConfig, init, default_weights, (SEGMENTER_KIND,), defaults={"base_channels": 16, "depth": 4, "blocks_per_level": 1},
@@ -75,7 +77,7 @@ def predict_cmd(
     from medinpaint.segmentation.data import read_labelled, write_segmentations
     from medinpaint.segmentation.inference import Segmenter
 
-    check_output_path(output, [input], overwrite)
+    check_output_path(output, [input, *(weights or [])], overwrite)
     segmenter = Segmenter.from_pretrained(weights or None, device=resolve_device(device), backend=backend)
     data = read_labelled(input, segmenter.values, require_labels=False)
     maps = segmenter.to_values(segmenter.predict(data.images, batch_size=batch_size, progress=not no_progress))

@@ -24,8 +24,8 @@ def train_cmd(
     data: Annotated[Path, typer.Option("--data", help="real slices with tissue maps and vertebra levels (DM-i-AI folder or packed cache)")],
     output: Annotated[Path, typer.Option("--output", "-o", help="run folder (resumed if it holds last.pt)")],
     family: Annotated[str | None, typer.Option("--model", help="family: diffusion, vae, or encoder (the feature network of "
-                                               "`synth report`) [default: diffusion, or --init's]")] = None,
-    size: Annotated[int | None, typer.Option(help="resolution: 64, 128 or 256 (the data are resized) [default: 64, or --init's]")] = None,
+                                               "`synth report`) \\[default: diffusion, or --init's]")] = None,
+    size: Annotated[int | None, typer.Option(help="resolution: 64, 128 or 256 (the data are resized) \\[default: 64, or --init's]")] = None,
     init: Annotated[str | None, typer.Option("--init", help="fine-tune: start from this generator checkpoint ('default': the "
                                              "shipped one of --size); family, size and network come from it")] = None,
     minutes: Minutes = None,
@@ -43,8 +43,10 @@ def train_cmd(
 ) -> None:
     """Train a generator (or the report's feature encoder); patients 450-499 are never trained on."""
     from medinpaint.data import read_slices
+    from medinpaint.outputs import check_output_path
     from medinpaint.synthesis.task import SynthTrainConfig, train_generator
 
+    check_output_path(output, [data], overwrite=True)  # an existing run folder is resumed, but never one in the data
     family, size, network, init_path = _generator_to_train(family, size, base_channels, blocks, init)
     cfg = SynthTrainConfig(family=family, size=size, steps=steps, minutes=minutes, batch_size=batch_size, lr=lr, seed=seed,
                            compile=compile, weights_dtype=weights_dtype, network=network, init=init_path)

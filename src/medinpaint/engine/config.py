@@ -60,9 +60,11 @@ class EngineConfig:
         return (self.steps is None or step < self.steps) and (self.minutes is None or elapsed_s < self.minutes * 60)
 
     def lr_at(self, step: int, elapsed_s: float) -> float:
-        """Linear warm-up, then a cosine to 1 % over the budget that runs out first."""
-        if step < self.warmup_steps:
-            return self.lr * (step + 1) / self.warmup_steps
+        """Linear warm-up (at most a tenth of a step budget, so a short run reaches its peak), then a cosine to 1 %
+        over the budget that runs out first."""
+        warmup = min(self.warmup_steps, max(1, self.steps // 10)) if self.steps else self.warmup_steps
+        if step < warmup:
+            return self.lr * (step + 1) / warmup
         fractions = []
         if self.steps:
             fractions.append(step / self.steps)
