@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -77,6 +78,28 @@ def test_the_export_is_cached_by_weights(monkeypatch: pytest.MonkeyPatch) -> Non
     assert len(list(cache_dir().glob("maskawareunet-*.onnx"))) >= 1 and not list(cache_dir().glob("*.part"))
     example = Inpainter(net, backend="torch")._example()
     assert weights_key(net, example) != weights_key(tiny_unet(4), example)
+    regrouped = MaskAwareUNet(dataclasses.replace(TINY, groups=1))
+    regrouped.load_state_dict(net.state_dict())  # the same weights in another graph: another export
+    assert weights_key(net, example) != weights_key(regrouped, example)
+
+
+def test_a_broken_cached_export_is_made_again_and_an_unwritable_cache_is_skipped(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    monkeypatch.setenv(backends.CACHE_ENV, str(tmp_path / "cache"))
+    net, images, masks = tiny_unet(6), *random_slices(np.random.default_rng(1), 2, 32, 32)[:2]
+    expected = Inpainter(net, backend="torch").predict_batch(images, masks)
+    Inpainter(net, backend="onnx")
+    (cached,) = cache_dir().glob("*.onnx")
+    assert cached.stat().st_mode & 0o044  # others who share the cache can read it
+    cached.write_bytes(cached.read_bytes()[:1000])  # truncated
+    again = Inpainter(net, backend="onnx")
+    assert again.backend == "onnx" and "does not load" in capsys.readouterr().err
+    assert cached.stat().st_size > 1000 and np.abs(again.predict_batch(images, masks).astype(int) - expected).max() <= 1
+    (tmp_path / "blocked").write_text("a file where the cache folder should be")
+    monkeypatch.setenv(backends.CACHE_ENV, str(tmp_path / "blocked"))
+    from_memory = Inpainter(net, backend="onnx")
+    assert from_memory.backend == "onnx" and "cannot keep the ONNX export" in capsys.readouterr().err
+    assert np.abs(from_memory.predict_batch(images, masks).astype(int) - expected).max() <= 1
 
 
 def test_a_missing_onnxruntime_falls_back_to_pytorch_with_a_notice(monkeypatch: pytest.MonkeyPatch,

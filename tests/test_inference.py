@@ -112,3 +112,28 @@ def test_an_ensemble_averages_its_members(tiny_checkpoint: Path, tmp_path: Path,
     assert both.name == "tiny+b" and both.checksum not in (a.checksum, b.checksum)
     expected = (a.predict(s.images[0], s.masks[0]).astype(float) + b.predict(s.images[0], s.masks[0])) / 2
     assert np.abs(both.predict(s.images[0], s.masks[0]) - expected).max() <= 1.0
+
+
+def test_what_lies_under_the_mask_is_never_looked_at_and_bad_inputs_are_refused(tiny_checkpoint: Path) -> None:
+    model = Inpainter.from_pretrained(tiny_checkpoint, backend="torch")
+    rng = np.random.default_rng(0)
+    image = rng.random((32, 32), dtype=np.float32)
+    mask = np.zeros((32, 32), bool)
+    mask[8:20, 8:20] = True
+    filled = model.predict(image, mask)
+    poisoned = model.predict(np.where(mask, np.nan, image).astype(np.float32), mask)
+    np.testing.assert_array_equal(poisoned, filled)  # a NaN in a gap changes nothing
+    np.testing.assert_array_equal(model.predict(image.tolist(), mask.astype(np.uint8) * 255), filled)  # lists, 0/255
+    bad = [((image * 255).astype(np.int64), mask, {}, "uint8 \\(0..255\\) or float"),
+           (image * 255, mask, {}, "must lie in \\[0, 1\\] at the known pixels"),
+           (image, mask.astype(np.uint8) * 7, {}, "masks must be boolean, 0/1 or 0/255"),
+           (image, mask, {"tissue": np.full((32, 32), 50, np.uint8)}, "tissue map values must be"),
+           (image, mask, {"vertebrae": 30}, "vertebra levels must be integers 0..24")]
+    for img, msk, side, message in bad:
+        with pytest.raises(InputError, match=message):
+            model.predict(img, msk, **side)
+    with pytest.raises(InputError, match="one level per slice"):
+        model.predict_batch(image[None], mask[None], vertebrae=np.array([1, 2]))
+    with pytest.raises(InputError, match="the device must be cpu or cuda"):
+        Inpainter.from_pretrained(tiny_checkpoint, device="gpu")
+    assert Inpainter.from_pretrained((tiny_checkpoint, tiny_checkpoint), backend="torch").name.count("+") == 1

@@ -2,9 +2,10 @@
 
 On CPU the same network runs about twice as fast in ONNX Runtime (BENCHMARKS.md, "CPU inference backends"), so
 `auto` picks it there when onnxruntime is installed; on a GPU PyTorch stays. The export is done once per set of
-weights and cached on disk under a key made of the weights themselves, so a retrained checkpoint never meets a stale
-graph. Anything that goes wrong (no onnxruntime, an export that fails) falls back to PyTorch with a one-line notice:
-a slower answer beats none.
+weights and cached on disk under a key made of the network's config and weights, so a retrained checkpoint never meets
+a stale graph; a cached file that does not load is exported again, and a cache that cannot be written is skipped (the
+export runs from memory). Anything else that goes wrong (no onnxruntime, an export that fails) falls back to PyTorch
+with a one-line notice: a slower answer beats none.
 """
 
 from __future__ import annotations
@@ -62,9 +63,10 @@ def resolve_backend(backend: str, device: str | torch.device) -> str:
 
 
 def weights_key(network: nn.Module, example: Sequence[torch.Tensor]) -> str:
-    """What decides the exported graph: the network's class, weights and buffers, the inputs' dtypes and ranks, and
-    the exporter's version."""
-    digest = hashlib.sha256(f"{type(network).__qualname__}|{torch.__version__}|{EXPORT_VERSION}|{OPSET}".encode())
+    """What decides the exported graph: the network's class and config (settings such as `groups` change the graph
+    but not the weights' shapes), weights and buffers, the inputs' dtypes and ranks, and the exporter's version."""
+    config = repr(getattr(network, "config", None))
+    digest = hashlib.sha256(f"{type(network).__qualname__}|{config}|{torch.__version__}|{EXPORT_VERSION}|{OPSET}".encode())
     for t in example:
         digest.update(f"{t.dtype}:{t.dim()}:{tuple(t.shape[1:-2])};".encode())
     for name, value in network.state_dict().items():
@@ -82,19 +84,33 @@ def dynamic_axes(names: Sequence[str], example: Sequence[torch.Tensor]) -> dict[
     return axes
 
 
-def export_onnx(network: nn.Module, example: Sequence[torch.Tensor], names: Sequence[str], path: Path) -> Path:
-    """Export `network` (float32, in eval mode) to `path`, atomically: a half-written file is never left behind."""
+def export_onnx(network: nn.Module, example: Sequence[torch.Tensor], names: Sequence[str]) -> bytes:
+    """`network` (float32, in eval mode) as an ONNX model."""
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on Python branches: OnnxNetwork pads so none is taken
         torch.onnx.export(network, tuple(example), buffer, input_names=list(names), output_names=["output"],
                           dynamic_axes=dynamic_axes(names, example), opset_version=OPSET, dynamo=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
-    with os.fdopen(fd, "wb") as f:
-        f.write(buffer.getvalue())
-    os.replace(tmp, path)
-    return path
+    return buffer.getvalue()
+
+
+def write_cache(model: bytes, path: Path) -> None:
+    """Keep an export at `path` for next time: atomically (never a half-written file, even on a full disk) and
+    readable by everyone who shares the cache. A cache that cannot be written is said once and skipped."""
+    from medinpaint.outputs import current_umask
+
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
+        with os.fdopen(fd, "wb") as f:
+            f.write(model)
+        os.chmod(tmp, 0o666 & ~current_umask())
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        notice(f"cannot keep the ONNX export in {path.parent} ({type(exc).__name__}: {exc}); it is used from memory")
 
 
 class OnnxNetwork:
@@ -104,18 +120,19 @@ class OnnxNetwork:
     graph holds the no-padding branch of `ResUNet.body`, and edge padding of the raw inputs equals the replicate
     padding of the network's own input because everything before the body is pixel-wise."""
 
-    def __init__(self, path: Path, names: Sequence[str], stride: int, threads: int | None = None) -> None:
+    def __init__(self, model: Path | bytes, names: Sequence[str], stride: int, threads: int | None = None) -> None:
+        """`model`: a cached .onnx file, or the export's bytes."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        source = str(model) if isinstance(model, Path) else model
+        self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         self.names = list(names)
         self.used = {i.name for i in self.session.get_inputs()}  # an unused input may have been pruned away
         self.stride = stride
-        self.path = path
 
     def __call__(self, *tensors: torch.Tensor) -> torch.Tensor:
         h, w = next(t.shape[-2:] for t in tensors if t.dim() >= 3)
@@ -136,9 +153,15 @@ def onnx_network(network: nn.Module, example: Sequence[torch.Tensor], names: Seq
                  threads: int | None = None) -> OnnxNetwork:
     """The cached export of `network` for inputs like `example` (exported now if this is its first use)."""
     path = cache_dir() / f"{type(network).__name__.lower()}-{weights_key(network, example)}.onnx"
-    if not path.exists():
-        export_onnx(network, example, names, path)
-    return OnnxNetwork(path, names, getattr(network, "stride", 1), threads)
+    stride = getattr(network, "stride", 1)
+    if path.exists():
+        try:
+            return OnnxNetwork(path, names, stride, threads)
+        except Exception as exc:  # a truncated or foreign file: export again over it
+            notice(f"the cached ONNX export {path} does not load ({type(exc).__name__}); exporting it again")
+    model = export_onnx(network, example, names)
+    write_cache(model, path)
+    return OnnxNetwork(model, names, stride, threads)
 
 
 def runners(networks: Sequence[nn.Module], backend: str, device: str | torch.device, example: Sequence[torch.Tensor],

@@ -202,9 +202,15 @@ def load_members(path: str | Path | list[str | Path] | None, default: Path, devi
                  ) -> tuple[list[torch.nn.Module], list[CheckpointMeta], str, str]:
     """The networks a `from_pretrained` call names: one checkpoint, a list (an ensemble), or None for `default`.
     (networks, metadata, joint name, checksum: of the file, or of the members' checksums for an ensemble)."""
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device is available")
-    paths = [Path(p) for p in path] if isinstance(path, list) else [Path(path) if path is not None else default]
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        kind = None
+    if kind not in ("cpu", "cuda"):
+        raise InputError(f"the device must be cpu or cuda (or cuda:N), got {device!r}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: no CUDA device is available")
+    paths = [Path(p) for p in path] if isinstance(path, (list, tuple)) else [Path(path) if path is not None else default]
     if not paths:
         raise InputError("an ensemble needs at least one checkpoint")
     networks, metas = zip(*(load_one(p) for p in paths))

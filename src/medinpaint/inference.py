@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 from medinpaint.backends import runners
 from medinpaint.checkpoint import (CheckpointMeta, Preprocessing, config_from, load_checkpoint, load_members, load_state, save_checkpoint,
                                    shipped_weights_dir)
+from medinpaint.constants import MAX_VERTEBRA, TISSUE_LEVELS
 from medinpaint.data.slices import SliceSet, tissue_to_classes, to_uint8, to_unit
 from medinpaint.errors import InputError
 from medinpaint.models.architectures import ARCHITECTURES, architecture_of, checkpoint_kind
@@ -84,8 +85,8 @@ class Inpainter:
         """Fill one (H, W) slice. `image` uint8 0..255 or float [0,1]; `mask` bool or 0/255 (True = missing);
         `tissue` the DM-i-AI map (0/100/255); returns the same dtype as `image`."""
         verts = None if vertebrae is None else np.array([vertebrae])
-        tis = None if tissue is None else tissue[None]
-        return self.predict_batch(image[None], np.asarray(mask)[None], tis, verts)[0]
+        tis = None if tissue is None else np.asarray(tissue)[None]
+        return self.predict_batch(np.asarray(image)[None], np.asarray(mask)[None], tis, verts)[0]
 
     def predict_batch(
         self,
@@ -96,20 +97,33 @@ class Inpainter:
         batch_size: int = 8,
         progress: bool = False,
     ) -> np.ndarray:
-        """Fill (N, H, W) slices in batches of `batch_size`."""
+        """Fill (N, H, W) slices in batches of `batch_size`. `vertebrae`: (N,) levels, -1 where one is unknown."""
+        images, masks = np.asarray(images), np.asarray(masks)
+        tissue = None if tissue is None else np.asarray(tissue)
+        vertebrae = None if vertebrae is None else np.asarray(vertebrae)
         if batch_size < 1:
             raise InputError(f"the batch size must be at least 1, got {batch_size}")
         if images.ndim != 3 or masks.shape != images.shape:
             raise InputError(f"images {images.shape} and masks {masks.shape} must both be (N, H, W) of one size")
-        if tissue is not None and tissue.shape != images.shape:
-            raise InputError(f"tissue map {tissue.shape} does not match images {images.shape}")
-        masks = masks.astype(bool)
+        masks = _checked_masks(masks)
+        _check_images(images, masks)
+        if tissue is not None:
+            if tissue.shape != images.shape:
+                raise InputError(f"tissue map {tissue.shape} does not match images {images.shape}")
+            if not np.isin(tissue, TISSUE_LEVELS).all():
+                raise InputError(f"tissue map values must be {TISSUE_LEVELS}, found {np.setdiff1d(tissue, TISSUE_LEVELS)[:5].tolist()}")
+        if vertebrae is not None:
+            if vertebrae.shape != (len(images),):
+                raise InputError(f"vertebrae must be one level per slice, shape ({len(images)},), got {vertebrae.shape}")
+            if not np.issubdtype(vertebrae.dtype, np.integer) or vertebrae.min() < -1 or vertebrae.max() > MAX_VERTEBRA:
+                raise InputError(f"vertebra levels must be integers 0..{MAX_VERTEBRA} (-1: unknown), got {vertebrae[:5].tolist()}")
+        seen = np.where(masks, 0, images)  # what lies under the mask is never looked at (not even a NaN)
         out = np.empty(images.shape, dtype=np.float32)
         starts = range(0, len(images), batch_size)
         for s in tqdm(starts, desc="inpainting", unit="batch", disable=not progress):
             sl = slice(s, s + batch_size)
             out[sl] = self._forward(
-                to_unit(images[sl]), masks[sl],
+                to_unit(seen[sl]), masks[sl],
                 None if tissue is None else tissue_to_classes(tissue[sl]),
                 None if vertebrae is None else np.asarray(vertebrae[sl]),
             )
@@ -168,3 +182,22 @@ def save_inpainter(path: Path, network: torch.nn.Module, name: str = "", dtype: 
     meta = CheckpointMeta(kind=kind, config=network.config.to_dict(), preprocessing=preprocessing)
     meta.training.name = name
     return save_checkpoint(path, network, meta, dtype)
+
+
+def _checked_masks(masks: np.ndarray) -> np.ndarray:
+    """bool, or 0/1 or 0/255 numbers -> bool (True = missing); anything else is refused rather than guessed at."""
+    if masks.dtype != bool and not np.isin(masks, (0, 1, 255)).all():
+        raise InputError(f"masks must be boolean, 0/1 or 0/255, found {np.setdiff1d(masks, (0, 1, 255))[:5].tolist()}")
+    return masks.astype(bool)
+
+
+def _check_images(images: np.ndarray, masks: np.ndarray) -> None:
+    """uint8 0..255, or float in [0, 1] at the known pixels: other dtypes and ranges would be filled as garbage."""
+    if images.dtype == np.uint8:
+        return
+    if not np.issubdtype(images.dtype, np.floating):
+        raise InputError(f"images must be uint8 (0..255) or float in [0, 1], got {images.dtype}")
+    known = images[~masks]
+    if known.size and not (np.isfinite(known).all() and known.min() >= 0 and known.max() <= 1):
+        raise InputError(f"float images must lie in [0, 1] at the known pixels, found {np.nanmin(known):.3g}..{np.nanmax(known):.3g}"
+                         " (give 0..255 values as uint8)")

@@ -29,7 +29,8 @@ def check_output_path(output: Path, inputs: list[Path], overwrite: bool) -> None
             raise InputError(f"{output}: already exists and is not empty (pass --overwrite to replace it)")
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process's umask (reading it means setting it, so it is put straight back)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -49,7 +50,7 @@ def atomic_dir(output: Path, overwrite: bool = False) -> Iterator[Path]:
     output = Path(output)
     make_parent(output)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the result should look like any new folder
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it private; the result should look like any new folder
     try:
         yield tmp
     except BaseException:
@@ -79,7 +80,7 @@ def atomic_file(path: Path, suffix: str | None = None) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())  # after writing: mkstemp's file is private, and some writers replace it
+        os.chmod(tmp, 0o666 & ~current_umask())  # after writing: mkstemp's file is private, and some writers replace it
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
