@@ -263,3 +263,31 @@ def test_a_short_step_budget_warms_up_over_a_tenth_of_it() -> None:
     short = EngineConfig(steps=20, lr=1.0)  # the default warm-up of 100 steps would never reach the peak
     assert short.lr_at(1, 0) == pytest.approx(1.0) and short.lr_at(0, 0) == pytest.approx(0.5)
     assert EngineConfig(minutes=1.0, lr=1.0).lr_at(49, 0) == pytest.approx(0.5)  # a time budget keeps the 100 steps
+
+
+def test_a_resumed_run_keeps_its_record_its_log_in_order_and_says_what_changed(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    trained = fit(LineFit(), tmp_path / "base", EngineConfig(steps=5, batch_size=8, warmup_steps=1), device="cpu", progress=False)
+    run = tmp_path / "run"
+    fit(LineFit(), run, EngineConfig(steps=4, batch_size=8, warmup_steps=1, log_every=1, init=str(trained)), device="cpu", progress=False)
+    with open(run / "log.csv", "a", newline="") as f:  # rows a killed process logged after its last.pt
+        f.write("5,0.1,0.01,0.5,10\r\n6,0.1,0.01,0.5,10\r\n")
+    capsys.readouterr()
+    resumed = fit(LineFit(), run, EngineConfig(steps=7, batch_size=8, warmup_steps=1, log_every=1, lr=0.5), device="cpu", progress=False)
+    assert read_metadata(resumed).training.started_from == f"model.safetensors sha256:{file_checksum(trained)[:12]}"
+    assert [r["step"] for r in log(run)] == [str(s) for s in range(1, 8)]
+    assert "other settings than the run had: lr 0.002 -> 0.5" in capsys.readouterr().out
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_again_and_bad_settings_are_refused(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (run / "log.csv").write_text("step,elapsed_s,lr,loss,images_per_s\r\n1,0.1,0.01,0.5,10\r\n")
+    fit(LineFit(), run, EngineConfig(steps=2, batch_size=8, warmup_steps=1, log_every=1), device="cpu", progress=False)
+    assert [r["step"] for r in log(run)] == ["1", "2"]
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(InputError, match="is a file"):
+        fit(LineFit(), tmp_path / "afile", EngineConfig(steps=1), device="cpu", progress=False)
+    for bad in ({"steps": 0}, {"steps": 1, "val_every": 0}, {"minutes": 0.0}):
+        with pytest.raises(InputError):
+            EngineConfig(**bad)

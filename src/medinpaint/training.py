@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medinpaint.augment import random_symmetries
+from medinpaint.augment import check_crop, random_symmetries
 from medinpaint.checkpoint import Preprocessing
 from medinpaint.data.slices import SliceSet, tissue_to_classes, to_uint8
 from medinpaint.data.split import split_by_patient
@@ -157,6 +157,7 @@ class InpaintingTask(Task):
         if not cfg.own_masks and data.only_corrupted:
             raise InputError("the training data have masks but no clean slices (ct/, truth.npy or truth/): there is "
                              "nothing to learn the missing pixels from")
+        check_crop(cfg.crop, data.images.shape[1:])
         train_idx, val_idx = split_by_patient(data.ids, seed=cfg.seed)
         if len(train_idx) == 0:
             raise InputError("no training slices left after holding out the validation patients (450-499)")

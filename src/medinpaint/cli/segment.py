@@ -49,7 +49,7 @@ def train_cmd(
     from medinpaint.segmentation.task import SegTrainConfig, train_segmenter
 
     check_output_path(output, [data], overwrite=True)  # an existing run folder is resumed, but never one in the data
-    labelled = read_labelled(data, tuple(class_value) if class_value else None)
+    labelled = read_labelled(data, tuple(class_value) if class_value else None, require_clean=True)
     network, init_path = network_to_train(
         SegmenterConfig, init, default_weights, (SEGMENTER_KIND,), defaults={"base_channels": 16, "depth": 4, "blocks_per_level": 1},
         given={"classes": len(labelled.values), "base_channels": base_channels, "depth": depth, "blocks_per_level": blocks})

@@ -36,8 +36,10 @@ class EngineConfig:
     def __post_init__(self) -> None:
         if self.steps is None and self.minutes is None:
             raise InputError("give a budget: --steps N and/or --minutes M")
-        if (self.steps is not None and self.steps < 0) or (self.minutes is not None and self.minutes < 0):
-            raise InputError("--steps and --minutes must not be negative")
+        if (self.steps is not None and self.steps < 1) or (self.minutes is not None and self.minutes <= 0):
+            raise InputError("--steps must be at least 1 and --minutes above 0")
+        if self.val_every < 1 or self.log_every < 1:
+            raise InputError(f"--val-every must be at least 1, got {self.val_every}")
         if self.weights_dtype not in WEIGHTS_DTYPES:
             raise InputError(f"--weights-dtype must be float32, float16 or bfloat16, got {self.weights_dtype!r}")
         if self.optimizer not in OPTIMIZERS:

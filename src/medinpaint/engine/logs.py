@@ -37,6 +37,7 @@ class RunLog:
         self.writer: csv.DictWriter | None = None
         self.tb = None
         if enabled:
+            _drop_rows_after(output / "log.csv", initial)
             self.file = open(output / "log.csv", "a", newline="")
             self.writer = csv.DictWriter(self.file, self.fields)
             if self.file.tell() == 0:
@@ -84,3 +85,15 @@ FORMATS = {"step": "{:.0f}", "lr": "{:.3e}", "elapsed_s": "{:.2f}", "images_per_
 def _fmt(name: str, value: float | int) -> str:
     """How each column is written; validation measures get 4 decimals."""
     return FORMATS.get(name, "{:.4f}").format(value)
+
+
+def _drop_rows_after(log_csv: Path, step: int) -> None:
+    """Rows logged after the step a run resumes from were lost with the process (a crash, `kill -9`) and are
+    logged again: keep the log in step order, once each."""
+    if not log_csv.exists():
+        return
+    with open(log_csv, newline="") as f:
+        lines = f.read().splitlines(keepends=True)
+    kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) <= step]
+    if len(kept) < len(lines):
+        log_csv.write_text("".join(kept))

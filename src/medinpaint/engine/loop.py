@@ -63,11 +63,20 @@ def _fit(task: Task, output: Path, cfg: EngineConfig, device: str | None, progre
     chosen = {} if cfg.optimizer == "adamw" else {"optimizer": cfg.optimizer}
     ident = runstate.identity(task.kind, task.network_config, **task.resume_key(), **chosen)
     last = output / runstate.LAST
-    step, elapsed = runstate.resume(last, ident, type(task.network_config), network, ema.network, opt, say=acc.print,
-                                    critic=critic, critic_opt=critic_opt)
-    if cfg.init and step == 0:
-        runstate.start_from(Path(cfg.init), task.kind, task.network_config, task.preprocessing(), network, ema.network)
-    started_from = runstate.origin(cfg.init) if cfg.init else ""  # now, while the file is the one trained from
+    resumed = runstate.resume(last, ident, type(task.network_config), network, ema.network, opt, say=acc.print,
+                              critic=critic, critic_opt=critic_opt)
+    step, elapsed = resumed.step, resumed.elapsed_s
+    if step == 0:
+        if cfg.init:
+            runstate.start_from(Path(cfg.init), task.kind, task.network_config, task.preprocessing(), network, ema.network)
+        started_from = runstate.origin(cfg.init) if cfg.init else ""  # now, while the file is the one trained from
+    else:  # what the run started from is its own record, whatever this command says
+        started_from = resumed.started_from if resumed.started_from is not None else (runstate.origin(cfg.init) if cfg.init else "")
+        if cfg.init:
+            acc.print(f"note: --init is not used when a run resumes ({output} goes on from its own last.pt)")
+        changed = runstate.changed_settings(resumed.config, cfg.to_dict())
+        if changed:
+            acc.print(f"note: resuming with other settings than the run had: {'; '.join(changed)}")
     ema.network.to(acc.device)
     if acc.device.type == "cuda":
         network = network.to(memory_format=torch.channels_last)
@@ -85,7 +94,7 @@ def _fit(task: Task, output: Path, cfg: EngineConfig, device: str | None, progre
     def save_state() -> None:
         if main:
             runstate.save(last, ident, acc.unwrap_model(network), ema.network, opt, step, elapsed, cfg.to_dict(),
-                          None if critic is None else acc.unwrap_model(critic), critic_opt)
+                          None if critic is None else acc.unwrap_model(critic), critic_opt, started_from)
 
     def finished() -> bool:  # this process's view: budget spent, or a SIGTERM asked it to stop
         return not cfg.budget_left(step, elapsed) or request.signal is not None

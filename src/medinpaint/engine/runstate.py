@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +22,31 @@ from medinpaint.errors import InputError
 
 LAST = "last.pt"
 RUN_FILES = (LAST, "last.tmp", "log.csv", "config.json", "progress.png", "model.safetensors", "tensorboard")
+EARLY_FILES = ("last.tmp", "log.csv", "config.json", "tensorboard")  # what a run has written before its first last.pt
+# engine settings a resumed run may change without a word: its budget, and how it logs, checkpoints and exports
+FREE_ON_RESUME = ("steps", "minutes", "init", "compile", "weights_dtype", "val_every", "log_every", "checkpoint_every_s")
+
+
+@dataclass
+class Resumed:
+    """Where a resumed run goes on from, and what it was started with."""
+
+    step: int = 0
+    elapsed_s: float = 0.0
+    config: dict = field(default_factory=dict)  # the engine settings it was saved with
+    started_from: str | None = None  # the weights it was fine-tuned from ("" from scratch; None: not recorded)
 
 
 def prepare_folder(output: Path, overwrite: bool) -> None:
     """Make `output` ready: `overwrite` removes every file of an earlier run (and nothing else); without it, a
-    non-empty folder must hold a run to resume."""
+    non-empty folder must hold a run to resume, or only what a run killed before its first checkpoint left (which
+    is cleared: there is nothing to resume)."""
+    if output.exists() and not output.is_dir():
+        raise InputError(f"{output}: is a file; the output of a training run is a folder")
+    if not overwrite and output.exists() and not (output / LAST).exists():
+        entries = {p.name for p in output.iterdir()}
+        if entries and entries <= set(EARLY_FILES):
+            overwrite = True
     if overwrite:
         for name in RUN_FILES:
             path = output / name
@@ -58,11 +78,11 @@ def same_run(saved: dict, current: dict, config_type: type) -> bool:
 
 def resume(path: Path, current: dict, config_type: type, network: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer,
            say: Callable[[str], None] = print, critic: nn.Module | None = None,
-           critic_opt: torch.optim.Optimizer | None = None) -> tuple[int, float]:
+           critic_opt: torch.optim.Optimizer | None = None) -> Resumed:
     """Load `path` (if it exists) into network, EMA network and optimizer (and the critic and its optimizer, for a
-    task that has one); (step, elapsed seconds) to go on from."""
+    task that has one); where to go on from."""
     if not path.exists():
-        return 0, 0.0
+        return Resumed()
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001  (any unreadable file is the same user problem)
@@ -76,7 +96,13 @@ def resume(path: Path, current: dict, config_type: type, network: nn.Module, ema
         critic.load_state_dict(state["critic"])
         critic_opt.load_state_dict(state["critic_optimizer"])
     say(f"resuming from {path} at step {state['step']} ({state['elapsed_s'] / 60:.1f} min trained)")
-    return state["step"], state["elapsed_s"]
+    return Resumed(state["step"], state["elapsed_s"], state.get("config", {}), state.get("started_from"))
+
+
+def changed_settings(saved: dict, current: dict) -> list[str]:
+    """The engine settings (learning rate, loss, batch size, ...) a resumed run has other than it was saved with."""
+    return [f"{k} {saved[k]!r} -> {current[k]!r}" for k in current
+            if k in saved and k not in FREE_ON_RESUME and k != "network" and saved[k] != current[k]]
 
 
 def start_from(path: Path, kind: str, network_config: Any, preprocessing: Preprocessing, network: nn.Module,
@@ -101,10 +127,11 @@ def origin(path: Path) -> str:
 
 
 def save(path: Path, current: dict, network: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer, step: int, elapsed: float,
-         config: dict, critic: nn.Module | None = None, critic_opt: torch.optim.Optimizer | None = None) -> None:
+         config: dict, critic: nn.Module | None = None, critic_opt: torch.optim.Optimizer | None = None,
+         started_from: str = "") -> None:
     """Write the resumable state atomically (a crash mid-write leaves the previous `last.pt`)."""
     state = {"identity": current, "network": network.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-             "step": step, "elapsed_s": elapsed, "config": config}
+             "step": step, "elapsed_s": elapsed, "config": config, "started_from": started_from}
     if critic is not None and critic_opt is not None:
         state |= {"critic": critic.state_dict(), "critic_optimizer": critic_opt.state_dict()}
     tmp = path.with_suffix(".tmp")

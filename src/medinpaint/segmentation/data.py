@@ -58,12 +58,15 @@ def to_class_ids(raw: np.ndarray, values: tuple[int, ...], name: str) -> np.ndar
     return ids
 
 
-def read_labelled(path: Path, values: tuple[int, ...] | None = None, require_labels: bool = True) -> LabelledSet:
+def read_labelled(path: Path, values: tuple[int, ...] | None = None, require_labels: bool = True,
+                  require_clean: bool = False) -> LabelledSet:
     """Images (the clean slices: `ct/` of a DM-i-AI folder, else what there is) and their labels, as class ids.
     `values` declares the classes' label values (default: the DM-i-AI tissue coding for tissue maps, else the
-    values found in the labels)."""
+    values found in the labels). `require_clean` (training) refuses corrupted slices with no clean version."""
     path = Path(path)
     slices = read_slices(path)
+    if require_clean and slices.only_corrupted:
+        raise InputError(f"{path}: the slices have gaps and no clean version (ct/, truth.npy or truth/) to train on")
     raw = slices.labels if slices.labels is not None else slices.tissue
     if raw is None and require_labels:
         raise InputError(f"{path}: no label maps (a DM-i-AI tissue/ folder, labels.npy or labels/ PNGs)")

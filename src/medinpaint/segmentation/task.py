@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medinpaint.augment import random_symmetries
+from medinpaint.augment import check_crop, random_symmetries
 from medinpaint.checkpoint import Preprocessing
 from medinpaint.data.split import split_by_patient
 from medinpaint.engine import EngineConfig, Task, fit
@@ -60,6 +60,7 @@ class SegmentationTask(Task):
     def __init__(self, data: LabelledSet, cfg: SegTrainConfig, extra: LabelledSet | None = None, check_classes: bool = True) -> None:
         if data.labels is None:
             raise InputError("training needs label maps")
+        check_crop(cfg.crop, data.images.shape[1:])
         if cfg.network.classes != len(data.values):
             raise InputError(f"the network has {cfg.network.classes} classes, the labels {len(data.values)} ({list(data.values)})")
         train_idx, val_idx = split_by_patient(data.ids, seed=cfg.seed)
