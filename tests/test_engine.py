@@ -270,7 +270,7 @@ def test_a_resumed_run_keeps_its_record_its_log_in_order_and_says_what_changed(t
     run = tmp_path / "run"
     fit(LineFit(), run, EngineConfig(steps=4, batch_size=8, warmup_steps=1, log_every=1, init=str(trained)), device="cpu", progress=False)
     with open(run / "log.csv", "a", newline="") as f:  # rows a killed process logged after its last.pt
-        f.write("5,0.1,0.01,0.5,10\r\n6,0.1,0.01,0.5,10\r\n")
+        f.write("5,0.1,0.01,0.5,10\r\n6,0.1,0.01,0.5,10\r\n7,0.1")  # the last one cut short by the kill
     capsys.readouterr()
     resumed = fit(LineFit(), run, EngineConfig(steps=7, batch_size=8, warmup_steps=1, log_every=1, lr=0.5), device="cpu", progress=False)
     assert read_metadata(resumed).training.started_from == f"model.safetensors sha256:{file_checksum(trained)[:12]}"

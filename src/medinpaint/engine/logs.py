@@ -89,11 +89,16 @@ def _fmt(name: str, value: float | int) -> str:
 
 def _drop_rows_after(log_csv: Path, step: int) -> None:
     """Rows logged after the step a run resumes from were lost with the process (a crash, `kill -9`) and are
-    logged again: keep the log in step order, once each."""
+    logged again: keep the log in step order, once each (and drop a row the kill cut short)."""
     if not log_csv.exists():
         return
     with open(log_csv, newline="") as f:
         lines = f.read().splitlines(keepends=True)
-    kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) <= step]
+
+    def before(line: str) -> bool:
+        first = line.split(",", 1)[0]
+        return line.endswith("\n") and first.isdigit() and int(first) <= step
+
+    kept = lines[:1] + [line for line in lines[1:] if before(line)]
     if len(kept) < len(lines):
         log_csv.write_text("".join(kept))
