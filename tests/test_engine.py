@@ -291,3 +291,11 @@ def test_a_run_killed_before_its_first_checkpoint_starts_again_and_bad_settings_
     for bad in ({"steps": 0}, {"steps": 1, "val_every": 0}, {"minutes": 0.0}):
         with pytest.raises(InputError):
             EngineConfig(**bad)
+
+
+def test_a_log_file_gets_a_last_progress_line_whichever_budget_ends_the_run(tmp_path: Path,
+                                                                              capsys: pytest.CaptureFixture) -> None:
+    """On a log file (stderr not a terminal), a short run that a time budget ends still says where it got."""
+    fit(LineFit(), tmp_path / "run", EngineConfig(minutes=0.002, batch_size=8, warmup_steps=1), device="cpu", progress=True)
+    lines = [line for line in capsys.readouterr().err.splitlines() if ": step " in line]
+    assert len(lines) == 1 and lines[0].split(": step ")[1].split()[0] == log(tmp_path / "run")[-1]["step"]

@@ -60,13 +60,14 @@ class RunLog:
                 if k != "step":
                     self.tb.add_scalar(k.replace("val_", "val/", 1) if k.startswith("val_") else f"train/{k}", float(v), step)
 
-    def show(self, step: int, values: dict[str, float | int]) -> None:
-        """Advance the bar to `step`; on a log file, print a plain line every LINE_EVERY_S seconds."""
+    def show(self, step: int, values: dict[str, float | int], final: bool = False) -> None:
+        """Advance the bar to `step`; on a log file, print a plain line every LINE_EVERY_S seconds and at the
+        `final` step (whichever budget ended the run)."""
         self.bar.update(step - self.bar.n)
         shown = {k: _fmt(k, v) for k, v in values.items() if k in ("loss", "images_per_s") or k.startswith("val_")}
         if shown:
             self.bar.set_postfix(shown, refresh=False)
-        if self.lines and (time.monotonic() - self.last_line >= LINE_EVERY_S or step == self.total):
+        if self.lines and (time.monotonic() - self.last_line >= LINE_EVERY_S or final):
             of = f"/{self.total}" if self.total else ""
             print(f"{self.desc}: step {step}{of} " + " ".join(f"{k} {v}" for k, v in shown.items()), file=sys.stderr, flush=True)
             self.last_line = time.monotonic()

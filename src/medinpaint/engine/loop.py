@@ -146,7 +146,7 @@ def _fit(task: Task, output: Path, cfg: EngineConfig, device: str | None, progre
                     values.update(task.validate(ema.network, acc.device))
                 log.row(values)
                 shown, window_steps, window_s = values, 0, 0.0
-            log.show(step, shown)
+            log.show(step, shown, final=at_end)
             if time.monotonic() - last_ckpt > cfg.checkpoint_every_s:
                 save_state()
                 last_ckpt = time.monotonic()
