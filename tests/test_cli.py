@@ -187,6 +187,8 @@ def test_data_with_gaps_and_no_clean_slices_neither_trains_nor_packs(samples: Pa
     for family in (["synth", "train", "--model", "vae"], ["segment", "train"]):
         code, msg = cli(*family, "--data", data, "-o", tmp_path / "run2", "--steps", "1", "--device", "cpu")
         assert code == 2 and "no clean" in msg and not (tmp_path / "run2" / "model.safetensors").exists(), msg
+    code, msg = cli("compare", "--data", data, "-o", tmp_path / "cmp", "--steps", "1")
+    assert code == 2 and msg.startswith(f"error: {data}: the slices have masks but no clean version"), msg
     code, msg = cli("train", "--data", samples, "-o", tmp_path / "run3", "--steps", "1", "--crop", "0", "--device", "cpu")
     assert code == 2 and "--crop must be 1..256" in msg
     code, msg = cli("pack", "-i", data, "-o", tmp_path / "cache")

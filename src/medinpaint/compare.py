@@ -81,6 +81,8 @@ class CompareConfig:
 
 def clean_slices(slices: SliceSet, size: int | None) -> SliceSet:
     """The clean slices (with tissue maps and vertebra levels when there are), at `size` x `size`."""
+    if slices.only_corrupted:
+        raise InputError("the slices have masks but no clean version (ct/, truth.npy or truth/) to train and score on")
     if size is None or size == slices.images.shape[-1]:
         return SliceSet(list(slices.ids), to_uint8(slices.clean), tissue=slices.tissue, vertebrae=slices.vertebrae,
                         layout=slices.layout)
@@ -114,7 +116,11 @@ def median_images_per_s(log: list[dict[str, str]]) -> float:
 def compare(data: Path, output: Path, cfg: CompareConfig, overwrite: bool = False) -> list[dict]:
     """Train every (architecture, loss, seed) of `cfg` on `data` and write the report into `output`."""
     check_output_path(output, [data], overwrite)
-    slices = clean_slices(read_slices(data), cfg.size)
+    slices = read_slices(data)
+    try:
+        slices = clean_slices(slices, cfg.size)
+    except InputError as exc:  # what is wrong is the data's
+        raise InputError(f"{data}: {exc}") from None
     shape = slices.images.shape[1:]
     rng = np.random.default_rng(0)
     pool = np.stack([MASKS[cfg.masks](rng, shape) for _ in range(512)])
