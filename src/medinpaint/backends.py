@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from medinpaint.outputs import current_umask
+
 BACKENDS = ("auto", "torch", "onnx")
 CACHE_ENV = "MEDINPAINT_CACHE"
 OPSET = 17
@@ -97,8 +99,6 @@ def export_onnx(network: nn.Module, example: Sequence[torch.Tensor], names: Sequ
 def write_cache(model: bytes, path: Path) -> None:
     """Keep an export at `path` for next time: atomically (never a half-written file, even on a full disk) and
     readable by everyone who shares the cache. A cache that cannot be written is said once and skipped."""
-    from medinpaint.outputs import current_umask
-
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from medinpaint.baselines import threshold_tissue
 from medinpaint.data import read_slices, split_by_patient
 from medinpaint.data.slices import SliceSet, to_uint8
-from medinpaint.errors import InputError
+from medinpaint.errors import InputError, about
 from medinpaint.evaluation import score
 from medinpaint.inference import Inpainter
 from medinpaint.losses import LOSSES
@@ -81,8 +81,7 @@ class CompareConfig:
 
 def clean_slices(slices: SliceSet, size: int | None) -> SliceSet:
     """The clean slices (with tissue maps and vertebra levels when there are), at `size` x `size`."""
-    if slices.only_corrupted:
-        raise InputError("the slices have masks but no clean version (ct/, truth.npy or truth/) to train and score on")
+    slices.require_clean()
     if size is None or size == slices.images.shape[-1]:
         return SliceSet(list(slices.ids), to_uint8(slices.clean), tissue=slices.tissue, vertebrae=slices.vertebrae,
                         layout=slices.layout)
@@ -117,10 +116,8 @@ def compare(data: Path, output: Path, cfg: CompareConfig, overwrite: bool = Fals
     """Train every (architecture, loss, seed) of `cfg` on `data` and write the report into `output`."""
     check_output_path(output, [data], overwrite)
     slices = read_slices(data)
-    try:
+    with about(data):
         slices = clean_slices(slices, cfg.size)
-    except InputError as exc:  # what is wrong is the data's
-        raise InputError(f"{data}: {exc}") from None
     shape = slices.images.shape[1:]
     rng = np.random.default_rng(0)
     pool = np.stack([MASKS[cfg.masks](rng, shape) for _ in range(512)])

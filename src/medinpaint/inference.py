@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from medinpaint.backends import runners
 from medinpaint.checkpoint import (CheckpointMeta, Preprocessing, config_from, load_checkpoint, load_members, load_state, save_checkpoint,
                                    shipped_weights_dir)
-from medinpaint.constants import MAX_VERTEBRA, TISSUE_LEVELS
+from medinpaint.constants import MASK_LEVELS, MAX_VERTEBRA, TISSUE_LEVELS
 from medinpaint.data.slices import SliceSet, tissue_to_classes, to_uint8, to_unit
 from medinpaint.errors import InputError
 from medinpaint.models.architectures import ARCHITECTURES, architecture_of, checkpoint_kind
@@ -186,8 +186,8 @@ def save_inpainter(path: Path, network: torch.nn.Module, name: str = "", dtype: 
 
 def _checked_masks(masks: np.ndarray) -> np.ndarray:
     """bool, or 0/1 or 0/255 numbers -> bool (True = missing); anything else is refused rather than guessed at."""
-    if masks.dtype != bool and not np.isin(masks, (0, 1, 255)).all():
-        raise InputError(f"masks must be boolean, 0/1 or 0/255, found {np.setdiff1d(masks, (0, 1, 255))[:5].tolist()}")
+    if masks.dtype != bool and not np.isin(masks, MASK_LEVELS).all():
+        raise InputError(f"masks must be boolean, 0/1 or 0/255, found {np.setdiff1d(masks, MASK_LEVELS)[:5].tolist()}")
     return masks.astype(bool)
 
 

@@ -154,9 +154,8 @@ class InpaintingTask(Task):
     val_fields = ("val_mae",)
 
     def __init__(self, data: SliceSet, cfg: TrainConfig, mask_pool: np.ndarray | None = None) -> None:
-        if not cfg.own_masks and data.only_corrupted:
-            raise InputError("the training data have masks but no clean slices (ct/, truth.npy or truth/): there is "
-                             "nothing to learn the missing pixels from")
+        if not cfg.own_masks:
+            data.require_clean()
         check_crop(cfg.crop, data.images.shape[1:])
         train_idx, val_idx = split_by_patient(data.ids, seed=cfg.seed)
         if len(train_idx) == 0:

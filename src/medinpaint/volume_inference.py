@@ -11,6 +11,7 @@ as JSON), so a user can see it.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -148,7 +149,8 @@ def volume_pairs(images: Path, masks: Path) -> list[tuple[Path, Path, str]]:
     if not masks.is_dir():
         raise InputError(f"{masks}: the masks of a folder of volumes must be a folder")
     names = case_names(found)
-    clash = [p for p in found if list(names.values()).count(names[p]) > 1]  # scan.nii beside scan.nii.gz
+    counts = Counter(names.values())
+    clash = [p for p in found if counts[names[p]] > 1]  # scan.nii beside scan.nii.gz
     if clash:
         raise InputError(f"{clash[0]}: {clash[1].name} has the same name; keep one of them")
     return [(p, case_volume(masks, p, "mask"), names[p]) for p in found]

@@ -23,9 +23,7 @@ MAX_SHARD_BYTES = 60_000_000
 def pack(slices: SliceSet, folder: Path, max_shard_bytes: int = MAX_SHARD_BYTES) -> list[Path]:
     """Write `slices` (clean images, masks, tissue, vertebrae) as compressed shards whose raw size is at most
     `max_shard_bytes`, so each file stays under the limit whatever the compression achieves."""
-    if slices.only_corrupted:
-        raise InputError("the slices have masks but no clean version (ct/, truth.npy or truth/): a cache holds clean "
-                         "slices, and these would be stored with their gaps as if they were clean")
+    slices.require_clean()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     h, w = slices.images.shape[1:]

@@ -22,15 +22,14 @@ import numpy as np
 
 from medinpaint.data import cache
 from medinpaint.data.png import read_gray_png
-from medinpaint.constants import MAX_VERTEBRA, TISSUE_LEVELS
+from medinpaint.constants import MASK_LEVELS, MAX_VERTEBRA, TISSUE_LEVELS, VERTEBRA_LEVELS
 from medinpaint.data.slices import SliceSet
 from medinpaint.data.volume_slices import is_volume_folder, read_volume_slices
 from medinpaint.errors import InputError
 
 DMIAI_KINDS = ("corrupted", "mask", "ct", "tissue")
 NPY_PARTS = ("images", "masks", "truth", "tissue", "vertebrae", "labels")
-MASK_LEVELS = (0, 1, 255)  # 0/255 PNGs, 0/1 or boolean arrays
-VERTEBRA_LEVELS = tuple(range(MAX_VERTEBRA + 1))
+VERTEBRAE = tuple(range(VERTEBRA_LEVELS))  # the levels a vertebra file may hold
 
 
 def detect_layout(path: Path) -> str:
@@ -128,7 +127,7 @@ def _check_tissue(stack: np.ndarray, where: Path | list[Path]) -> None:
 
 
 def _check_vertebrae(values: np.ndarray, where: Path | list[Path]) -> None:
-    _check_levels(values, VERTEBRA_LEVELS, where, f"expected one integer 0..{MAX_VERTEBRA}")
+    _check_levels(values, VERTEBRAE, where, f"expected one integer 0..{MAX_VERTEBRA}")
 
 
 def _no_mask_without_image(masks: dict[str, Path], ids: list[str], images: Path) -> None:

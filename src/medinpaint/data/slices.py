@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from medinpaint.constants import DMIAI_PIXEL_SPACING_MM, DMIAI_WINDOW_HU, TISSUE_LEVELS
+from medinpaint.errors import InputError
 
 
 @dataclass
@@ -48,11 +49,13 @@ class SliceSet:
         """The uncorrupted slices: the truth when known, else the images themselves (training sets)."""
         return self.truth if self.truth is not None else self.images
 
-    @property
-    def only_corrupted(self) -> bool:
-        """The images are zero wherever masked and nothing cleaner is known: corrupted slices (DM-i-AI corrupted/
-        without ct/), not clean ones with masks to train on (ct/ with mask/, volumes with masks/)."""
-        return self.truth is None and self.masks is not None and bool(self.masks.any()) and not self.images[self.masks].any()
+    def require_clean(self) -> None:
+        """Refuse, where clean slices are needed (training, caches), images that are zero wherever masked with
+        nothing cleaner known: corrupted slices (DM-i-AI corrupted/ without ct/), not clean ones with masks to train
+        on (ct/ with mask/, volumes with masks/)."""
+        if self.truth is None and self.masks is not None and self.masks.any() and not self.images[self.masks].any():
+            raise InputError("the slices have masks but no clean version (ct/, truth.npy or truth/): with no clean "
+                             "slices there is nothing to learn or keep but their gaps")
 
     @property
     def intensity_window(self) -> tuple[float, float] | None:

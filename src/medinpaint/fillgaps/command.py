@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from medinpaint.data.readers import as_images, load_npy
-from medinpaint.errors import InputError
+from medinpaint.errors import InputError, about
 from medinpaint.fillgaps.detect import detect_corruption
 from medinpaint.fillgaps.figures import save_figures
 from medinpaint.fillgaps.pipeline import FillResult, fill_gaps
@@ -90,10 +90,8 @@ def run_fill_gaps(
             raise InputError("--device cuda: no CUDA device is available")
     images, source_shape = read_target(input)
     value = check_missing_value(missing_value, images.dtype)
-    try:
+    with about(input):
         corruption = detect_corruption(images, value)
-    except InputError as exc:  # what is wrong is the input's
-        raise InputError(f"{input}: {exc}") from None
     shape = images.shape[1:]
     if train_images is not None:
         clean, source = images_from_path(train_images, shape, n_train, seed)

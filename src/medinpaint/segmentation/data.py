@@ -15,7 +15,7 @@ import numpy as np
 from medinpaint.constants import TISSUE_CLASSES, TISSUE_LEVELS
 from medinpaint.data import read_slices
 from medinpaint.data.slices import to_uint8
-from medinpaint.errors import InputError
+from medinpaint.errors import InputError, about
 
 
 @dataclass
@@ -65,8 +65,9 @@ def read_labelled(path: Path, values: tuple[int, ...] | None = None, require_lab
     values found in the labels). `require_clean` (training) refuses corrupted slices with no clean version."""
     path = Path(path)
     slices = read_slices(path)
-    if require_clean and slices.only_corrupted:
-        raise InputError(f"{path}: the slices have gaps and no clean version (ct/, truth.npy or truth/) to train on")
+    if require_clean:
+        with about(path):
+            slices.require_clean()
     raw = slices.labels if slices.labels is not None else slices.tissue
     if raw is None and require_labels:
         raise InputError(f"{path}: no label maps (a DM-i-AI tissue/ folder, labels.npy or labels/ PNGs)")

@@ -58,9 +58,7 @@ class GeneratorTask(Task):
 
     def __init__(self, data: SliceSet, cfg: SynthTrainConfig, hold_out: bool = True) -> None:
         require_triples(data, "training data")
-        if data.only_corrupted:
-            raise InputError("the training data have masks but no clean slices (ct/, truth.npy or truth/): a generator "
-                             "would learn their gaps")
+        data.require_clean()
         train_idx, val_idx = split_by_patient(data.ids, seed=cfg.seed) if hold_out else (np.arange(len(data)), np.arange(0))
         if len(train_idx) == 0:
             raise InputError("no training slices left after holding out the validation patients (450-499)")
