@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import typer
 from torch import nn
 
 from medinpaint.checkpoint import Preprocessing, file_checksum, read_metadata
 from medinpaint.data import read_slices
-from medinpaint.engine import EMA, EngineConfig, Task, fit
+from medinpaint.cli.options import user_errors
+from medinpaint.engine import EMA, EngineConfig, StoppedEarly, Task, fit
 from medinpaint.errors import InputError
 from medinpaint.synthesis.registry import network_config
 from medinpaint.synthesis.task import GeneratorTask, SynthTrainConfig, train_generator
@@ -249,7 +251,10 @@ class TermAfter(LineFit):
 def test_sigterm_ends_the_step_saves_exports_and_the_same_command_resumes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     cfg = EngineConfig(steps=8, batch_size=4, warmup_steps=1, val_every=100, log_every=1)
     before = signal.getsignal(signal.SIGTERM)
-    weights = fit(TermAfter(3), tmp_path / "run", cfg, device="cpu", progress=False)
+    with pytest.raises(StoppedEarly) as stopped:  # the caller (a study, a command) must not take it for finished
+        fit(TermAfter(3), tmp_path / "run", cfg, device="cpu", progress=False)
+    weights = Path(stopped.value.weights)
+    assert weights == tmp_path / "run" / "model.safetensors"
     assert read_metadata(weights).training.steps == 3
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 3
     assert [r["step"] for r in log(tmp_path / "run")] == ["1", "2", "3"] and log(tmp_path / "run")[-1]["val_error"]
@@ -257,6 +262,19 @@ def test_sigterm_ends_the_step_saves_exports_and_the_same_command_resumes(tmp_pa
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is gone once the run has returned
     fit(LineFit(), tmp_path / "run", cfg, device="cpu", progress=False)
     assert [r["step"] for r in log(tmp_path / "run")] == [str(s) for s in range(1, 9)]
+
+
+def test_a_command_whose_run_a_sigterm_stopped_exits_143_not_0(tmp_path: Path) -> None:
+    """`medinpaint train ... && medinpaint predict ...` must not go on with half-trained weights."""
+
+    @user_errors
+    def command() -> None:
+        fit(TermAfter(2), tmp_path / "run", EngineConfig(steps=8, batch_size=4, warmup_steps=1), device="cpu", progress=False)
+
+    with pytest.raises(typer.Exit) as stop:
+        command()
+    assert stop.value.exit_code == 128 + signal.SIGTERM
+    assert read_metadata(tmp_path / "run" / "model.safetensors").training.steps == 2
 
 
 def test_a_short_step_budget_warms_up_over_a_tenth_of_it() -> None:

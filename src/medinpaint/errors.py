@@ -1,7 +1,10 @@
-"""One exception type for problems a user can fix, so the CLI can print them as one line."""
+"""The exceptions the CLI turns into one line and an exit status: problems a user can fix, and runs stopped early.
+
+Light on purpose (no torch): the CLI imports it before it knows which command runs."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,6 +12,19 @@ from pathlib import Path
 
 class InputError(ValueError):
     """Bad input named by file or field: printed as one line by the CLI, never a traceback."""
+
+
+class StoppedEarly(Exception):
+    """A run stopped by a signal before its budget, its state saved and its (partly trained) weights exported."""
+
+    def __init__(self, signal_name: str, weights: str) -> None:
+        super().__init__(f"{signal_name}: stopped early, weights so far in {weights}")
+        self.signal_name, self.weights = signal_name, weights
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal's number, as a shell reports a process ended by that signal."""
+        return 128 + signal.Signals[self.signal_name].value
 
 
 @contextmanager

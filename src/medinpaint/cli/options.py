@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from medinpaint.errors import InputError
+from medinpaint.errors import InputError, StoppedEarly
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, or auto (cuda when available)")]
 NoProgress = Annotated[bool, typer.Option("--no-progress", help="hide progress bars")]
@@ -48,7 +48,8 @@ def network_to_train(config_type: type, init: str | None, shipped: Callable[[], 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Print a user's mistake as one line on stderr and exit 2, instead of a traceback. A SIGTERM (`kill`, a
     scheduler) ends the command as Ctrl-C does, through its cleanup, so no half-written output is left behind
-    (training, which stops cleanly on SIGTERM, sets its own handler while it runs)."""
+    (training, which stops cleanly on SIGTERM, sets its own handler while it runs and has said what it saved):
+    either way the exit status is 143, never the 0 of a finished command."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -59,6 +60,8 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except InputError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
+        except StoppedEarly as exc:
+            raise typer.Exit(exc.exit_code) from None
         finally:
             if main:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)

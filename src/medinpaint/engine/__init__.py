@@ -7,6 +7,7 @@
 from medinpaint.engine.config import EngineConfig
 from medinpaint.engine.ema import EMA
 from medinpaint.engine.loop import fit
+from medinpaint.engine.stopping import StoppedEarly
 from medinpaint.engine.task import Task
 
-__all__ = ["EMA", "EngineConfig", "Task", "fit"]
+__all__ = ["EMA", "EngineConfig", "StoppedEarly", "Task", "fit"]

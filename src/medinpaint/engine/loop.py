@@ -23,7 +23,7 @@ from medinpaint.engine import runstate
 from medinpaint.engine.config import EngineConfig
 from medinpaint.engine.ema import EMA
 from medinpaint.engine.logs import RunLog
-from medinpaint.engine.stopping import StopRequest, stop_on_sigterm
+from medinpaint.engine.stopping import StoppedEarly, StopRequest, stop_on_sigterm
 from medinpaint.engine.task import Task
 from medinpaint.plots import plot_progress
 
@@ -38,7 +38,8 @@ def fit(task: Task, output: Path, cfg: EngineConfig, device: str | None = None, 
         overwrite: bool = False) -> Path:
     """Train `task`'s network into `output/` (log.csv, tensorboard/, progress.png, last.pt, config.json) and
     export the EMA weights as `output/model.safetensors`, whose path is returned. `overwrite` starts afresh.
-    A SIGTERM ends the run early the same way, after the step in progress (see `stopping`)."""
+    A SIGTERM ends the run early the same way, after the step in progress, then raises `StoppedEarly`
+    (see `stopping`)."""
     with stop_on_sigterm() as request:
         return _fit(task, output, cfg, device, progress, overwrite, request)
 
@@ -164,4 +165,6 @@ def _fit(task: Task, output: Path, cfg: EngineConfig, device: str | None, progre
         save_checkpoint(final, ema.network, task.metadata(record), dtype=getattr(torch, cfg.weights_dtype))
         plot_progress(output / "log.csv", output / "progress.png")
     acc.wait_for_everyone()
+    if request.signal:
+        raise StoppedEarly(request.signal, str(final))
     return final

@@ -3,7 +3,9 @@
 Why: `kill PID`, a batch scheduler's pre-emption (SLURM, Kubernetes) and `timeout` send SIGTERM, which would
 otherwise end the process between two checkpoints and lose up to `checkpoint_every_s` of training and the
 exported weights. With this the loop finishes the step it is in, writes `last.pt`, exports `model.safetensors`
-and returns; the same command later resumes the run. A second SIGTERM is not caught: it ends the process at once.
+and raises `StoppedEarly`, so that neither a command (exit 143, not 0: `train && predict` must not go on) nor a
+study (its next run) takes the run for finished; the same command later resumes the run. A second SIGTERM is not
+caught: it ends the process at once.
 """
 
 from __future__ import annotations
@@ -13,6 +15,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+
+from medinpaint.errors import StoppedEarly
+
+__all__ = ["StopRequest", "StoppedEarly", "stop_on_sigterm"]
 
 
 @dataclass
