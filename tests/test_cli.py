@@ -183,16 +183,26 @@ def test_training_never_writes_its_run_into_the_data(samples: Path, tmp_path: Pa
 def test_data_with_gaps_and_no_clean_slices_neither_trains_nor_packs(samples: Path, tmp_path: Path) -> None:
     data = shutil.copytree(samples, tmp_path / "data", ignore=shutil.ignore_patterns("ct"))
     code, msg = cli("train", "--data", data, "-o", tmp_path / "run", "--steps", "1", "--device", "cpu")
-    assert code == 2 and "no clean slices" in msg and not (tmp_path / "run" / "model.safetensors").exists()
+    assert code == 2 and msg.startswith(f"error: {data}: the slices have masks but no clean version"), msg
+    assert not (tmp_path / "run" / "model.safetensors").exists()
     for family in (["synth", "train", "--model", "vae"], ["segment", "train"]):
         code, msg = cli(*family, "--data", data, "-o", tmp_path / "run2", "--steps", "1", "--device", "cpu")
-        assert code == 2 and "no clean" in msg and not (tmp_path / "run2" / "model.safetensors").exists(), msg
+        assert code == 2 and msg.startswith(f"error: {data}: the slices have masks but no clean version"), msg
+        assert not (tmp_path / "run2" / "model.safetensors").exists()
     code, msg = cli("compare", "--data", data, "-o", tmp_path / "cmp", "--steps", "1")
     assert code == 2 and msg.startswith(f"error: {data}: the slices have masks but no clean version"), msg
     code, msg = cli("train", "--data", samples, "-o", tmp_path / "run3", "--steps", "1", "--crop", "0", "--device", "cpu")
     assert code == 2 and "--crop must be 1..256" in msg
     code, msg = cli("pack", "-i", data, "-o", tmp_path / "cache")
     assert code == 2 and msg.startswith(f"error: {data}: the slices have masks but no clean version") and not (tmp_path / "cache").exists()
+
+
+def test_training_on_validation_patients_only_names_the_data(samples: Path, tmp_path: Path) -> None:
+    """The bundled cases are all of patients 450-499, which every training command holds out."""
+    for family in (["train"], ["synth", "train", "--model", "vae"], ["segment", "train"]):
+        code, msg = cli(*family, "--data", samples, "-o", tmp_path / "run", "--steps", "1", "--device", "cpu")
+        assert code == 2 and msg.startswith(f"error: {samples}: no training slices left"), msg
+        assert not (tmp_path / "run" / "model.safetensors").exists()
 
 
 def test_benchmark_output_follows_the_output_rules(samples: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from medinpaint.baselines import threshold_tissue
 from medinpaint.data import read_slices, split_by_patient
 from medinpaint.data.slices import SliceSet, to_uint8
-from medinpaint.errors import InputError, about
+from medinpaint.errors import InputError, error_about
 from medinpaint.evaluation import score
 from medinpaint.inference import Inpainter
 from medinpaint.losses import LOSSES
@@ -84,11 +84,13 @@ def clean_slices(slices: SliceSet, size: int | None) -> SliceSet:
     slices.require_clean()
     if size is None or size == slices.images.shape[-1]:
         return SliceSet(list(slices.ids), to_uint8(slices.clean), tissue=slices.tissue, vertebrae=slices.vertebrae,
-                        layout=slices.layout)
+                        layout=slices.layout, source=slices.source)
     if slices.tissue is None:
-        raise InputError("resizing (--size) needs tissue maps to resize with the slices; pass --size 0 to keep the size")
+        raise error_about(slices.source, "resizing (--size) needs tissue maps to resize with the slices; pass --size 0 to "
+                                         "keep the size")
     pairs = resize_pairs(slices, size)
-    return SliceSet(list(slices.ids), pairs[:, 0], tissue=pairs[:, 1], vertebrae=slices.vertebrae, layout=slices.layout)
+    return SliceSet(list(slices.ids), pairs[:, 0], tissue=pairs[:, 1], vertebrae=slices.vertebrae, layout=slices.layout,
+                    source=slices.source)
 
 
 def fill_metrics(filled: np.ndarray, val: SliceSet) -> dict[str, float]:
@@ -116,8 +118,7 @@ def compare(data: Path, output: Path, cfg: CompareConfig, overwrite: bool = Fals
     """Train every (architecture, loss, seed) of `cfg` on `data` and write the report into `output`."""
     check_output_path(output, [data], overwrite)
     slices = read_slices(data)
-    with about(data):
-        slices = clean_slices(slices, cfg.size)
+    slices = clean_slices(slices, cfg.size)
     shape = slices.images.shape[1:]
     rng = np.random.default_rng(0)
     pool = np.stack([MASKS[cfg.masks](rng, shape) for _ in range(512)])

@@ -27,10 +27,15 @@ class StoppedEarly(Exception):
         return 128 + signal.Signals[self.signal_name].value
 
 
+def error_about(source: Path | str, message: str) -> InputError:
+    """An InputError about the input `source` names it first (nothing to name when `source` is empty)."""
+    return InputError(f"{source}: {message}" if str(source) else message)
+
+
 @contextmanager
 def about(path: Path | str) -> Iterator[None]:
     """An InputError raised inside is about `path` (a check that sees only arrays cannot name it): prefix it."""
     try:
         yield
     except InputError as exc:
-        raise InputError(f"{path}: {exc}") from None
+        raise error_about(path, str(exc)) from None

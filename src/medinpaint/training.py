@@ -18,7 +18,7 @@ import torch
 from medinpaint.augment import check_crop, random_symmetries
 from medinpaint.checkpoint import Preprocessing
 from medinpaint.data.slices import SliceSet, tissue_to_classes, to_uint8
-from medinpaint.data.split import split_by_patient
+from medinpaint.data.split import training_split
 from medinpaint.engine import EngineConfig, Task, fit
 from medinpaint.errors import InputError
 from medinpaint.inference import Inpainter
@@ -157,9 +157,7 @@ class InpaintingTask(Task):
         if not cfg.own_masks:
             data.require_clean()
         check_crop(cfg.crop, data.images.shape[1:])
-        train_idx, val_idx = split_by_patient(data.ids, seed=cfg.seed)
-        if len(train_idx) == 0:
-            raise InputError("no training slices left after holding out the validation patients (450-499)")
+        train_idx, val_idx = training_split(data.ids, cfg.seed, data.source)
         if cfg.own_masks and data.masks is None:
             raise InputError("training on the data's own masks (own_masks) needs data with masks")
         self.train_set = data.subset(train_idx)

@@ -14,7 +14,7 @@ from medinpaint.cli.options import (Backend, BatchSize, Compile, DeviceOpt, Init
 from medinpaint.cli.lesions import lesions_app
 from medinpaint.cli.segment import segment_app
 from medinpaint.cli.synth import synth_app
-from medinpaint.errors import InputError, about
+from medinpaint.errors import InputError
 
 if TYPE_CHECKING:
     from medinpaint.inference import Inpainter
@@ -231,8 +231,7 @@ def pack(
         train_idx, val_idx = split_by_patient(slices.ids)
         slices = slices.subset(np.sort(np.concatenate([train_idx, val_idx[:validation_cases]])))
     with atomic_dir(output, overwrite=overwrite) as tmp:
-        with about(input):
-            shards = pack_cache(slices, tmp)
+        shards = pack_cache(slices, tmp)
     typer.echo(f"packed {len(slices)} slices into {len(shards)} shards in {output}")
 
 

@@ -71,6 +71,7 @@ def read_slices(path: Path, require_masks: bool = False, workers: int = 8, requi
         slices = {"dmiai": _read_dmiai, "png": _read_png_pairs}[layout](path, workers)
     if len(slices) == 0:
         raise InputError(f"{path}: the dataset is empty")
+    slices.source = str(path)
     if require_masks:
         if slices.masks is None:
             raise InputError(f"{path}: no masks found (nothing to fill)")

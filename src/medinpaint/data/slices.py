@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from medinpaint.constants import DMIAI_PIXEL_SPACING_MM, DMIAI_WINDOW_HU, TISSUE_LEVELS
-from medinpaint.errors import InputError
+from medinpaint.errors import InputError, error_about
 
 
 @dataclass
@@ -29,6 +29,7 @@ class SliceSet:
     layout: str = "npy"
     source_shape: tuple[int, ...] | None = None
     extras: dict[str, str] = field(default_factory=dict)
+    source: str = ""  # the file or folder read (set by `read_slices`): an error about the whole set names it
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -54,8 +55,8 @@ class SliceSet:
         nothing cleaner known: corrupted slices (DM-i-AI corrupted/ without ct/), not clean ones with masks to train
         on (ct/ with mask/, volumes with masks/)."""
         if self.truth is None and self.masks is not None and self.masks.any() and not self.images[self.masks].any():
-            raise InputError("the slices have masks but no clean version (ct/, truth.npy or truth/): with no clean "
-                             "slices there is nothing to learn or keep but their gaps")
+            raise error_about(self.source, "the slices have masks but no clean version (ct/, truth.npy or truth/): "
+                              "with no clean slices there is nothing to learn or keep but their gaps")
 
     @property
     def intensity_window(self) -> tuple[float, float] | None:
@@ -85,6 +86,7 @@ class SliceSet:
             layout=self.layout,
             source_shape=None if self.source_shape is None else (len(idx), *self.source_shape[1:]),
             extras=dict(self.extras),
+            source=self.source,
         )
 
 

@@ -6,6 +6,8 @@ import re
 
 import numpy as np
 
+from medinpaint.errors import error_about
+
 VALIDATION_PATIENTS = range(450, 500)  # this project's fixed validation split of the DM-i-AI set
 
 _PATIENT = re.compile(r"^(\d+)_\d+$")
@@ -34,3 +36,12 @@ def split_by_patient(
         val_patients = set(rng.permutation(unique)[:n_val].tolist())
     is_val = np.array([p in val_patients for p in patients], dtype=bool)
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def training_split(ids: list[str], seed: int = 0, source: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """`split_by_patient` for training, which needs slices left to learn from; `source` names the data."""
+    train_idx, val_idx = split_by_patient(ids, seed=seed)
+    if len(train_idx) == 0:
+        raise error_about(source, "no training slices left: every slice is of the validation patients 450-499, "
+                                  "which training holds out")
+    return train_idx, val_idx

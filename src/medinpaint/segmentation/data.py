@@ -15,7 +15,7 @@ import numpy as np
 from medinpaint.constants import TISSUE_CLASSES, TISSUE_LEVELS
 from medinpaint.data import read_slices
 from medinpaint.data.slices import to_uint8
-from medinpaint.errors import InputError, about
+from medinpaint.errors import InputError
 
 
 @dataclass
@@ -27,6 +27,7 @@ class LabelledSet:
     names: tuple[str, ...]  # a name per class
     layout: str = "npy"  # how the data came in, to write predictions back the same way
     window: tuple[float, float] | None = None  # the intensity window of the images, when known
+    source: str = ""  # the file or folder read: an error about the whole set names it
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -34,7 +35,8 @@ class LabelledSet:
     def subset(self, index: np.ndarray | list[int]) -> LabelledSet:
         idx = np.asarray(index, dtype=np.int64)
         labels = None if self.labels is None else self.labels[idx]
-        return LabelledSet([self.ids[i] for i in idx], self.images[idx], labels, self.values, self.names, self.layout, self.window)
+        return LabelledSet([self.ids[i] for i in idx], self.images[idx], labels, self.values, self.names, self.layout, self.window,
+                           self.source)
 
 
 def coding(values: tuple[int, ...]) -> tuple[str, ...]:
@@ -66,8 +68,7 @@ def read_labelled(path: Path, values: tuple[int, ...] | None = None, require_lab
     path = Path(path)
     slices = read_slices(path)
     if require_clean:
-        with about(path):
-            slices.require_clean()
+        slices.require_clean()
     raw = slices.labels if slices.labels is not None else slices.tissue
     if raw is None and require_labels:
         raise InputError(f"{path}: no label maps (a DM-i-AI tissue/ folder, labels.npy or labels/ PNGs)")
@@ -77,7 +78,7 @@ def read_labelled(path: Path, values: tuple[int, ...] | None = None, require_lab
         raise InputError(f"{path}: segmentation needs at least two classes, the labels hold only {list(values)}")
     labels = None if raw is None else to_class_ids(raw, tuple(values), str(path))
     return LabelledSet(list(slices.ids), to_uint8(slices.clean), labels, tuple(values), coding(tuple(values)), slices.layout,
-                       slices.intensity_window)
+                       slices.intensity_window, str(path))
 
 
 def check_classes_present(data: LabelledSet, where: str) -> None:

@@ -98,7 +98,7 @@ def as_labelled(ids: list[str], ct: np.ndarray, tissue: np.ndarray) -> LabelledS
 def small(data: SliceSet, size: int) -> SliceSet:
     """The slices at size x size (CT area-averaged, tissue by majority), with their ids and vertebra levels."""
     pairs = resize_pairs(data, size)
-    return SliceSet(list(data.ids), pairs[:, 0], tissue=pairs[:, 1], vertebrae=data.vertebrae, layout="dmiai")
+    return SliceSet(list(data.ids), pairs[:, 0], tissue=pairs[:, 1], vertebrae=data.vertebrae, layout="dmiai", source=data.source)
 
 
 class Study:

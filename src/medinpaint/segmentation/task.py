@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from medinpaint.augment import check_crop, random_symmetries
 from medinpaint.checkpoint import Preprocessing
-from medinpaint.data.split import split_by_patient
+from medinpaint.data.split import training_split
 from medinpaint.engine import EngineConfig, Task, fit
 from medinpaint.errors import InputError
 from medinpaint.models import SegmentationUNet, SegmenterConfig
@@ -63,9 +63,7 @@ class SegmentationTask(Task):
         check_crop(cfg.crop, data.images.shape[1:])
         if cfg.network.classes != len(data.values):
             raise InputError(f"the network has {cfg.network.classes} classes, the labels {len(data.values)} ({list(data.values)})")
-        train_idx, val_idx = split_by_patient(data.ids, seed=cfg.seed)
-        if len(train_idx) == 0:
-            raise InputError("no training slices left after holding out the validation patients (450-499)")
+        train_idx, val_idx = training_split(data.ids, cfg.seed, data.source)
         train = data.subset(train_idx)
         if extra is not None:
             if extra.values != data.values or extra.images.shape[1:] != data.images.shape[1:]:

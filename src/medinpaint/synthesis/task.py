@@ -18,9 +18,8 @@ from torch import nn
 
 from medinpaint.checkpoint import CheckpointMeta, Preprocessing, Training
 from medinpaint.data.slices import SliceSet
-from medinpaint.data.split import split_by_patient
+from medinpaint.data.split import training_split
 from medinpaint.engine import EngineConfig, Task, fit
-from medinpaint.errors import InputError
 from medinpaint.synthesis.data import require_triples, resize_pairs, vertebra_counts
 from medinpaint.synthesis.diffusion import Diffusion
 from medinpaint.synthesis.objectives import OBJECTIVES
@@ -59,9 +58,7 @@ class GeneratorTask(Task):
     def __init__(self, data: SliceSet, cfg: SynthTrainConfig, hold_out: bool = True) -> None:
         require_triples(data, "training data")
         data.require_clean()
-        train_idx, val_idx = split_by_patient(data.ids, seed=cfg.seed) if hold_out else (np.arange(len(data)), np.arange(0))
-        if len(train_idx) == 0:
-            raise InputError("no training slices left after holding out the validation patients (450-499)")
+        train_idx, val_idx = training_split(data.ids, cfg.seed, data.source) if hold_out else (np.arange(len(data)), np.arange(0))
         self.cfg, self.kind, self.name = cfg, KINDS[cfg.family], f"training {cfg.family}"
         self.network_config = config_type(cfg.family)(**cfg.network)
         train = data.subset(train_idx)
