@@ -229,6 +229,12 @@ def test_the_cli_fills_a_volume_and_a_folder_and_refuses_bad_outputs(tmp_path: P
     assert json.loads((tmp_path / "out" / "case.json").read_text())["output"] == str(tmp_path / "out" / "case.nii.gz")
     dated = run(*args, "-i", scan, "-o", tmp_path / "scan_2024.nii.gz")
     assert dated.exit_code == 0 and (tmp_path / "scan_2024.json").is_file()  # the record keeps the output's whole name
+    from_folder = run(*args[:3], "--mask", tmp_path / "msk", *args[5:], "-i", scan, "-o", tmp_path / "f.nii.gz")
+    assert from_folder.exit_code == 0, from_folder.output  # one volume, its mask matched by name in a folder
+    assert json.loads((tmp_path / "f.json").read_text())["mask"] == str(tmp_path / "msk" / "case.nii.gz")
+    (tmp_path / "other").mkdir()
+    unmatched = run(*args[:3], "--mask", tmp_path / "other", *args[5:], "-i", scan, "-o", tmp_path / "g.nii.gz")
+    assert unmatched.exit_code == 2 and "no mask named case.nii.gz" in unmatched.output and not (tmp_path / "g.nii.gz").exists()
 
 
 def volume_folder(root: Path, cases: int = 3) -> Path:

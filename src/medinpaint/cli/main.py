@@ -135,6 +135,7 @@ def _predict_volumes(inpainter: Inpainter, input: Path, mask: Path, output: Path
             raise InputError(f"{output}: the output of a NIfTI volume must end in .nii.gz or .nii")
         if record_path(output).exists() and not overwrite:
             raise InputError(f"{record_path(output)}: already exists (pass --overwrite to replace it)")
+        mask, tissue = (_own_volume(p, input, what) for p, what in ((mask, "mask"), (tissue, "tissue map")))
         record = fill_nifti(inpainter, input, mask, output, tissue, axis, modality, batch_size, progress, series, dicom_out,
                             overwrite)
         typer.echo(f"filled {record['slices_filled']} of {record['slices']} slices into {output} "
@@ -149,6 +150,18 @@ def _predict_volumes(inpainter: Inpainter, input: Path, mask: Path, output: Path
             fill_nifti(inpainter, image, mask_path, tmp / f"{case}.nii.gz", tissue_path, axis, modality, batch_size, progress,
                        recorded_output=output / f"{case}.nii.gz")
     typer.echo(f"filled {len(pairs)} volumes into {output}")
+
+
+def _own_volume(given: Path | None, image: Path, what: str) -> Path | None:
+    """The `what` of one volume: the file given, or, given a folder of them, the one matched by the image's name
+    (a DICOM series, which has no file name to match, needs the file)."""
+    from medinpaint.data.volumes import case_volume, is_nifti
+
+    if given is None or not given.is_dir():
+        return given
+    if not is_nifti(image):
+        raise InputError(f"{given}: a DICOM series needs its {what} as one NIfTI file, not a folder")
+    return case_volume(given, image, what)
 
 
 @app.command()
