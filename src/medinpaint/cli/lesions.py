@@ -43,8 +43,10 @@ def simulate_cmd(
     seed: Seed = 0,
     overwrite: Overwrite = False,
 ) -> None:
-    """A benchmark with simulated "real" lesions (a shape family and texture none of the strategies uses), from
-    patients outside the validation split; say plainly that it is simulated when you report it."""
+    """A benchmark with simulated "real" lesions; say plainly that it is simulated when you report it.
+
+    The lesions have a shape family and texture none of the strategies uses, and come from patients outside the
+    validation split."""
     from medinpaint.data.split import split_by_patient
     from medinpaint.lesions.data import read_lesion_folder, write_lesion_folder
     from medinpaint.lesions.simulate import SimulatedLesions

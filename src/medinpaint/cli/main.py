@@ -94,7 +94,9 @@ def predict(
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
 ) -> None:
-    """Fill the missing pixels; DM-i-AI input gives OUTPUT/<case id>.png (uint8, input size); a NIfTI volume
+    """Fill the missing pixels of slices, NIfTI volumes or a DICOM series.
+
+    DM-i-AI input gives OUTPUT/<case id>.png (uint8, input size); a NIfTI volume
     (`-i scan.nii.gz --mask mask.nii.gz -o filled.nii.gz`, or folders) gives volumes of the input's geometry and type;
     a folder of one DICOM series (`-i SERIES_DIR`) gives a NIfTI volume of the series' geometry."""
     from medinpaint.data import read_slices
@@ -300,8 +302,10 @@ def fill_gaps(
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
 ) -> None:
-    """Find the missing pixels of an unlabelled set, train a U-Net from scratch on clean slices corrupted the same
-    way, and fill the set: same order, shape and dtype; known pixels unchanged."""
+    """Fill an unlabelled set's gaps, learnt from clean (by default synthetic) slices corrupted the same way.
+
+    Finds the missing pixels, trains a U-Net from scratch on clean slices corrupted the same way, and fills the set:
+    same order, shape and dtype; known pixels unchanged."""
     from medinpaint.fillgaps.command import run_fill_gaps
 
     text = run_fill_gaps(input, output, train_images, generator, n_train, minutes, steps, missing_value,
