@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from medinpaint.cli import app
@@ -32,8 +33,6 @@ def test_compare_writes_a_row_per_run_and_the_report(phantom_dataset: Path, tmp_
 
 
 def test_tuning_adds_optuna_trials_to_the_same_table(phantom_dataset: Path, tmp_path: Path) -> None:
-    import pytest
-
     pytest.importorskip("optuna")
     out = tmp_path / "tuned"
     args = ["compare", "--data", phantom_dataset, "-o", out, "--architecture", "unet", "--steps", "2", "--minutes", "5",
@@ -53,3 +52,35 @@ def test_a_step_budget_alone_is_not_capped_by_minutes() -> None:
     from medinpaint.compare import CompareConfig
 
     assert CompareConfig(steps=400).minutes is None and CompareConfig().minutes == 2.0
+
+
+def test_an_interrupted_comparison_goes_on_where_it_stopped(phantom_dataset: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """An hour of runs is not lost to Ctrl-C: the finished runs are kept, the one cut short resumes from its
+    last.pt, and the report is the same as an uninterrupted one's."""
+    from medinpaint import compare as cmp
+
+    cfg = cmp.CompareConfig(architectures=("unet",), losses=("l1",), steps=3, seeds=3, batch_size=2, base_channels=8,
+                            size=None, progress=False)
+    calls: list[str] = []
+    real_run = cmp.run_one
+
+    def interrupted(slices, pool, val, c, folder, *args):
+        calls.append(folder.name)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_run(slices, pool, val, c, folder, *args)
+
+    monkeypatch.setattr(cmp, "run_one", interrupted)
+    out = tmp_path / "report"
+    with pytest.raises(KeyboardInterrupt):
+        cmp.compare(phantom_dataset, out, cfg)
+    work = tmp_path / ".report.partial"
+    assert not out.exists() and (work / "runs" / "unet-l1-s1" / "row.json").is_file()
+    calls.clear()
+    monkeypatch.setattr(cmp, "run_one", lambda *a: (calls.append(a[4].name), real_run(*a))[1])
+    rows = cmp.compare(phantom_dataset, out, cfg)
+    assert calls == ["unet-l1-s2"] and [r["seed"] for r in rows] == [0, 1, 2]  # seeds 0 and 1 kept, not run again
+    assert not work.exists() and (out / "results.md").is_file() and not (out / ".resume-key").exists()
+    again = cmp.compare(phantom_dataset, tmp_path / "fresh", cfg)  # the same runs uninterrupted: the same scores
+    assert [r["mae"] for r in again] == [r["mae"] for r in rows]

@@ -170,6 +170,34 @@ def test_the_protocol_never_trains_on_a_test_patient(lesion_cases: LesionSet, tm
         assert (out / name).stat().st_size > 100
 
 
+def test_an_interrupted_protocol_keeps_its_finished_runs(lesion_cases: LesionSet, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from medinpaint.lesions.protocol import Protocol
+
+    healthy = phantom_cases(24, seed=10, patients=12)
+    cfg = ProtocolConfig(strategies=("spheres",), painters=("classical",), seeds=2, seg_steps=2, test_fraction=0.25,
+                         base_channels=8, progress=False)
+    calls: list[str] = []
+    real_segment = Protocol.segment
+
+    def interrupted(self, extra, name, seed):
+        calls.append(name)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_segment(self, extra, name, seed)
+
+    monkeypatch.setattr(Protocol, "segment", interrupted)
+    out = tmp_path / "report"
+    with pytest.raises(KeyboardInterrupt):
+        run_protocol(lesion_cases, healthy, out, cfg, [])
+    calls.clear()
+    monkeypatch.setattr(Protocol, "segment", lambda self, *a: (calls.append(a[1]), real_segment(self, *a))[1])
+    rows = run_protocol(lesion_cases, healthy, out, cfg, [])
+    assert calls == ["real-s1", "spheres+classical-s1"]  # seed 0's two runs were kept
+    assert [(r["arm"], r["seed"]) for r in rows] == [("real", 0), ("spheres+classical", 0), ("real", 1), ("spheres+classical", 1)]
+    assert rows[1]["synthetic"] > 0 and (out / "examples.png").stat().st_size > 100  # the kept arm is still drawn
+
+
 def ok(*args: object) -> str:
     """`medinpaint lesions ARGS...`, which must succeed; its output."""
     result = CliRunner().invoke(app, ["lesions", *map(str, args)])

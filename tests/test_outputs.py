@@ -96,3 +96,34 @@ def test_a_sigterm_ends_a_command_through_its_cleanup(tmp_path: Path) -> None:
         command()
     assert stop.value.code == 128 + signal.SIGTERM and list(tmp_path.iterdir()) == []
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_resumable_folder_survives_an_interruption_and_only_its_own_settings_resume_it(tmp_path: Path) -> None:
+    from medinpaint.outputs import resumable_dir
+
+    out = tmp_path / "report"
+    with pytest.raises(KeyboardInterrupt):
+        with resumable_dir(out, "settings A") as work:
+            (work / "run-1").write_text("an hour of work")
+            raise KeyboardInterrupt
+    assert not out.exists() and (tmp_path / ".report.partial" / "run-1").read_text() == "an hour of work"
+    with pytest.raises(KeyboardInterrupt):
+        with resumable_dir(out, "settings A") as work:  # the same command: the work is there
+            assert (work / "run-1").is_file()
+            (work / "run-2").write_text("more")
+            raise KeyboardInterrupt
+    (out).mkdir()
+    (out / "old").write_text("kept")
+    with pytest.raises(InputError, match="already exists"):
+        with resumable_dir(out, "settings A") as work:
+            pass
+    assert (out / "old").is_file() and (tmp_path / ".report.partial" / "run-2").is_file()  # neither is lost
+    with resumable_dir(out, "settings A", overwrite=True) as work:
+        assert sorted(p.name for p in work.iterdir()) == [".resume-key", "run-1", "run-2"]
+    assert sorted(p.name for p in out.iterdir()) == ["run-1", "run-2"] and not (tmp_path / ".report.partial").exists()
+    with pytest.raises(KeyboardInterrupt):
+        with resumable_dir(tmp_path / "b", "settings A") as work:
+            (work / "x").write_text("")
+            raise KeyboardInterrupt
+    with resumable_dir(tmp_path / "b", "settings B") as work:  # other settings: afresh
+        assert [p.name for p in work.iterdir()] == [".resume-key"]

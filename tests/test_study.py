@@ -98,12 +98,12 @@ def test_an_interrupted_study_resumes_after_its_last_finished_block(phantoms: Pa
     out = tmp_path / "study"
     with pytest.raises(KeyboardInterrupt):
         run_study(phantoms, out, cfg)
-    assert not out.exists() and (tmp_path / ".study.rows.jsonl").is_file()
+    assert not out.exists() and (tmp_path / ".study.partial" / "rows.jsonl").is_file()
     calls.clear()
     monkeypatch.setattr(Study, "segment", lambda self, *a: (calls.append(a[2]), real_segment(self, *a))[1])
     rows = run_study(phantoms, out, cfg)
     assert calls == ["n1-s1-real-0", "nall-s1-real-0"]  # the two blocks of seed 0 were kept, not run again
     assert [(r["n"], r["seed"]) for r in rows] == [("1", 0), ("all", 0), ("1", 1), ("all", 1)]
-    assert not (tmp_path / ".study.rows.jsonl").exists()
+    assert not (tmp_path / ".study.partial").exists() and not (out / "rows.jsonl").exists()
     other = run_study(phantoms, tmp_path / "other", tiny(arms=("real",), seeds=1))  # another config starts afresh
     assert len(other) == 2

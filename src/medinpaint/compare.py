@@ -31,7 +31,7 @@ from medinpaint.losses import LOSSES
 from medinpaint.masks import BrushStrokes, Stripes
 from medinpaint.metrics import dice, jaccard
 from medinpaint.models.architectures import ARCHITECTURES, config_of, denoises
-from medinpaint.outputs import atomic_dir, check_output_path
+from medinpaint.outputs import ROW, check_output_path, kept_row, resumable_dir, settings_key
 from medinpaint.synthesis.data import resize_pairs
 from medinpaint.training import TrainConfig, train, validation_set
 
@@ -127,18 +127,23 @@ def compare(data: Path, output: Path, cfg: CompareConfig, overwrite: bool = Fals
         raise InputError(f"{data}: no validation patients to score on")
     val = validation_set(slices.subset(val_idx), cfg.val_cases, 0, pool)
     rows: list[dict] = []
-    with atomic_dir(output, overwrite=overwrite) as tmp:
+    with resumable_dir(output, settings_key(cfg, [data]), overwrite=overwrite) as tmp:  # an interrupted comparison goes on where it stopped
+
+        def scored(folder: Path, *args: object) -> dict:  # a run cut short by the interruption resumes from its last.pt
+            return kept_row(folder, lambda: run_one(slices, pool, val, cfg, folder, *args))
+
         plan = [(a, loss, s) for s in range(cfg.seeds) for a in cfg.architectures for loss in losses_of(a, cfg)]
         for k, (arch, loss, seed) in enumerate(plan, start=1):
             name = f"{arch}-{loss}-s{seed}"
+            kept = (tmp / "runs" / name / ROW).is_file()
             if cfg.progress:
-                print(f"[{k}/{len(plan)}] {name}", flush=True)
-            rows.append(run_one(slices, pool, val, cfg, tmp / "runs" / name, arch, loss, seed, {}, {}))
+                print(f"[{k}/{len(plan)}] {name}" + (": done before, kept" if kept else ""), flush=True)
+            rows.append(scored(tmp / "runs" / name, arch, loss, seed, {}, {}))
         trials: list[dict] = []
         if cfg.tune:
             from medinpaint.tuning import tune
 
-            trials = tune(lambda *a: run_one(slices, pool, val, cfg, *a), cfg, tmp / "runs")
+            trials = tune(scored, cfg, tmp / "runs")
         with open(tmp / "results.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, FIELDS)
             writer.writeheader()
@@ -166,9 +171,7 @@ def run_one(slices: SliceSet, pool: np.ndarray, val: SliceSet, cfg: CompareConfi
                           "architecture": base, "network": config, "val_cases": cfg.val_cases, "log_every": 10,
                           "val_every": cfg.val_every, "mask_symmetries": cfg.masks == "brush",
                           "perceptual_encoder": None if loss == DENOISING_LOSS else cfg.perceptual_encoder, **extra, **training})
-    start = time.monotonic()
     weights = train(slices, folder, tcfg, device=cfg.device, progress=False, mask_pool=pool)
-    seconds = time.monotonic() - start
     inpainter = Inpainter.from_pretrained(weights, device=cfg.device, backend="torch")
     t0 = time.perf_counter()
     filled = inpainter.predict_slices(val, batch_size=16)
@@ -177,7 +180,8 @@ def run_one(slices: SliceSet, pool: np.ndarray, val: SliceSet, cfg: CompareConfi
         log = list(csv.DictReader(f))
     return {"architecture": arch, "loss": loss, "seed": seed, **fill_metrics(filled, val),
             "parameters": sum(p.numel() for p in inpainter.network.parameters()), "steps": int(log[-1]["step"]),
-            "train_seconds": round(seconds, 1), "images_per_s": median_images_per_s(log),
+            "train_seconds": round(float(log[-1]["elapsed_s"]), 1),  # the engine's, across resumes
+            "images_per_s": median_images_per_s(log),
             "cpu_ms_per_slice": ms if cfg.device == "cpu" else float("nan")}
 
 

@@ -28,7 +28,7 @@ from medinpaint.errors import InputError
 from medinpaint.lesions.data import LesionSet
 from medinpaint.lesions.masks import AnatomyShapes, MaskGenerator, Spheres
 from medinpaint.lesions.painters import ClassicalPainter, InpaintingPainter, train_lesion_painter
-from medinpaint.outputs import atomic_dir, check_output_path
+from medinpaint.outputs import ROW, check_output_path, kept_row, resumable_dir, settings_key
 
 STRATEGIES = ("spheres", "anatomy", "learned")
 PAINTERS = ("classical", "inpainting")
@@ -181,16 +181,19 @@ class Protocol:
         arms = [("real", None, None)] + [(f"{s}+{p}", s, p) for s in generators for p in painters]
         for seed in range(c.seeds):
             for k, (arm, strategy, painter) in enumerate(arms, start=1):
+                folder = self.work / "runs" / f"{arm}-s{seed}"
+                kept = (folder / ROW).is_file()  # done before an interruption
                 if c.progress:
-                    print(f"[seed {seed}, {k}/{len(arms)}] {arm}", flush=True)
+                    print(f"[seed {seed}, {k}/{len(arms)}] {arm}" + (": done before, kept" if kept else ""), flush=True)
                 extra = None
-                if strategy is not None:
+                if strategy is not None and not (kept and seed > 0):  # the first seed's sets are drawn in the figures
                     extra = synthesize(self.healthy, generators[strategy], painters[painter], n, np.random.default_rng([seed, k]))
                     if seed == 0:
                         shown[arm] = extra
-                scores = self.segment(extra, f"{arm}-s{seed}", seed)
-                rows.append({"arm": arm, "strategy": strategy or "", "painter": painter or "", "seed": seed, **scores,
-                             "synthetic": 0 if extra is None else len(extra), "real": len(self.train)})
+                rows.append(kept_row(folder, lambda: {
+                    "arm": arm, "strategy": strategy or "", "painter": painter or "", "seed": seed,
+                    **self.segment(extra, folder.name, seed), "synthetic": 0 if extra is None else len(extra),
+                    "real": len(self.train)}))
         return rows, shown
 
 
@@ -262,7 +265,7 @@ def run_protocol(lesions: LesionSet, healthy: LesionSet, output: Path, cfg: Prot
     """The whole protocol into `output`: results.csv, results.md, results.png, examples.png, splits.json, the
     trained models and segmenter runs under models/ and runs/."""
     check_output_path(output, inputs, overwrite)
-    with atomic_dir(output, overwrite=overwrite) as tmp:
+    with resumable_dir(output, settings_key(cfg, inputs), overwrite=overwrite) as tmp:  # an interruption keeps the runs
         protocol = Protocol(lesions, healthy, cfg, tmp)
         (tmp / "splits.json").write_text(json.dumps({"train_patients": protocol.train_patients,
                                                      "test_patients": protocol.test_patients}, indent=1))

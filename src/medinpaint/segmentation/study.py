@@ -31,7 +31,7 @@ from medinpaint.data.slices import SliceSet, to_uint8
 from medinpaint.data.split import patient_of
 from medinpaint.errors import InputError
 from medinpaint.models import SegmenterConfig
-from medinpaint.outputs import atomic_dir, check_output_path
+from medinpaint.outputs import check_output_path, resumable_dir, settings_key
 from medinpaint.segmentation.data import LabelledSet, coding, to_class_ids
 from medinpaint.segmentation.evaluate import score
 from medinpaint.segmentation.inference import Segmenter
@@ -39,6 +39,7 @@ from medinpaint.segmentation.task import SegTrainConfig, train_segmenter
 from medinpaint.synthesis.data import require_triples, resize_pairs
 
 ARMS = ("real", "real+own", "real+all", "synthetic")
+ROWS = "rows.jsonl"  # in the work folder of an unfinished study: the rows of its finished blocks
 FIELDS = ("n", "seed", "arm", "ratio", "generator", "real_slices", "synthetic_slices", "dice_fat", "dice_body", "mean_dice",
           "fat_fraction_abs_error", "train_seconds")
 
@@ -256,15 +257,10 @@ def summary_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def partial_rows(path: Path, key: str) -> list[dict]:
-    """The rows an interrupted study with the same config (`key`) left in `path`; none for another config."""
-    if not path.is_file():
-        return []
-    lines = path.read_text().splitlines()
-    if not lines or json.loads(lines[0]).get("config") != key:
-        return []
+def kept_rows(path: Path) -> list[dict]:
+    """The rows of the blocks an interrupted study finished, one JSON object a line (the last may be cut short)."""
     rows = []
-    for line in lines[1:]:
+    for line in path.read_text().splitlines() if path.is_file() else []:
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:  # a line cut short by the interruption
@@ -274,24 +270,20 @@ def partial_rows(path: Path, key: str) -> list[dict]:
 
 def run_study(data: Path, output: Path, cfg: StudyConfig, overwrite: bool = False) -> list[dict]:
     """The whole study: `output/` gets results.csv, dice_vs_n.png, summary.md, config.json and the runs. An hour on
-    a CPU is long enough to be interrupted: each finished (n, seed) block is kept in `.<output>.rows.jsonl` beside
-    the output, and the same command run again resumes after the last one (the file goes when the study ends)."""
+    a CPU is long enough to be interrupted: the work goes on in `.<output>.partial` beside the output, each finished
+    (n, seed) block written to its `rows.jsonl`, and the same command run again resumes after the last one."""
     check_output_path(output, [data], overwrite)
     slices = read_slices(data)
-    partial = output.parent / f".{output.name}.rows.jsonl"
-    key = json.dumps({**asdict(cfg), "progress": None, "data": str(Path(data).resolve())}, sort_keys=True, default=str)
-    done = partial_rows(partial, key)
-    if not done:
-        partial.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_text(json.dumps({"config": key}) + "\n")
+    with resumable_dir(output, settings_key(cfg, [data]), overwrite=overwrite) as tmp:
+        kept = tmp / ROWS
 
-    def keep(block: list[dict]) -> None:
-        with open(partial, "a") as f:
-            f.write("".join(json.dumps(r) + "\n" for r in block))
+        def keep(block: list[dict]) -> None:
+            with open(kept, "a") as f:
+                f.write("".join(json.dumps(r) + "\n" for r in block))
 
-    with atomic_dir(output, overwrite=overwrite) as tmp:
         study = Study(slices, cfg, tmp / "runs")
-        rows = study.run(done, keep)
+        rows = study.run(kept_rows(kept), keep)
+        kept.unlink(missing_ok=True)
         with open(tmp / "results.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, FIELDS)
             writer.writeheader()
@@ -300,5 +292,4 @@ def run_study(data: Path, output: Path, cfg: StudyConfig, overwrite: bool = Fals
         (tmp / "summary.md").write_text(f"Fat Dice on {len(study.heldout)} slices of patients 450-499 at {cfg.size}x{cfg.size}, "
                                         f"mean ± sd over {cfg.seeds} seeds\n\n{summary_table(rows)}\n")
         (tmp / "config.json").write_text(json.dumps({**asdict(cfg), "data": str(data)}, indent=1, default=str))
-    partial.unlink(missing_ok=True)
     return rows
