@@ -32,7 +32,7 @@
 #   SAMPLER_N=2000, SAMPLER_RUNS="ddim:10 ddim:25 ddim:50 dpm++:5 dpm++:10 dpm++:20", samplers.jsonl);
 #   and issue 12's study at SIZE_LARGE (`segment study`, own-VAE arms, and real+all with diffusion-256 as the
 #   reference: STUDY_NS="1 5 25 all", STUDY_SEEDS=3, STUDY_SEG_STEPS=300, STUDY_GEN_STEPS=400, STUDY_FLAGS; finished
-#   (n, seed) blocks are kept in runs/.seg-study-256.rows.jsonl if the deadline interrupts it, and a later
+#   (n, seed) blocks are kept in runs/.seg-study-256.partial/rows.jsonl if the deadline interrupts it, and a later
 #   extend resumes them); issue 13's architecture comparison at SIZE_LARGE (`compare`, every architecture, brush
 #   masks, COMPARE_SEEDS=1, COMPARE_MINUTES=0.5 a run, base 32, COMPARE_FLAGS); issue 16's pathology protocol at
 #   SIZE_LARGE (`lesions simulate` on DATA, LESION_PATIENTS=60 with lesions of radius 10..24 px and 200 healthy,
@@ -335,7 +335,7 @@ grep -q "^report-$small"$'\t'".*"$'\t'"0\$" "$logs/jobs.tsv" && extra+=(--report
 [ -f "$logs/speed.jsonl" ] && extra+=(--speed "$logs/speed.jsonl")
 [ -f "$logs/samplers.jsonl" ] && extra+=(--samplers "$logs/samplers.jsonl")
 if [ -f "$study/results.csv" ]; then extra+=(--study "$study/results.csv")
-elif [ -f "$(dirname "$study")/.$(basename "$study").rows.jsonl" ]; then extra+=(--study "$(dirname "$study")/.$(basename "$study").rows.jsonl"); fi
+elif [ -f "$(dirname "$study")/.$(basename "$study").partial/rows.jsonl" ]; then extra+=(--study "$(dirname "$study")/.$(basename "$study").partial/rows.jsonl"); fi
 "$py" benchmarks/session_summary.py --logs "$logs" --stage "$stage" "${jobs_summary[@]/#/--job=}" "${extra[@]}" \
   || say "warning: the summary failed"
 for f in "$compare/results.md" "$lesion_report/results.md"; do  # the tables of this call's comparisons

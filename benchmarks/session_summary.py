@@ -81,8 +81,10 @@ def study_table(path: Path) -> list[dict]:
     if path.suffix == ".csv":
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
-    else:  # the first line is the study's config
-        rows = [json.loads(line) for line in path.read_text().splitlines()[1:] if line.strip()]
+    else:  # the rows an interrupted study kept in its work folder
+        from medinpaint.segmentation.study import kept_rows
+
+        rows = kept_rows(path)
     groups: dict[tuple, list[float]] = {}
     for r in rows:
         groups.setdefault((r["arm"], int(r["ratio"]), str(r["n"])), []).append(float(r["dice_fat"]))
@@ -98,7 +100,7 @@ def main() -> None:
     ap.add_argument("--report", type=Path, help="a `synth report` summary.json: its headline figures are added")
     ap.add_argument("--speed", type=Path, help="benchmarks/synth_speed.py --json output: added as is")
     ap.add_argument("--samplers", type=Path, help="benchmarks/sampler_quality.py --json output: added as is")
-    ap.add_argument("--study", type=Path, help="`segment study` results.csv, or the rows an interrupted one kept (.jsonl)")
+    ap.add_argument("--study", type=Path, help="`segment study` results.csv, or the rows an interrupted one kept (.partial/rows.jsonl)")
     args = ap.parse_args()
 
     jobs = []
