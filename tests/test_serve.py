@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import logging
+import socket
 import struct
 import zlib
 from collections.abc import Iterator
@@ -272,3 +273,14 @@ def test_an_oversized_png_is_refused_from_its_header(client: httpx.Client, sampl
     assert large.status_code == bomb.status_code == 422
     assert large.json()["detail"] == "corrupted_image: expected a 256x256 image, got 9000x9000"
     assert bomb.json()["detail"].startswith("mask_image: image too large to decode")
+
+
+def test_cli_serve_reports_a_taken_port_before_loading(tmp_path: Path) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        result = CliRunner().invoke(cli, ["serve", "--port", str(port), "--weights", str(tmp_path / "none.safetensors")])
+    # the port is named, in one line, before the (missing) checkpoint is even looked at
+    assert result.exit_code == 2 and f"127.0.0.1:{port}: cannot listen there" in result.output
+    assert "no such checkpoint" not in result.output and "page:" not in result.output

@@ -55,7 +55,8 @@ class Inpainter:
     ) -> Inpainter:
         """Rebuild the model from a checkpoint's own metadata; `path=None` loads the shipped default, and a list
         of paths makes an ensemble that averages its members (slower by the number of members).
-        `flips=True` averages with the left-right flipped prediction (about 2x slower, usually more accurate)."""
+        `flips=True` averages with the left-right flipped prediction (about 2x slower; it did not help the shipped CT
+        model: abdominal anatomy is not mirror-symmetric)."""
         def load_one(p: Path) -> tuple[torch.nn.Module, CheckpointMeta]:
             state, meta = load_checkpoint(p, INPAINTING_KINDS, INPAINTING_PREPROCESSING)
             config_type, network_type = ARCHITECTURES[architecture_of(meta.kind)]

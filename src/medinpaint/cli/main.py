@@ -83,7 +83,7 @@ def predict(
     weights: Annotated[list[Path] | None, typer.Option(help="checkpoint (default: the shipped model); repeat for an ensemble")] = None,
     device: DeviceOpt = "cpu",
     batch_size: Annotated[int, typer.Option(min=1, help="slices per forward pass")] = 8,
-    flips: Annotated[bool, typer.Option("--flips", help="average with the mirrored prediction: slower, more accurate")] = False,
+    flips: Annotated[bool, typer.Option("--flips", help="also average with the left-right mirrored prediction: twice the time; it did not help the shipped CT model, whose anatomy is not mirror-symmetric")] = False,
     backend: Backend = "auto",
     mask: Annotated[Path | None, typer.Option(help="NIfTI input: the mask volume (1 = missing), or a folder of them")] = None,
     tissue: Annotated[Path | None, typer.Option(help="NIfTI input: a tissue map volume (0 / 100 / 255), or a folder")] = None,
@@ -274,14 +274,13 @@ def serve(
     weights: Annotated[Path | None, typer.Option(help="checkpoint (default: the shipped model)")] = None,
     device: DeviceOpt = "cpu",
     workers: Annotated[int, typer.Option(min=1, help="server processes, each with its own copy of the model")] = 1,
-    flips: Annotated[bool, typer.Option("--flips", help="average with the mirrored prediction: slower, more accurate")] = False,
+    flips: Annotated[bool, typer.Option("--flips", help="also average with the left-right mirrored prediction: twice the time; it did not help the shipped CT model, whose anatomy is not mirror-symmetric")] = False,
     max_batch: Annotated[int | None, typer.Option(min=1, help="most concurrent slices filled in one forward pass (default: 8 on a GPU, 1 = none on CPU)")] = None,
     backend: Backend = "auto",
 ) -> None:
     """Serve the DM-i-AI /predict API, /predict/batch, /health, the docs at /docs and a page at /ui/."""
     from medinpaint.serve.server import run
 
-    typer.echo(f"page: http://{host}:{port}/ui/  API docs: http://{host}:{port}/docs", err=True)
     run(host=host, port=port, weights=weights, device=resolve_device(device), workers=workers, flips=flips, max_batch=max_batch, backend=backend)
 
 

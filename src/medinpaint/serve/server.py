@@ -17,14 +17,27 @@ import uvicorn
 from fastapi import FastAPI
 
 from medinpaint.checkpoint import read_metadata
+from medinpaint.errors import InputError
 from medinpaint.inference import default_weights
 from medinpaint.serve.app import create_app
+
+
+def require_free_port(host: str, port: int) -> None:
+    """Fail in one line before the model loads, rather than with uvicorn's log after it, when the port is taken."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a closed server's port is free
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise InputError(f"{host}:{port}: cannot listen there ({e.strerror}): another server may hold it; pass --port") from None
 
 
 def run(host: str = "127.0.0.1", port: int = 9050, weights: Path | None = None, device: str = "cpu",
         workers: int = 1, flips: bool = False, max_batch: int | None = None, backend: str = "auto") -> None:
     """Serve until interrupted. One worker gets the app object (load errors surface here, as InputErrors);
     several are separate processes, each loading the model once and sharing the cores between their torch threads."""
+    require_free_port(host, port)
+    print(f"page: http://{host}:{port}/ui/  API docs: http://{host}:{port}/docs", file=sys.stderr, flush=True)
     common = {"host": host, "port": port, "access_log": False, "log_level": "info"}  # RequestLog is the access log
     if workers == 1:
         uvicorn.run(create_app(weights, device=device, flips=flips, max_batch=max_batch, backend=backend), **common)
