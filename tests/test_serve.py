@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import logging
+import re
 import socket
 import struct
 import zlib
@@ -107,6 +108,14 @@ def test_docs_and_page_are_served(client: httpx.Client) -> None:
     assert page.status_code == 200 and '<canvas id="editor"' in page.text
     for asset in ("app.js", "png.js", "style.css"):
         assert client.get(f"/ui/{asset}").status_code == 200
+
+
+@pytest.mark.parametrize("docs", ["/docs", "/redoc"])
+def test_api_docs_need_no_cdn(client: httpx.Client, docs: str) -> None:
+    html = client.get(docs).text
+    assert "cdn." not in html and "https://" not in html  # offline, a CDN page would stay blank
+    assets = re.findall(r'(?:src|href)="(/[^"]+\.(?:js|css))"', html)
+    assert assets and all(client.get(a).status_code == 200 for a in assets)
 
 
 def test_dmiai_request_round_trips_and_equals_inpainter(client: httpx.Client, inpainter: Inpainter, samples: Path) -> None:

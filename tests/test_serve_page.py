@@ -170,3 +170,22 @@ def test_the_page_fits_a_phone(page_url: str) -> None:
         box = tab.locator("#editor").bounding_box()
         assert box["x"] >= 0 and box["x"] + box["width"] <= 375 and abs(box["width"] - box["height"]) < 1
         browser.close()
+
+
+def test_the_api_docs_render_offline(page_url: str) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    base = page_url.removesuffix("/ui/")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        tab = browser.new_page()
+        outside: list[str] = []
+        tab.route("**/*", lambda route: route.continue_() if route.request.url.startswith(base)
+                  else (outside.append(route.request.url), route.abort()))
+        errors: list[str] = []
+        tab.on("pageerror", lambda exc: errors.append(str(exc)))
+        tab.goto(f"{base}/docs")
+        tab.locator(".opblock-summary-path", has_text="/predict/batch").wait_for(timeout=20_000)  # Swagger UI drew the schema
+        paths = tab.locator(".opblock-summary-path").all_inner_texts()
+        browser.close()
+    assert {"/predict", "/predict/batch", "/health"} <= {p.strip() for p in paths}
+    assert not outside and not errors, (outside, errors)

@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
@@ -70,7 +71,7 @@ def create_app(
         yield
         await batcher.stop()
 
-    app = FastAPI(title="medinpaint", summary="Fill the missing pixels of CT slices (DM-i-AI 2024 CT inpainting API).",
+    app = FastAPIOffline(title="medinpaint", summary="Fill the missing pixels of CT slices (DM-i-AI 2024 CT inpainting API).",
                   lifespan=lifespan)
     app.state.inpainter, app.state.batcher = inpainter, batcher
     _add_error_handlers(app)
