@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 
 from medinpaint.errors import InputError
-from medinpaint.lesions.data import LesionSet
 
 BRAIN_ANATOMY = ("background", "grey matter", "white matter")
 MNI_FILE = "mni_icbm152_{}_tal_nlin_sym_09a_converted.nii.gz"
@@ -30,18 +29,11 @@ def nilearn_data() -> Path:
 class BrainTemplate:
     t1: np.ndarray  # uint8 (X, Y, Z), RAS voxel axes
     anatomy: np.ndarray  # uint8 class ids: BRAIN_ANATOMY
-    spacing_mm: float
 
     def axial(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Axial slice `index` (along z) as (image, anatomy), each (Y, X) with anterior up, as radiologists view it."""
         turn = lambda a: np.ascontiguousarray(np.rot90(a[:, :, index]))  # noqa: E731
         return turn(self.t1), turn(self.anatomy)
-
-    def axial_cases(self, indices: list[int]) -> LesionSet:
-        """Healthy axial slices as lesion cases of one patient, `mni152`."""
-        pairs = [self.axial(k) for k in indices]
-        images, anatomy = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
-        return LesionSet([f"mni152_{k}" for k in indices], images, np.zeros(images.shape, dtype=bool), anatomy, BRAIN_ANATOMY)
 
 
 def mni152(step: int = 2) -> BrainTemplate:
@@ -53,4 +45,4 @@ def mni152(step: int = 2) -> BrainTemplate:
     read = lambda kind: np.asarray(nib.load(folder / MNI_FILE.format(kind)).dataobj)[::step, ::step, ::step]  # noqa: E731
     t1, gm, wm = read("t1"), read("gm").astype(np.int32), read("wm").astype(np.int32)
     anatomy = np.where(gm + wm > 127, np.where(gm >= wm, 1, 2), 0).astype(np.uint8)
-    return BrainTemplate(t1.astype(np.uint8), anatomy, float(step))
+    return BrainTemplate(t1.astype(np.uint8), anatomy)
