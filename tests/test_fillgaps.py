@@ -110,7 +110,7 @@ def test_a_broken_import_is_a_bug_not_a_missing_feature(monkeypatch: pytest.Monk
 def test_no_shipped_generator_says_what_to_pass(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def missing(path: Path | None, size: int | None, device: str = "cpu") -> None:
-        raise InputError(f"no shipped checkpoint for size {size} yet")
+        raise InputError(f"no shipped generator for size {size} yet")
 
     monkeypatch.setitem(sys.modules, "medinpaint.synthesis", types.SimpleNamespace(load_generator=missing))
     with pytest.raises(InputError, match="shipped 32x32 generator .*pass --train-images PATH"):

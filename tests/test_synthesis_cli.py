@@ -110,7 +110,7 @@ def test_report_writes_all_four_measures(runs: dict[str, Path], tmp_path: Path) 
         (("train", "--model", "vae"), "give a budget"),
         (("sample", "-n", "0", "-o", "{tmp}/x.npy", "--weights", "{vae}"), "must be positive, got 0"),
         (("sample", "-n", "2", "-o", "{tmp}/x.npy", "--weights", "{encoder}"), "holds the feature encoder"),
-        (("sample", "-n", "2", "-o", "{tmp}/x.npy", "--size", "128"), "no shipped checkpoint for size 128"),
+        (("sample", "-n", "2", "-o", "{tmp}/x.npy", "--size", "128"), "no shipped generator for size 128 yet (shipped: "),
         (("sample", "-n", "2", "-o", "{tmp}/x.npy", "--weights", "{vae}", "--sampler", "ddim"), "apply to diffusion checkpoints"),
         (("sample", "-n", "2", "-o", "{tmp}/x.npy", "--weights", "{diffusion}", "--vertebrae", "30"), "must lie in 0..24"),
         (("report", "--data", "{encoder}", "-o", "{tmp}/r", "--weights", "{vae}"), "not a dataset"),
@@ -133,7 +133,7 @@ def test_without_weights_the_shipped_checkpoint_is_used_or_its_absence_explained
     if shipped:
         assert code == 0 and np.load(tmp_path / "x.npy").shape == (2, 1, 64, 64)
     else:
-        assert code == 2 and "no shipped checkpoint for size 64 yet: pass --weights or train one with" in msg
+        assert code == 2 and "no shipped generator for size 64 yet (shipped: none): pass --weights or train one with" in msg
 
 
 def test_a_folder_that_is_not_a_dataset_is_refused(tmp_path: Path) -> None:

@@ -39,17 +39,23 @@ class Samples(NamedTuple):
 SHIPPED_FAMILIES = ("diffusion", "vae")  # the first one shipped for a size is its default generator
 
 
-def shipped_weights(size: int) -> Path:
-    """The generator shipped for `size` (the diffusion model where there is one, else the VAE); an InputError
-    that says what to do when there is none."""
-    if size not in SHIPPED_SIZES:
-        raise InputError(f"no shipped checkpoint for size {size}: shipped sizes are {' and '.join(map(str, SHIPPED_SIZES))} (or pass --weights)")
+def _shipped_file(size: int) -> Path | None:
     for family in SHIPPED_FAMILIES:
         path = shipped_weights_dir() / f"synth-{family}-{size}.safetensors"
         if path.is_file():
             return path
-    raise InputError(f"no shipped checkpoint for size {size} yet: pass --weights or train one with "
-                     f"`medinpaint synth train --model diffusion --size {size} --data DIR --output RUN_DIR`")
+    return None
+
+
+def shipped_weights(size: int) -> Path:
+    """The generator shipped for `size` (the diffusion model where there is one, else the VAE); an InputError
+    that says what to do when there is none."""
+    path = _shipped_file(size) if size in SHIPPED_SIZES else None
+    if path is not None:
+        return path
+    present = [f"{s}x{s}" for s in SHIPPED_SIZES if _shipped_file(s) is not None]
+    raise InputError(f"no shipped generator for size {size} yet (shipped: {', '.join(present) or 'none'}): pass --weights or "
+                     f"train one with `medinpaint synth train --model diffusion --size {size} --data DIR --output RUN_DIR`")
 
 
 def load_generator(path: str | Path | None = None, size: int | None = None, device: str = "cpu", compile: bool = False) -> SliceGenerator:
