@@ -223,3 +223,15 @@ def test_scoring_without_ground_truth_names_the_dataset(samples: Path, tmp_path:
     data = shutil.copytree(samples, tmp_path / "data", ignore=shutil.ignore_patterns("ct"))
     code, msg = cli("benchmark", "--data", data, "--limit", "1", "--no-progress")
     assert code == 2 and msg.startswith(f"error: {data}: no ground truth")
+
+
+@pytest.mark.parametrize(("spoil", "message"), [
+    (lambda f: f.unlink(), "453_3.png: missing prediction for case 453_3"),
+    (lambda f: write_gray_png(f, np.zeros((100, 120), np.uint8)), "453_3.png: size 120x100, but case 453_3 of the data is 256x256"),
+    (lambda f: f.write_bytes(b"GIF89a"), "453_3.png: not a PNG image"),
+])
+def test_evaluate_names_the_prediction_that_is_wrong(samples: Path, tiny_checkpoint: Path, tmp_path: Path, spoil, message: str) -> None:
+    assert cli("predict", "-i", samples, "-o", tmp_path / "pred", "--weights", tiny_checkpoint, "--no-progress")[0] == 0
+    spoil(tmp_path / "pred" / "453_3.png")
+    code, msg = cli("evaluate", "--pred", tmp_path / "pred", "--data", samples, "-o", tmp_path / "report")
+    assert code == 2 and message in msg and msg.count("\n") == 1 and not (tmp_path / "report").exists()

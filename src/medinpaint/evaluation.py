@@ -53,7 +53,7 @@ def read_case_pngs(folder: Path, ids: list[str], shape: tuple[int, ...]) -> list
             raise InputError(f"{f}: missing prediction for case {case_id}")
         img = read_gray_png(f)
         if img.shape != tuple(shape):
-            raise InputError(f"{f}: size {img.shape[1]}x{img.shape[0]} differs from the data's")
+            raise InputError(f"{f}: size {img.shape[1]}x{img.shape[0]}, but case {case_id} of the data is {shape[1]}x{shape[0]}")
         out.append((f, img))
     return out
 
