@@ -72,7 +72,7 @@ def create_app(
         await batcher.stop()
 
     app = FastAPIOffline(title="medinpaint", summary="Fill the missing pixels of CT slices (DM-i-AI 2024 CT inpainting API).",
-                  lifespan=lifespan)
+                         lifespan=lifespan)
     app.state.inpainter, app.state.batcher = inpainter, batcher
     _add_error_handlers(app)
     app.add_middleware(BodyLimit, limit_for=lambda path: max_body_bytes * (MAX_BATCH_ITEMS if path.endswith("/batch") else 1))
