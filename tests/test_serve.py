@@ -33,7 +33,7 @@ from medinpaint.serve import create_app
 from medinpaint.serve.app import app_from_env
 from medinpaint.serve.batcher import Job, MicroBatcher
 from medinpaint.serve.middleware import LOGGER_NAME, JsonLines
-from medinpaint.serve.server import serve_in_subprocess, serve_in_thread
+from medinpaint.serve.server import browser_url, serve_in_subprocess, serve_in_thread
 
 CASE = "450_0"
 
@@ -260,6 +260,14 @@ def test_cli_serve_runs_the_server(tiny_checkpoint: Path, tmp_path: Path) -> Non
         assert health["checksum"] == file_checksum(tiny_checkpoint) and health["backend"] == resolve_backend("auto", "cpu")
     lines = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
     assert any(line.get("path") == "/health" and line.get("status") == 200 for line in lines)
+    assert f"page: {url}/ui/  API docs: {url}/docs" in log.read_text()
+
+
+@pytest.mark.parametrize(("host", "url"), [("127.0.0.1", "http://127.0.0.1:9050"), ("0.0.0.0", "http://127.0.0.1:9050"),
+                                           ("::", "http://[::1]:9050"), ("fe80::1", "http://[fe80::1]:9050"),
+                                           ("myhost", "http://myhost:9050")])
+def test_the_printed_address_opens_in_a_browser(host: str, url: str) -> None:
+    assert browser_url(host, 9050) == url
 
 
 def test_cli_serve_reports_a_missing_checkpoint(tmp_path: Path) -> None:

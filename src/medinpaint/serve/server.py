@@ -32,12 +32,19 @@ def require_free_port(host: str, port: int) -> None:
             raise InputError(f"{host}:{port}: cannot listen there ({e.strerror}): another server may hold it; pass --port") from None
 
 
+def browser_url(host: str, port: int) -> str:
+    """The server's address as a browser on this machine opens it: a wildcard host means loopback."""
+    shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
+    return f"http://{shown}:{port}"
+
+
 def run(host: str = "127.0.0.1", port: int = 9050, weights: Path | None = None, device: str = "cpu",
         workers: int = 1, flips: bool = False, max_batch: int | None = None, backend: str = "auto") -> None:
     """Serve until interrupted. One worker gets the app object (load errors surface here, as InputErrors);
     several are separate processes, each loading the model once and sharing the cores between their torch threads."""
     require_free_port(host, port)
-    print(f"page: http://{host}:{port}/ui/  API docs: http://{host}:{port}/docs", file=sys.stderr, flush=True)
+    url = browser_url(host, port)
+    print(f"page: {url}/ui/  API docs: {url}/docs", file=sys.stderr, flush=True)
     common = {"host": host, "port": port, "access_log": False, "log_level": "info"}  # RequestLog is the access log
     if workers == 1:
         uvicorn.run(create_app(weights, device=device, flips=flips, max_batch=max_batch, backend=backend), **common)
