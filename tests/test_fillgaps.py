@@ -149,15 +149,16 @@ def test_an_npz_archive_is_one_clear_line(stripe_case, tmp_path: Path) -> None:
     ("extra", "message"),
     [
         (["-o", "{target}"], "must not be the input"),
+        (["-o", "{train}", "--overwrite"], "must not be the input"),
         (["-o", "{tmp}/out.txt"], "must be a .npy file"),
         (["-o", "{tmp}/out.npy", "--generator", "g.safetensors"], "not both"),
         (["-o", "{tmp}/out.npy", "--missing-value", "3"], "must lie in \\[0, 1\\] for float images"),
     ],
-    ids=["output-is-input", "not-npy", "two-sources", "missing-value"],
+    ids=["output-is-input", "output-is-training-set", "not-npy", "two-sources", "missing-value"],
 )
 def test_bad_options_are_one_clear_line(stripe_case, tmp_path: Path, extra: list[str], message: str) -> None:
     target, train = stripe_case[:2]
-    args = [a.format(target=target, tmp=tmp_path) for a in extra]
+    args = [a.format(target=target, train=train, tmp=tmp_path) for a in extra]
     code, text = cli("-i", target, "--train-images", train, "--steps", 1, *args)
     assert code == 2 and text.count("\n") == 1
     assert re.search(message, text), text
@@ -166,3 +167,14 @@ def test_bad_options_are_one_clear_line(stripe_case, tmp_path: Path, extra: list
 def test_a_missing_training_path_is_a_clear_error(stripe_case, tmp_path: Path) -> None:
     code, text = cli("-i", stripe_case[0], "-o", tmp_path / "o.npy", "--train-images", tmp_path / "none.npy")
     assert code == 2 and "none.npy: no such file or folder" in text
+
+
+def test_the_figures_never_replace_the_folder_of_the_training_set(stripe_case, tmp_path: Path) -> None:
+    folder = tmp_path / "clean"
+    folder.mkdir()
+    train = folder / "train.npy"
+    train.write_bytes(stripe_case[1].read_bytes())
+    code, text = cli("-i", stripe_case[0], "-o", tmp_path / "out.npy", "--train-images", train, "--figures", folder,
+                     "--overwrite", "--steps", 1)
+    assert code == 2 and f"{folder}: output must not be a folder that holds the input {train}" in text, text
+    assert train.read_bytes() == stripe_case[1].read_bytes() and not (tmp_path / "out.npy").exists()

@@ -250,6 +250,12 @@ def test_the_cli_trains_both_learned_parts_and_uses_them(tmp_path: Path) -> None
     after = read_lesion_folder(tmp_path / "painted", True)
     assert np.array_equal(after.images[~masks.lesions], masks.images[~masks.lesions])
     assert not np.array_equal(after.images[masks.lesions], masks.images[masks.lesions])
+    for args in (["masks", "--cases", healthy, "--strategy", "learned", "--weights", mask_weights, "-o", mask_weights.parent],
+                 ["paint", "--cases", tmp_path / "masks", "--painter", "inpainting", "--weights", painter_weights,
+                  "-o", painter_weights.parent]):  # --overwrite never replaces the folder of the checkpoint in use
+        result = CliRunner().invoke(app, ["lesions", *map(str, args), "--overwrite"])
+        assert result.exit_code == 2 and "output must not be a folder that holds the input" in result.output, result.output
+    assert mask_weights.is_file() and painter_weights.is_file()
 
 
 def test_a_lesion_folder_round_trips(tmp_path: Path) -> None:

@@ -127,3 +127,76 @@ def test_a_resumable_folder_survives_an_interruption_and_only_its_own_settings_r
             raise KeyboardInterrupt
     with resumable_dir(tmp_path / "b", "settings B") as work:  # other settings: afresh
         assert [p.name for p in work.iterdir()] == [".resume-key"]
+
+
+def test_an_interrupted_replacement_keeps_the_old_output_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for k in range(5):
+        (out / f"old-{k}.txt").write_text("old")
+    real_replace, calls = os.replace, []
+
+    def interrupted_swap(src, dst):  # the old output is renamed aside, then Ctrl-C as the new one moves in
+        calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr("medinpaint.outputs.os.replace", interrupted_swap)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_dir(out, overwrite=True) as tmp:
+            (tmp / "new.txt").write_text("new")
+    monkeypatch.undo()
+    assert sorted(p.name for p in out.iterdir()) == [f"old-{k}.txt" for k in range(5)]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # neither the new work nor an aside copy is left
+
+
+def test_overwrite_replaces_a_symbolic_link_and_not_what_it_points_to(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (target / "precious.txt").write_text("keep")
+    (tmp_path / "out").symlink_to(target)
+    with pytest.raises(InputError, match="already exists"):
+        with atomic_dir(tmp_path / "out") as tmp:
+            (tmp / "new.txt").write_text("new")
+    with atomic_dir(tmp_path / "out", overwrite=True) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert not (tmp_path / "out").is_symlink() and [p.name for p in (tmp_path / "out").iterdir()] == ["new.txt"]
+    assert (target / "precious.txt").read_text() == "keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "out"]
+
+
+def test_an_output_where_no_folder_can_be_made_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"/sys/medinpaint-test/out: cannot create its folder /sys/medinpaint-test \("):
+        with atomic_dir(Path("/sys/medinpaint-test/out")):
+            pass
+
+
+def test_the_resume_key_changes_when_an_input_is_rewritten_in_place(tmp_path: Path) -> None:
+    import dataclasses
+    import os
+
+    from medinpaint.outputs import settings_key
+
+    @dataclasses.dataclass
+    class Cfg:
+        steps: int = 10
+        progress: bool = True
+
+    data = tmp_path / "data"
+    (data / "ct").mkdir(parents=True)
+    (data / "ct" / "a.png").write_bytes(b"1")
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"w")
+    key = settings_key(Cfg(), [data, weights])
+    assert settings_key(Cfg(progress=False), [data, weights]) == key  # how progress is shown does not count
+    os.utime(data / "ct" / "a.png", ns=(1, 1))  # the same file, rewritten
+    assert settings_key(Cfg(), [data, weights]) != key
+    key = settings_key(Cfg(), [data, weights])
+    (data / "ct" / "b.png").write_bytes(b"2")  # a file more
+    assert settings_key(Cfg(), [data, weights]) != key
+    key = settings_key(Cfg(), [data, weights])
+    weights.write_bytes(b"other weights")
+    assert settings_key(Cfg(), [data, weights]) != key

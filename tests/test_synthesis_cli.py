@@ -140,3 +140,14 @@ def test_a_folder_that_is_not_a_dataset_is_refused(tmp_path: Path) -> None:
     (tmp_path / "notes").mkdir()
     code, msg = cli("synth", "train", "--data", tmp_path / "notes", "-o", tmp_path / "run", "--steps", 1, "--device", "cpu")
     assert code == 2 and "not a dataset" in msg and msg.count("\n") == 1
+
+
+def test_sampling_never_replaces_the_folder_that_holds_its_generator(runs: dict[str, Path], tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    weights = run / "gen.safetensors"
+    weights.write_bytes(runs["vae"].read_bytes())
+    for output in (run, tmp_path / "run" / "gen.safetensors"):
+        code, msg = cli("synth", "sample", "-n", 2, "--weights", weights, "-o", output, "--overwrite", "--device", "cpu", "--no-progress")
+        assert code == 2 and "output must not be" in msg, msg
+    assert weights.read_bytes() == runs["vae"].read_bytes()

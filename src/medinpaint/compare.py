@@ -116,7 +116,8 @@ def median_images_per_s(log: list[dict[str, str]]) -> float:
 
 def compare(data: Path, output: Path, cfg: CompareConfig, overwrite: bool = False) -> list[dict]:
     """Train every (architecture, loss, seed) of `cfg` on `data` and write the report into `output`."""
-    check_output_path(output, [data], overwrite)
+    inputs = [data, *([Path(cfg.perceptual_encoder)] if cfg.perceptual_encoder else [])]
+    check_output_path(output, inputs, overwrite)
     slices = read_slices(data)
     slices = clean_slices(slices, cfg.size)
     shape = slices.images.shape[1:]
@@ -127,7 +128,7 @@ def compare(data: Path, output: Path, cfg: CompareConfig, overwrite: bool = Fals
         raise InputError(f"{data}: no validation patients to score on")
     val = validation_set(slices.subset(val_idx), cfg.val_cases, 0, pool)
     rows: list[dict] = []
-    with resumable_dir(output, settings_key(cfg, [data]), overwrite=overwrite) as tmp:  # an interrupted comparison goes on where it stopped
+    with resumable_dir(output, settings_key(cfg, inputs), overwrite=overwrite) as tmp:  # an interrupted comparison goes on where it stopped
 
         def scored(folder: Path, *args: object) -> dict:  # a run cut short by the interruption resumes from its last.pt
             return kept_row(folder, lambda: run_one(slices, pool, val, cfg, folder, *args))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -10,8 +11,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
+from typing import TypeVar
 
 from medinpaint.errors import InputError
+
+T = TypeVar("T")
 
 
 def check_output_path(output: Path, inputs: list[Path], overwrite: bool) -> None:
@@ -44,6 +48,17 @@ def make_parent(path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise InputError(f"{path}: a part of its folder {path.parent} is a file, not a folder") from None
+    except OSError as e:  # read-only, no permission, no space
+        raise InputError(f"{path}: cannot create its folder {path.parent} ({e.strerror})") from None
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: cannot write in its folder {path.parent} (permission denied)")
+
+
+def _unwritable_is_input_error(output: Path, make: Callable[[], T]) -> T:
+    try:
+        return make()
+    except OSError as e:  # a read-only file system, a full disk
+        raise InputError(f"{output}: cannot write in its folder {output.parent} ({e.strerror})") from None
 
 
 @contextmanager
@@ -51,7 +66,7 @@ def atomic_dir(output: Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside `output`; it replaces `output` only if the block succeeds."""
     output = Path(output)
     make_parent(output)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    tmp = Path(_unwritable_is_input_error(output, lambda: tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent)))
     os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it private; the result should look like any new folder
     try:
         yield tmp
@@ -66,9 +81,22 @@ RESUME_KEY = ".resume-key"  # in a resumable work folder: the settings of the wo
 
 def settings_key(cfg: object, inputs: list[Path]) -> str:
     """The settings of a resumable command, as `resumable_dir`'s key: its config (a dataclass; how progress is
-    shown aside) and the full paths of its inputs."""
-    return json.dumps({**asdict(cfg), "progress": None, "inputs": [str(Path(p).resolve()) for p in inputs]},
-                      sort_keys=True, default=str)
+    shown aside), the full paths of its inputs and a fingerprint of what they hold, so that data rewritten in
+    the same place starts the work afresh rather than mixing old runs with new ones."""
+    return json.dumps({**asdict(cfg), "progress": None,
+                       "inputs": {str(Path(p).resolve()): fingerprint(Path(p)) for p in inputs}}, sort_keys=True, default=str)
+
+
+def fingerprint(path: Path) -> str:
+    """The names, sizes and modification times of a file or of every file under a folder, hashed: cheap (no
+    file is read), and changed by any rewrite."""
+    root = path.resolve()
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+    digest = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        digest.update(f"{f.relative_to(root) if f != root else f.name}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 @contextmanager
@@ -85,13 +113,9 @@ def resumable_dir(output: Path, key: str, overwrite: bool = False) -> Iterator[P
         shutil.rmtree(work)
     work.mkdir(exist_ok=True)
     stamp.write_text(key)
-    yield work  # on an exception the folder stays, for the next run of the command
-    stamp.unlink()
-    try:
-        _put_in_place(work, output, overwrite)
-    except InputError:
-        stamp.write_text(key)  # the work is kept: the same command with --overwrite puts it in place
-        raise
+    yield work  # on an exception the folder stays, with its stamp, for the next run of the command
+    _put_in_place(work, output, overwrite)  # refused (exists): the work is kept, and the command with --overwrite puts it in place
+    (output / RESUME_KEY).unlink()
 
 
 ROW = "row.json"  # in a run's folder inside a resumable work folder, once the run is done: its result
@@ -110,15 +134,27 @@ def kept_row(folder: Path, compute: Callable[[], dict]) -> dict:
 
 
 def _put_in_place(tmp: Path, output: Path, overwrite: bool) -> None:
-    """Rename the finished folder `tmp` onto `output`, replacing it only with `overwrite`."""
-    if output.exists():
-        if not overwrite and (output.is_file() or any(output.iterdir())):
-            raise InputError(f"{output}: already exists (pass --overwrite to replace it)")
-        if output.is_dir():
-            shutil.rmtree(output)
-        else:
-            output.unlink()
-    os.replace(tmp, output)
+    """Rename the finished folder `tmp` onto `output`, replacing it only with `overwrite`. The old output is first
+    renamed aside and deleted only once the new one is in place, so an interruption leaves one of them whole (the
+    old one, if it came before the swap, as `.NAME.old-*` beside it). A symbolic link is replaced, not followed."""
+    if not (output.exists() or output.is_symlink()):
+        os.replace(tmp, output)
+        return
+    if not overwrite and (output.is_symlink() or output.is_file() or any(output.iterdir())):
+        raise InputError(f"{output}: already exists (pass --overwrite to replace it)")
+    aside = Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent)) / "old"
+    os.replace(output, aside)
+    try:
+        os.replace(tmp, output)
+    except BaseException:
+        os.replace(aside, output)  # put the old one back
+        aside.parent.rmdir()
+        raise
+    if aside.is_dir() and not aside.is_symlink():
+        shutil.rmtree(aside)
+    else:
+        aside.unlink()
+    aside.parent.rmdir()
 
 
 @contextmanager
@@ -129,7 +165,8 @@ def atomic_file(path: Path, suffix: str | None = None) -> Iterator[Path]:
     if path.is_dir():
         raise InputError(f"{path}: is a folder; the output is a file")
     make_parent(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix if suffix is None else suffix, dir=path.parent)
+    fd, tmp_name = _unwritable_is_input_error(
+        path, lambda: tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix if suffix is None else suffix, dir=path.parent))
     os.close(fd)
     tmp = Path(tmp_name)
     try:

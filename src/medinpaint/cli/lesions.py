@@ -87,7 +87,7 @@ def masks_cmd(
     from medinpaint.lesions.masks import AnatomyShapes, Spheres
     from medinpaint.outputs import atomic_dir
 
-    check_output_path(output, [cases], overwrite)
+    check_output_path(output, [cases, *([weights] if weights else [])], overwrite)
     if strategy == "spheres":
         generator = Spheres(radius=radius)
     elif strategy == "anatomy":
@@ -124,7 +124,7 @@ def paint_cmd(
     from medinpaint.lesions.painters import ClassicalPainter, InpaintingPainter
     from medinpaint.outputs import atomic_dir
 
-    check_output_path(output, [cases], overwrite)
+    check_output_path(output, [cases, *([weights] if weights else [])], overwrite)
     if painter == "inpainting" and weights is None:
         raise InputError("--painter inpainting needs --weights (train one with `medinpaint lesions train-painter`)")
     if painter not in ("classical", "inpainting"):

@@ -97,13 +97,14 @@ def sample_cmd(
     from medinpaint.synthesis.writers import write_dmiai, write_npy
 
     gen = load_generator(weights, size, device=resolve_device(device))
+    inputs = [weights] if weights is not None else []
     chunks = gen.stream(n, seed=seed, steps=steps, sampler=sampler, temperature=temperature, batch_size=batch_size,
                         vertebrae=vertebrae, guidance=guidance, progress=not no_progress)
     if output.suffix == ".npy":
-        paths = write_npy(output, chunks, n, gen.size, overwrite=overwrite)
+        paths = write_npy(output, chunks, n, gen.size, overwrite=overwrite, inputs=inputs)
         typer.echo(f"{n} slices of {gen.size}x{gen.size}: {', '.join(map(str, paths.values()))}")
     else:
-        write_dmiai(output, chunks, n, overwrite=overwrite)
+        write_dmiai(output, chunks, n, overwrite=overwrite, inputs=inputs)
         typer.echo(f"{n} slices of {gen.size}x{gen.size} in {output} (ct/ tissue/ vertebrae/)")
 
 

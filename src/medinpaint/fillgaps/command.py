@@ -31,13 +31,15 @@ def check_missing_value(value: float, dtype: np.dtype) -> float:
     return value
 
 
-def check_outputs(input: Path, output: Path, figures: Path | None, overwrite: bool) -> None:
+def check_outputs(inputs: list[Path], output: Path, figures: Path | None, overwrite: bool) -> None:
+    """The output file and the figures folder may be neither an input (the target, the training images or the
+    generator) nor hold one, nor, without `overwrite`, exist."""
     if output.suffix != ".npy":
         raise InputError(f"{output}: the output must be a .npy file")
     if figures is not None and figures.resolve() == output.resolve():
         raise InputError(f"{figures}: --figures must be a folder other than the output file")
     for path in (output, figures) if figures is not None else (output,):
-        check_output_path(path, [input], overwrite)
+        check_output_path(path, inputs, overwrite)
 
 
 def report(input: Path, images: np.ndarray, missing_value: float, source: str, result: FillResult, device: str) -> str:
@@ -82,7 +84,7 @@ def run_fill_gaps(
     if train_images is not None and generator is not None:
         raise InputError("give --train-images or --generator, not both")
     input, output = Path(input), Path(output)
-    check_outputs(input, output, figures, overwrite)
+    check_outputs([p for p in (input, train_images, generator) if p is not None], output, figures, overwrite)
     if device == "cuda":
         import torch
 

@@ -272,9 +272,10 @@ def run_study(data: Path, output: Path, cfg: StudyConfig, overwrite: bool = Fals
     """The whole study: `output/` gets results.csv, dice_vs_n.png, summary.md, config.json and the runs. An hour on
     a CPU is long enough to be interrupted: the work goes on in `.<output>.partial` beside the output, each finished
     (n, seed) block written to its `rows.jsonl`, and the same command run again resumes after the last one."""
-    check_output_path(output, [data], overwrite)
+    inputs = [data, *([Path(cfg.reference)] if cfg.reference else [])]
+    check_output_path(output, inputs, overwrite)
     slices = read_slices(data)
-    with resumable_dir(output, settings_key(cfg, [data]), overwrite=overwrite) as tmp:
+    with resumable_dir(output, settings_key(cfg, inputs), overwrite=overwrite) as tmp:
         kept = tmp / ROWS
 
         def keep(block: list[dict]) -> None:

@@ -86,7 +86,7 @@ def synth_report(weights: list[Path | None], data: Path, output: Path, cfg: Repo
     real slices of `data` (the data the generators were trained on) and write the report to `output`."""
     if cfg.n < 2:
         raise InputError(f"-n must be at least 2 to compare distributions, got {cfg.n}")
-    check_output_path(output, [data], overwrite)
+    check_output_path(output, [data, *(Path(w) for w in weights if w), *([Path(cfg.encoder)] if cfg.encoder else [])], overwrite)
     slices = read_slices(data)
     require_triples(slices, str(data))
     gens = [load_generator(w, None if w else slices.images.shape[-1], device=cfg.device) for w in weights]

@@ -6,7 +6,7 @@ is written (temporary files or folder beside it, renamed at the end).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -25,12 +25,14 @@ def npy_paths(path: Path) -> dict[str, Path]:
     return {"images": path, "tissue": Path(f"{stem}.tissue.npy"), "vertebrae": Path(f"{stem}.vertebrae.npy")}
 
 
-def write_npy(path: Path, chunks: Iterable[Samples], n: int, size: int, overwrite: bool = False) -> dict[str, Path]:
+def write_npy(path: Path, chunks: Iterable[Samples], n: int, size: int, overwrite: bool = False,
+              inputs: Sequence[Path] = ()) -> dict[str, Path]:
     """Stream n samples into X.npy (float32 (n,1,H,W) in [0,1]), X.tissue.npy (uint8 (n,H,W)) and
-    X.vertebrae.npy (int16 (n,)), through `np.lib.format.open_memmap` so n may exceed the memory."""
+    X.vertebrae.npy (int16 (n,)), through `np.lib.format.open_memmap` so n may exceed the memory. None of them
+    may be, or hold, one of `inputs` (the generator's checkpoint)."""
     paths = npy_paths(path)
     for p in paths.values():
-        check_output_path(p, [], overwrite)
+        check_output_path(p, list(inputs), overwrite)
     specs = {"images": (np.float32, (n, 1, size, size)), "tissue": (np.uint8, (n, size, size)), "vertebrae": (np.int16, (n,))}
     with ExitStack() as stack:
         arrays = {}
@@ -55,10 +57,10 @@ def case_ids(n: int) -> list[str]:
     return [f"synth_{i:0{width}d}" for i in range(n)]
 
 
-def write_dmiai(folder: Path, chunks: Iterable[Samples], n: int, overwrite: bool = False) -> Path:
+def write_dmiai(folder: Path, chunks: Iterable[Samples], n: int, overwrite: bool = False, inputs: Sequence[Path] = ()) -> Path:
     """Stream n samples into a DM-i-AI-layout folder (ct/ tissue/ vertebrae/) that `read_slices` and
-    `medinpaint train --data` accept as a clean training set."""
-    check_output_path(Path(folder), [], overwrite)
+    `medinpaint train --data` accept as a clean training set; it may not be, or hold, one of `inputs`."""
+    check_output_path(Path(folder), list(inputs), overwrite)
     ids = case_ids(n)
     with atomic_dir(Path(folder), overwrite=overwrite) as tmp:
         for kind in ("ct", "tissue", "vertebrae"):
