@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from medinpaint.data import read_slices, split_by_patient
-from medinpaint.data.cache import pack
+from medinpaint.data.cache import INDEX, pack
 from medinpaint.data.png import write_gray_png
 from medinpaint.data.readers import detect_layout
 from medinpaint.data.writers import write_predictions
@@ -67,6 +67,10 @@ def test_reads_png_pairs(tmp_path: Path) -> None:
          "corrupted_000_0.png: size 32x32 differs from 64x64"),
         (lambda d: write_gray_png(d / "tissue" / "tissue_000_1.png", np.full((64, 64), 7, np.uint8)),
          "tissue_000_1.png: tissue values must be"),
+        (lambda d: (d / "vertebrae" / "vertebrae_000_0.txt").write_bytes(b"\xff\xfe7"), "vertebrae_000_0.txt: not a text file"),
+        (lambda d: (d / "ct" / "extra.png").mkdir(), "extra.png: not a PNG file"),
+        (lambda d: write_gray_png(d / "ct" / "000_0.png", np.zeros((64, 64), np.uint8)),
+         "ct_000_0.png: the same case '000_0' as 000_0.png"),
     ],
 )
 def test_bad_dmiai_input_names_the_file_and_the_problem(phantom_dataset: Path, break_it, message: str) -> None:
@@ -111,6 +115,8 @@ def test_float64_predictions_keep_the_dtype_shape_and_known_pixels(tmp_path: Pat
         ("vertebrae", np.array([1, 99]), "(slice 1): expected one integer 0..24, found [99]"),
         ("vertebrae", np.array([-5, 1]), "expected one integer 0..24"),
         ("vertebrae", np.array([3.7, 1]), "expected one integer 0..24"),
+        ("masks", np.array(7), "shape () does not match images (2, 4, 4)"),
+        ("tissue", np.zeros((2, 2, 4, 4), np.uint8), "shape (2, 2, 4, 4) does not match images"),
     ],
 )
 def test_bad_npy_side_arrays_name_the_file_and_what_is_allowed(tmp_path: Path, part: str, array: np.ndarray,
@@ -130,6 +136,7 @@ def test_bad_npy_side_arrays_name_the_file_and_what_is_allowed(tmp_path: Path, p
         (np.full((2, 4, 4), np.nan), "NaN"),
         (np.full((2, 4, 4), 2.0), "must lie in"),
         (np.zeros((2, 4, 4), np.int32), "expected uint8 or float"),
+        (np.zeros((0, 4, 4), np.float32), "the dataset is empty"),
     ],
 )
 def test_bad_npy_input(tmp_path: Path, array: np.ndarray, message: str) -> None:
@@ -199,3 +206,17 @@ def test_packed_cache_round_trips_in_shards_under_the_limit(phantom_dataset: Pat
     assert np.array_equal(back.images, s.images) and np.array_equal(back.truth, s.truth)
     assert np.array_equal(back.masks, s.masks)
     assert np.array_equal(back.tissue, s.tissue) and np.array_equal(back.vertebrae, s.vertebrae)
+
+
+@pytest.mark.parametrize("damage, what", [
+    (lambda c: (c / INDEX).write_text("{not json"), "JSONDecodeError"),
+    (lambda c: (c / INDEX).write_text("{}"), "KeyError"),
+    (lambda c: [f.write_bytes(f.read_bytes()[:1000]) for f in c.glob("*.npz")], "BadZipFile"),  # a cut copy
+])
+def test_a_damaged_packed_cache_is_one_line_naming_it(phantom_dataset: Path, tmp_path: Path, damage, what: str) -> None:
+    cache = tmp_path / "cache"
+    pack(read_slices(phantom_dataset), cache)
+    damage(cache)
+    with pytest.raises(InputError, match=f"a damaged packed cache \\({what}") as err:
+        read_slices(cache)
+    assert str(err.value).startswith(f"{cache}: ") and "medinpaint pack" in str(err.value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -157,3 +158,21 @@ def test_a_dicom_ct_series_is_taken_for_ct_from_its_header(tmp_path: Path, tiny_
         fill_nifti(inpainter, folder, tmp_path / "mask.nii.gz", tmp_path / "out.nii.gz")
     record = fill_nifti(inpainter, folder, tmp_path / "mask.nii.gz", tmp_path / "out.nii.gz", modality="mri")
     assert record["intensity"]["kind"] == "percentiles"
+
+
+@pytest.mark.parametrize(("spoil", "message"), [
+    (lambda ds: delattr(ds, "ImagePositionPatient"), "no image geometry ('ImagePositionPatient')"),
+    (lambda ds: setattr(ds, "PixelSpacing", [0.7]), "malformed image geometry"),
+    (lambda ds: setattr(ds, "ImageOrientationPatient", [1, 0, 0]), "malformed image geometry"),
+    (lambda ds: setattr(ds, "PixelData", ds.PixelData[:100]), "unreadable pixel data"),
+], ids=["no-position", "one-spacing", "three-cosines", "short-pixels"])
+def test_a_damaged_image_of_a_series_is_named(tmp_path: Path, spoil, message: str) -> None:
+    import pydicom
+
+    folder = write_series(tmp_path / "series", hu_volume(), shuffle=False)
+    damaged = sorted(folder.glob("*.dcm"))[2]
+    ds = pydicom.dcmread(damaged)
+    spoil(ds)
+    ds.save_as(damaged)
+    with pytest.raises(InputError, match=re.escape(f"{damaged}: {message}")):
+        read_dicom_series(folder)

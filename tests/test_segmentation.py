@@ -127,6 +127,9 @@ def test_bad_labels_are_one_line_errors(tmp_path: Path) -> None:
     folder = write_npy_set(tmp_path / "b", images, labels)
     with pytest.raises(InputError, match="label value 2 is not one of the declared classes"):
         read_labelled(folder, values=(0, 1))
+    for values in ((0, 1, 300), (0, 1, -1), (0, 1, 1, 2)):  # out of range would index past, or wrap around, the table
+        with pytest.raises(InputError, match=r"each must be a distinct label value in 0\.\.255"):
+            read_labelled(folder, values=values)
     folder = write_npy_set(tmp_path / "c", images, np.minimum(labels, 1).astype(np.uint8))
     data = read_labelled(folder, values=(0, 1, 2))
     cfg = SegTrainConfig(steps=1, network=TINY)

@@ -64,8 +64,17 @@ def is_cache(path: Path) -> bool:
 
 def load(folder: Path) -> SliceSet:
     """Read a packed cache back: with masks, as corrupted/mask/truth triples (as the DM-i-AI folder reads);
-    without, as clean slices."""
+    without, as clean slices. A damaged cache (a cut shard, an index that is not `pack`'s) is one line."""
     folder = Path(folder)
+    try:
+        return _load(folder)
+    except (ValueError, KeyError, TypeError, EOFError, OSError, zipfile.BadZipFile) as e:
+        if isinstance(e, InputError):
+            raise
+        raise InputError(f"{folder}: a damaged packed cache ({type(e).__name__}: {e}); pack it again with `medinpaint pack`") from None
+
+
+def _load(folder: Path) -> SliceSet:
     meta = json.loads((folder / INDEX).read_text())
     parts: dict[str, list[np.ndarray]] = {}
     for name in meta["shards"]:

@@ -42,6 +42,29 @@ def describe(folder: Path) -> list[tuple[str, str, int]]:
     return [(uid, str(items[0][1].get("SeriesDescription", "")), len(items)) for uid, items in _read_headers(folder).items()]
 
 
+def _geometry(path: Path, ds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(orientation: 6 direction cosines, position: 3 mm, pixel spacing: row and column mm) of one image, or a
+    one-line error naming it when a tag is missing or malformed."""
+    try:
+        values = [np.asarray(getattr(ds, tag), dtype=float).reshape(-1)
+                  for tag in ("ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing")]
+    except AttributeError as exc:
+        raise InputError(f"{path}: no image geometry ({exc.args[0].split()[-1]})") from None
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable image geometry ({exc})") from None
+    if [v.size for v in values] != [6, 3, 2]:
+        raise InputError(f"{path}: malformed image geometry (ImageOrientationPatient, ImagePositionPatient and PixelSpacing "
+                         f"hold {', '.join(str(v.size) for v in values)} values, not 6, 3 and 2)")
+    return values[0], values[1], values[2]
+
+
+def _pixels(path: Path, ds) -> np.ndarray:
+    try:
+        return ds.pixel_array
+    except Exception as exc:  # pydicom raises many kinds: short data, a compression with no decoder installed
+        raise InputError(f"{path}: unreadable pixel data ({type(exc).__name__}: {exc})") from None
+
+
 def read_dicom_series(folder: Path, series: str | None = None) -> Volume:
     """The one series of `folder`, or the one whose description or UID is `series`, as a Volume in RAS."""
     import nibabel as nib
@@ -58,19 +81,16 @@ def read_dicom_series(folder: Path, series: str | None = None) -> Volume:
         raise InputError(f"{folder}: {len(groups)} series ({listed}); choose one with --series DESCRIPTION or UID")
     (items,) = groups.values()
     first = items[0][1]
-    try:
-        orientation = np.asarray(first.ImageOrientationPatient, dtype=float)
-        row_dir, col_dir = orientation[:3], orientation[3:]
-        row_spacing, col_spacing = (float(v) for v in first.PixelSpacing)
-    except AttributeError as exc:
-        raise InputError(f"{items[0][0]}: no image geometry ({exc.args[0].split()[-1]})") from None
+    geometry = [_geometry(path, ds) for path, ds in items]
+    orientation, _, (row_spacing, col_spacing) = geometry[0]
+    row_dir, col_dir = orientation[:3], orientation[3:]
     normal = np.cross(row_dir, col_dir)
-    for path, ds in items:
-        if not np.allclose(np.asarray(ds.ImageOrientationPatient, dtype=float), orientation, atol=1e-4):
+    for (path, ds), (own_orientation, _, _) in zip(items, geometry):
+        if not np.allclose(own_orientation, orientation, atol=1e-4):
             raise InputError(f"{path}: its orientation differs from the rest of the series")
         if (ds.Rows, ds.Columns) != (first.Rows, first.Columns):
             raise InputError(f"{path}: {ds.Rows}x{ds.Columns} pixels, the series' first image {first.Rows}x{first.Columns}")
-    positions = np.array([np.asarray(ds.ImagePositionPatient, dtype=float) for _, ds in items])
+    positions = np.array([position for _, position, _ in geometry])
     order = np.argsort(positions @ normal)
     items, positions = [items[i] for i in order], positions[order]
     gaps = np.diff(positions @ normal)
@@ -80,7 +100,7 @@ def read_dicom_series(folder: Path, series: str | None = None) -> Volume:
                          f"slice near {items[worst][0].name})")
     slopes = {float(ds.get("RescaleSlope", 1)) for _, ds in items}
     inters = {float(ds.get("RescaleIntercept", 0)) for _, ds in items}
-    pixels = np.stack([ds.pixel_array for _, ds in items], axis=-1)  # (rows, cols, slices)
+    pixels = np.stack([_pixels(path, ds) for path, ds in items], axis=-1)  # (rows, cols, slices)
     if len(slopes) == 1 and len(inters) == 1:
         raw, slope, inter = pixels, slopes.pop(), inters.pop()
     else:  # a rescale per slice: store Hounsfield units as floats

@@ -89,10 +89,13 @@ def _png_files(folder: Path, prefix: str) -> dict[str, Path]:
     for f in sorted(folder.iterdir()):
         if f.name.startswith("."):
             continue
-        if f.suffix.lower() != ".png":
-            raise InputError(f"{f}: not a PNG file")
+        if f.suffix.lower() != ".png" or f.is_dir():
+            raise InputError(f"{f}: not a PNG file" + (" (a folder)" if f.is_dir() else ""))
         stem = f.stem
-        files[stem[len(prefix) + 1 :] if stem.startswith(prefix + "_") else stem] = f
+        case = stem[len(prefix) + 1 :] if stem.startswith(prefix + "_") else stem
+        if case in files:
+            raise InputError(f"{f}: the same case {case!r} as {files[case].name}: which one is meant?")
+        files[case] = f
     return files
 
 
@@ -181,7 +184,10 @@ def _read_vertebrae(folder: Path, ids: list[str]) -> np.ndarray:
     for i, f in zip(ids, files):
         if not f.is_file():
             raise InputError(f"{f}: missing vertebra file for case {i}")
-        text = f.read_text()
+        try:
+            text = f.read_text()
+        except UnicodeDecodeError:
+            raise InputError(f"{f}: not a text file (expected one integer 0..{MAX_VERTEBRA})") from None
         if not _INT.match(text):
             raise InputError(f"{f}: expected one integer 0..{MAX_VERTEBRA}, found {text[:20]!r}")
         values.append(int(text))
@@ -223,6 +229,8 @@ def as_images(arr: np.ndarray, path: Path) -> tuple[np.ndarray, tuple[int, ...]]
         arr = arr[:, 0]
     if arr.ndim != 3:
         raise InputError(f"{path}: expected an array (N,H,W) or (N,1,H,W), got shape {shape}")
+    if arr.size == 0:
+        raise InputError(f"{path}: the dataset is empty (shape {shape})")
     if arr.dtype == np.uint8:
         return arr, shape
     if not np.issubdtype(arr.dtype, np.floating):
@@ -264,7 +272,9 @@ def _read_npy(path: Path) -> SliceSet:
             arr = _label_map(load_npy(f), f)
         else:
             arr = load_npy(f)
-            arr = arr[:, 0] if arr.ndim == 4 else arr
+            arr = arr[:, 0] if arr.ndim == 4 and arr.shape[1] == 1 else arr
+            if arr.shape != images.shape:  # before the values: a scalar or a cube has no slices to name
+                raise InputError(f"{f}: shape {arr.shape} does not match images {images.shape}")
             if part == "masks":
                 arr = _as_mask(arr, f)
             else:

@@ -48,6 +48,9 @@ def to_class_ids(raw: np.ndarray, values: tuple[int, ...], name: str) -> np.ndar
     """Label-map values -> uint8 class ids; a value outside `values` is an error naming `name` and the value."""
     if len(values) > 255:
         raise InputError(f"{name}: at most 255 classes, got {len(values)}")
+    outside = [v for v in values if not 0 <= v <= 255]
+    if outside or len(set(values)) != len(values):
+        raise InputError(f"class values (--class-value) {list(values)}: each must be a distinct label value in 0..255")
     raw = np.asarray(raw)
     if raw.size and (raw.min() < 0 or raw.max() > 255):
         raise InputError(f"{name}: label values must lie in 0..255, found {int(raw.min())}..{int(raw.max())}")
