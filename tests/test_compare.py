@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from medinpaint.cli import app
@@ -56,28 +57,32 @@ def test_a_step_budget_alone_is_not_capped_by_minutes() -> None:
 
 def test_an_interrupted_comparison_goes_on_where_it_stopped(phantom_dataset: Path, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    """An hour of runs is not lost to Ctrl-C: the finished runs are kept, the one cut short resumes from its
-    last.pt, and the report is the same as an uninterrupted one's."""
+    """An hour of runs is not lost to Ctrl-C: the finished runs are kept, the one cut short (here in its second
+    step) resumes from its last.pt, and the report is the same as an uninterrupted one's, to the last digit."""
     from medinpaint import compare as cmp
+    from medinpaint.training import InpaintingTask
 
     cfg = cmp.CompareConfig(architectures=("unet",), losses=("l1",), steps=3, seeds=3, batch_size=2, base_channels=8,
                             size=None, progress=False)
-    calls: list[str] = []
-    real_run = cmp.run_one
+    steps: list[int] = []
+    real_loss = InpaintingTask.loss
 
-    def interrupted(slices, pool, val, c, folder, *args):
-        calls.append(folder.name)
-        if len(calls) == 3:
+    def interrupted(self, *args):
+        steps.append(1)
+        if len(steps) == 3 + 3 + 2:  # two runs of 3 steps, then the third run's second step
             raise KeyboardInterrupt
-        return real_run(slices, pool, val, c, folder, *args)
+        return real_loss(self, *args)
 
-    monkeypatch.setattr(cmp, "run_one", interrupted)
+    monkeypatch.setattr(InpaintingTask, "loss", interrupted)
     out = tmp_path / "report"
     with pytest.raises(KeyboardInterrupt):
         cmp.compare(phantom_dataset, out, cfg)
+    monkeypatch.undo()
     work = tmp_path / ".report.partial"
     assert not out.exists() and (work / "runs" / "unet-l1-s1" / "row.json").is_file()
-    calls.clear()
+    assert torch.load(work / "runs" / "unet-l1-s2" / "last.pt", weights_only=True)["step"] == 1
+    calls: list[str] = []
+    real_run = cmp.run_one
     monkeypatch.setattr(cmp, "run_one", lambda *a: (calls.append(a[4].name), real_run(*a))[1])
     rows = cmp.compare(phantom_dataset, out, cfg)
     assert calls == ["unet-l1-s2"] and [r["seed"] for r in rows] == [0, 1, 2]  # seeds 0 and 1 kept, not run again

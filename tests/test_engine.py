@@ -13,6 +13,8 @@ import torch
 import typer
 from torch import nn
 
+from safetensors.torch import load_file
+
 from medinpaint.checkpoint import Preprocessing, file_checksum, read_metadata
 from medinpaint.data import read_slices
 from medinpaint.cli.options import user_errors
@@ -78,6 +80,10 @@ def test_resume_continues_steps_and_schedule_even_after_a_config_field_is_added(
     assert [r["step"] for r in parts] == [str(s) for s in range(1, 7)]
     assert [r["lr"] for r in parts] == [r["lr"] for r in whole]  # the cosine goes on where it stopped
     assert read_metadata(tmp_path / "parts" / "model.safetensors").training.steps == 6
+    # the same batches, masks and noise as if never stopped: the same losses and, to the bit, the same weights
+    assert [r["loss"] for r in parts] == [r["loss"] for r in whole]
+    a, b = (load_file(tmp_path / run / "model.safetensors") for run in ("whole", "parts"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_overwrite_leaves_no_trace_of_the_old_run_and_keeps_other_files(phantom_dataset: Path, tmp_path: Path) -> None:
@@ -317,3 +323,56 @@ def test_a_log_file_gets_a_last_progress_line_whichever_budget_ends_the_run(tmp_
     fit(LineFit(), tmp_path / "run", EngineConfig(minutes=0.002, batch_size=8, warmup_steps=1), device="cpu", progress=True)
     lines = [line for line in capsys.readouterr().err.splitlines() if ": step " in line]
     assert len(lines) == 1 and lines[0].split(": step ")[1].split()[0] == log(tmp_path / "run")[-1]["step"]
+
+
+def test_a_resumed_run_takes_the_weight_decay_it_is_given_as_it_says(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    fit(LineFit(), tmp_path / "run", EngineConfig(steps=3, warmup_steps=1), device="cpu", progress=False)
+    capsys.readouterr()
+    fit(LineFit(), tmp_path / "run", EngineConfig(steps=5, warmup_steps=1, weight_decay=0.05), device="cpu", progress=False)
+    assert "weight_decay 0.0001 -> 0.05" in capsys.readouterr().out
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert [g["weight_decay"] for g in state["optimizer"]["param_groups"]] == [0.05]  # the loaded state's was 1e-4
+    assert len(state["optimizer"]["state"]) == 4  # and the moments of every parameter were kept
+
+
+def test_an_update_cut_short_is_not_saved_as_a_finished_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    cfg = EngineConfig(steps=6, warmup_steps=1, checkpoint_every_s=0.0)  # a periodic last.pt after every step
+    original, calls = EMA.update, []
+
+    def update(self, network, step):  # Ctrl-C after the optimizer moved the weights, before the step is counted
+        calls.append(step)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return original(self, network, step)
+
+    monkeypatch.setattr(EMA, "update", update)
+    with pytest.raises(KeyboardInterrupt):
+        fit(LineFit(), tmp_path / "run", cfg, device="cpu", progress=False)
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 3  # the save after step 3, not a hybrid
+    assert "interrupted inside step 4" in capsys.readouterr().out
+
+
+def test_resumed_batch_seeds_never_repeat_another_seeds_stream() -> None:
+    from medinpaint.engine.loop import batch_seed
+
+    assert batch_seed(3, 1, 0) == 3001  # a fresh run: as before, so recorded step-budget figures stand
+    fresh = {batch_seed(seed, p, 0) for seed in range(5) for p in range(4)}
+    resumed = {batch_seed(seed, p, step) for seed in range(5) for p in range(4) for step in (1, 100, 1000)}
+    assert len(resumed) == 60 and not fresh & resumed  # (seed 0 resumed at step 1000 drew seed 1's stream)
+
+
+class LineFitWithCritic(LineFit):
+    """LineFit with an (idle) adversarial critic, as `--adversarial` adds one to the inpainting U-Net."""
+
+    def build_critic(self) -> nn.Module:
+        return nn.Linear(1, 1)
+
+    def critic_loss(self, batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return self.critic(batch).mean() * 0
+
+
+def test_turning_the_critic_on_when_resuming_is_one_line(tmp_path: Path) -> None:
+    fit(LineFit(), tmp_path / "run", EngineConfig(steps=2, warmup_steps=1), device="cpu", progress=False)
+    with pytest.raises(InputError, match="saved without an adversarial critic"):
+        fit(LineFitWithCritic(), tmp_path / "run", EngineConfig(steps=4, warmup_steps=1), device="cpu", progress=False)

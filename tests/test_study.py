@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from medinpaint.cli import app
 from medinpaint.data import read_slices
 from medinpaint.data.split import patient_of
+from medinpaint.engine.logs import training_seconds
 from medinpaint.models import SegmenterConfig
 from medinpaint.segmentation.study import Study, StudyConfig, pick_patients, run_study, training_patients
 from medinpaint.synthesis import task as synth_task
@@ -69,6 +70,9 @@ def test_the_study_writes_every_row_the_plot_and_the_table(phantoms: Path, tmp_p
     assert sorted((r["arm"], r["n"], r["seed"]) for r in rows) == sorted(
         (arm, n, "0") for arm in ("real", "real+own", "real+all", "synthetic") for n in ("1", "all"))
     assert all(0 <= float(r["dice_fat"]) <= 1 for r in rows)
+    for r in rows:  # the engine's training time of the run (not the wall time of the call: loading, export)
+        run = out / "runs" / f"n{r['n']}-s{r['seed']}-{r['arm']}-{r['ratio']}"
+        assert float(r["train_seconds"]) == round(training_seconds(run), 1)
     assert {r["real_slices"] for r in rows if r["n"] == "1" and r["arm"] == "real"} == {"2"}
     assert {r["synthetic_slices"] for r in rows if r["n"] == "all" and r["arm"] == "real+own"} == {"12"}
     assert (out / "dice_vs_n.png").stat().st_size > 1000

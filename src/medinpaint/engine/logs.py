@@ -103,3 +103,11 @@ def _drop_rows_after(log_csv: Path, step: int) -> None:
     kept = lines[:1] + [line for line in lines[1:] if before(line)]
     if len(kept) < len(lines):
         log_csv.write_text("".join(kept))
+
+
+def training_seconds(run: Path) -> float:
+    """The training time of the run in `run` as the engine counts it (its last log row's `elapsed_s`: training
+    only, summed across resumes), for tables that compare runs."""
+    with open(Path(run) / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return float(rows[-1]["elapsed_s"]) if rows else 0.0

@@ -5,8 +5,10 @@ DDP under `torchrun`/`accelerate launch`, bf16 autocast and unwrapping in a few 
 Python that reads top to bottom; Fabric would add a dependency for the same four calls.
 
 The budget (steps and/or minutes, in total across resumes) and the cosine schedule live in `EngineConfig`; a
-run resumes from `last.pt` with its step count, clock, optimizer and EMA; the EMA network is what is validated
-and exported. Time counts training only: validation and checkpoint writing are not charged to the budget.
+run resumes from `last.pt` with its step count, clock, optimizer, EMA and random states, so that a one-process
+run stopped and resumed ends with the weights an uninterrupted one would have (a step cut short is drawn again;
+with several processes, the others draw afresh); the EMA network is what is validated and exported. Time counts
+training only: validation and checkpoint writing are not charged to the budget.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 
@@ -32,6 +35,16 @@ def accelerator(device: str | None) -> Accelerator:
     """CPU in float32, or the GPU(s) in bf16 autocast; `None` picks CUDA when there is one."""
     cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
     return Accelerator(cpu=cpu, mixed_precision="no" if cpu else "bf16")
+
+
+def batch_seed(seed: int, process: int, step: int) -> int:
+    """The seed of a process's batch generator. A fresh run's is `seed * 1000 + process`, as it always was (so the
+    recorded step-budget figures stand); a resumed run restores the saved state instead, and only where there is
+    none (another process's, a last.pt saved before states were kept) draws from (seed, process, step), which no
+    fresh run of another seed shares."""
+    if step == 0:
+        return seed * 1000 + process
+    return int(np.random.SeedSequence([seed, process, step]).generate_state(1)[0])
 
 
 def fit(task: Task, output: Path, cfg: EngineConfig, device: str | None = None, progress: bool = True,
@@ -87,15 +100,19 @@ def _fit(task: Task, output: Path, cfg: EngineConfig, device: str | None, progre
         task.critic = critic
     forward = torch.compile(network) if cfg.compile else network
     task.setup(acc.device)
-    gen = torch.Generator(device=acc.device).manual_seed(cfg.seed * 1000 + acc.process_index + step)
+    gen = torch.Generator(device=acc.device).manual_seed(batch_seed(cfg.seed, acc.process_index, step))
+    if resumed.rng is not None and main:  # the main process's numbers go on as if never stopped
+        runstate.restore_random_states(resumed.rng, gen)
     if main:
         (output / "config.json").write_text(json.dumps({"kind": task.kind, "engine": cfg.to_dict(), **ident}, indent=1, default=str))
     log = RunLog(output, task.val_fields, main, progress, cfg.steps, step, task.name)
 
-    def save_state() -> None:
+    def save_state(rng: dict[str, torch.Tensor] | None = None) -> None:
+        """`rng`: the random states to resume with (default: as they are now, between two steps)."""
         if main:
             runstate.save(last, ident, acc.unwrap_model(network), ema.network, opt, step, elapsed, cfg.to_dict(),
-                          None if critic is None else acc.unwrap_model(critic), critic_opt, started_from)
+                          None if critic is None else acc.unwrap_model(critic), critic_opt, started_from,
+                          rng or runstate.random_states(gen))
 
     def finished() -> bool:  # this process's view: budget spent, or a SIGTERM asked it to stop
         return not cfg.budget_left(step, elapsed) or request.signal is not None
@@ -110,9 +127,11 @@ def _fit(task: Task, output: Path, cfg: EngineConfig, device: str | None, progre
     window_steps, window_s = 0, 0.0
     last_ckpt = time.monotonic()
     network.train()
+    in_step = updating = False  # updating: between the optimizer's step and the step count, a state not to save
+    t0 = time.monotonic()  # from here: the step, and the stop check before it (with several processes it waits for them)
     try:
         while not stop():
-            t0 = time.monotonic()
+            rng_before_step, in_step = runstate.random_states(gen), True  # an interrupted step is drawn again on resume
             lr = cfg.lr_at(step, elapsed)
             for group in opt.param_groups:
                 group["lr"] = lr
@@ -122,6 +141,7 @@ def _fit(task: Task, output: Path, cfg: EngineConfig, device: str | None, progre
             opt.zero_grad(set_to_none=True)
             acc.backward(loss)
             acc.clip_grad_norm_(network.parameters(), 1.0)
+            updating = True
             opt.step()
             if critic is not None:  # one step of the critic against the network's latest output
                 for group in critic_opt.param_groups:
@@ -133,6 +153,7 @@ def _fit(task: Task, output: Path, cfg: EngineConfig, device: str | None, progre
                 critic_opt.step()
             ema.update(acc.unwrap_model(network), step)
             step += 1
+            in_step = updating = False
             validating = bool(task.val_fields) and step % cfg.val_every == 0
             loss_value = loss.item() if step % cfg.log_every == 0 or validating else None  # waits for the GPU
             dt = time.monotonic() - t0
@@ -143,6 +164,8 @@ def _fit(task: Task, output: Path, cfg: EngineConfig, device: str | None, progre
                 values: dict[str, float] = {"step": step, "elapsed_s": elapsed, "lr": lr,
                                             "loss": loss.item() if loss_value is None else loss_value,
                                             "images_per_s": window_steps * cfg.batch_size * acc.num_processes / max(window_s, 1e-9)}
+                if at_end and request.signal is not None:
+                    save_state()  # before the validation: a scheduler's grace period may not last through it
                 if main and task.val_fields and (validating or at_end):
                     values.update(task.validate(ema.network, acc.device))
                 log.row(values)
@@ -151,9 +174,13 @@ def _fit(task: Task, output: Path, cfg: EngineConfig, device: str | None, progre
             if time.monotonic() - last_ckpt > cfg.checkpoint_every_s:
                 save_state()
                 last_ckpt = time.monotonic()
+            t0 = time.monotonic()
     finally:
         log.close()
-        save_state()
+        if updating:  # interrupted inside an update (Ctrl-C): the weights are a step ahead of the count
+            acc.print(f"interrupted inside step {step + 1}: {last} keeps the last periodic save")
+        else:
+            save_state(rng_before_step if in_step else None)
     acc.wait_for_everyone()
     if request.signal:
         acc.print(f"{request.signal} at step {step}: stopped early, last.pt saved and the weights exported; "

@@ -35,6 +35,7 @@ class Resumed:
     elapsed_s: float = 0.0
     config: dict = field(default_factory=dict)  # the engine settings it was saved with
     started_from: str | None = None  # the weights it was fine-tuned from ("" from scratch; None: not recorded)
+    rng: dict[str, torch.Tensor] | None = None  # the random states at the save (None: saved before they were kept)
 
 
 def prepare_folder(output: Path, overwrite: bool) -> None:
@@ -89,14 +90,40 @@ def resume(path: Path, current: dict, config_type: type, network: nn.Module, ema
         raise InputError(f"{path}: not a readable run checkpoint ({type(exc).__name__}); use a new --output or --overwrite") from None
     if "identity" not in state or not same_run(state["identity"], current, config_type):
         raise InputError(f"{path}: checkpoint of another network, config or data size; use a new --output or --overwrite")
+    if critic is not None and "critic" not in state:
+        raise InputError(f"{path}: saved without an adversarial critic; resume it without one, or use a new --output")
     network.load_state_dict(state["network"])
     ema.load_state_dict(state["ema"])
-    opt.load_state_dict(state["optimizer"])
+    _load_optimizer(opt, state["optimizer"])
     if critic is not None and critic_opt is not None:
         critic.load_state_dict(state["critic"])
-        critic_opt.load_state_dict(state["critic_optimizer"])
+        _load_optimizer(critic_opt, state["critic_optimizer"])
     say(f"resuming from {path} at step {state['step']} ({state['elapsed_s'] / 60:.1f} min trained)")
-    return Resumed(state["step"], state["elapsed_s"], state.get("config", {}), state.get("started_from"))
+    return Resumed(state["step"], state["elapsed_s"], state.get("config", {}), state.get("started_from"), state.get("rng"))
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, saved: dict) -> None:
+    """The saved moments, with this run's settings: loading puts back the saved weight decay (and betas, momentum),
+    so they are set again from the optimizer as built now; the learning rate is the schedule's, every step."""
+    opt.load_state_dict(saved)
+    for group in opt.param_groups:
+        group.update({k: v for k, v in opt.defaults.items() if k != "lr"})
+
+
+def random_states(batches: torch.Generator) -> dict[str, torch.Tensor]:
+    """What a resumed run needs to draw the numbers an uninterrupted one would: the batch generator's state and
+    torch's global ones (dropout draws from them)."""
+    states = {"batches": batches.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state()
+    return states
+
+
+def restore_random_states(states: dict[str, torch.Tensor], batches: torch.Generator) -> None:
+    batches.set_state(states["batches"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state(states["cuda"])
 
 
 def changed_settings(saved: dict, current: dict) -> list[str]:
@@ -128,10 +155,12 @@ def origin(path: Path) -> str:
 
 def save(path: Path, current: dict, network: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer, step: int, elapsed: float,
          config: dict, critic: nn.Module | None = None, critic_opt: torch.optim.Optimizer | None = None,
-         started_from: str = "") -> None:
+         started_from: str = "", rng: dict[str, torch.Tensor] | None = None) -> None:
     """Write the resumable state atomically (a crash mid-write leaves the previous `last.pt`)."""
     state = {"identity": current, "network": network.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
              "step": step, "elapsed_s": elapsed, "config": config, "started_from": started_from}
+    if rng is not None:
+        state["rng"] = rng
     if critic is not None and critic_opt is not None:
         state |= {"critic": critic.state_dict(), "critic_optimizer": critic_opt.state_dict()}
     tmp = path.with_suffix(".tmp")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from matplotlib.figure import Figure
 from medinpaint.constants import TISSUE_LEVELS
 from medinpaint.data import read_slices, split_by_patient
 from medinpaint.data.slices import SliceSet, to_uint8
+from medinpaint.engine.logs import training_seconds
 from medinpaint.data.split import patient_of
 from medinpaint.errors import InputError
 from medinpaint.models import SegmenterConfig
@@ -155,11 +155,9 @@ class Study:
                            np.concatenate([train.labels, self.validation.labels]), TISSUE_LEVELS, coding(TISSUE_LEVELS), "dmiai")
         cfg = SegTrainConfig(steps=c.seg_steps, batch_size=c.seg_batch, val_every=c.seg_steps, val_cases=len(self.validation),
                              warmup_steps=min(100, c.seg_steps // 5), log_every=50, seed=seed, network=c.network)
-        t0 = time.monotonic()
         weights = train_segmenter(data, self.work / name, cfg, extra=extra, device=c.device, progress=False, check_classes=False)
-        seconds = time.monotonic() - t0
         pred = Segmenter.from_pretrained(weights, device=c.device, backend="torch").predict(self.heldout.images, batch_size=64)
-        return score(self.heldout, pred).aggregate(), seconds
+        return score(self.heldout, pred).aggregate(), training_seconds(self.work / name)  # the engine's, across resumes
 
     def runs_per_block(self) -> int:
         """Segmenter runs for one (n, seed)."""
