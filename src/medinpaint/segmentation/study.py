@@ -31,7 +31,7 @@ from medinpaint.engine.logs import training_seconds
 from medinpaint.data.split import patient_of
 from medinpaint.errors import InputError
 from medinpaint.models import SegmenterConfig
-from medinpaint.outputs import check_output_path, resumable_dir, settings_key
+from medinpaint.outputs import atomic_file, check_output_path, resumable_dir, settings_key
 from medinpaint.segmentation.data import LabelledSet, coding, to_class_ids
 from medinpaint.segmentation.evaluate import score
 from medinpaint.segmentation.inference import Segmenter
@@ -256,13 +256,14 @@ def summary_table(rows: list[dict]) -> str:
 
 
 def kept_rows(path: Path) -> list[dict]:
-    """The rows of the blocks an interrupted study finished, one JSON object a line (the last may be cut short)."""
+    """The rows of the blocks an interrupted study finished, one JSON object a line (written whole, atomically; a
+    line cut short by an older version's interruption is skipped)."""
     rows = []
     for line in path.read_text().splitlines() if path.is_file() else []:
         try:
             rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut short by the interruption
-            break
+        except json.JSONDecodeError:
+            continue
     return rows
 
 
@@ -275,13 +276,16 @@ def run_study(data: Path, output: Path, cfg: StudyConfig, overwrite: bool = Fals
     slices = read_slices(data)
     with resumable_dir(output, settings_key(cfg, inputs), overwrite=overwrite) as tmp:
         kept = tmp / ROWS
+        done = kept_rows(kept)
+        written = list(done)
 
-        def keep(block: list[dict]) -> None:
-            with open(kept, "a") as f:
-                f.write("".join(json.dumps(r) + "\n" for r in block))
+        def keep(block: list[dict]) -> None:  # the whole file anew, atomically: an interruption cannot cut a line
+            written.extend(block)
+            with atomic_file(kept) as part:
+                part.write_text("".join(json.dumps(r) + "\n" for r in written))
 
         study = Study(slices, cfg, tmp / "runs")
-        rows = study.run(kept_rows(kept), keep)
+        rows = study.run(done, keep)
         kept.unlink(missing_ok=True)
         with open(tmp / "results.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, FIELDS)
