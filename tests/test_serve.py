@@ -191,6 +191,19 @@ def test_each_request_logs_one_json_line_with_latency(client: httpx.Client, samp
     assert lines[0]["ts"].endswith("+00:00")
 
 
+def png_with_chunk(image: np.ndarray, kind: bytes, data: bytes) -> str:
+    """base64 PNG of `image` with one more chunk after the header (a damaged or hostile one)."""
+    raw = encode_gray_png(image)
+    chunk = struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return b64(raw[:33] + chunk + raw[33:])  # 33: the signature and the IHDR chunk
+
+
+def png_cut_header() -> str:
+    """A PNG whose IHDR chunk holds 10 bytes, not 13."""
+    data = struct.pack(">IIBB", 256, 256, 8, 0)
+    return b64(PNG_MAGIC + struct.pack(">I", len(data)) + b"IHDR" + data + struct.pack(">I", zlib.crc32(b"IHDR" + data)))
+
+
 def _bad_requests(samples: Path) -> list[tuple[str, str, dict | bytes, str]]:
     """(test id, path, body, field the error must name)."""
     good = dmiai_request(samples, CASE)
@@ -212,6 +225,11 @@ def _bad_requests(samples: Path) -> list[tuple[str, str, dict | bytes, str]]:
         ("vertebra-as-bool", "/predict", {**good, "vertebrae": True}, "vertebrae"),
         ("image-not-string", "/predict", {**good, "corrupted_image": 5}, "corrupted_image"),
         ("not-json", "/predict", b"{corrupted_image:", "body"),
+        ("not-utf8", "/predict", b'{"corrupted_image": "\xff\xfe"}', "body"),
+        ("png-empty-gama-chunk", "/predict", {**good, "mask_image": png_with_chunk(mask, b"gAMA", b"")}, "mask_image"),
+        ("png-cut-header", "/predict", {**good, "tissue_image": png_cut_header()}, "tissue_image"),
+        ("png-text-bomb", "/predict", {**good, "corrupted_image": png_with_chunk(gray, b"zTXt", b"k\0\0" + zlib.compress(bytes(3 << 20)))},
+         "corrupted_image"),
         ("json-list", "/predict", b"[1, 2]", "body"),
         ("page-mask-not-0-255", "/inpaint", {"corrupted_image": png(gray), "mask_image": png(gray)}, "mask_image"),
         ("batch-item", "/predict/batch", {"items": [good, {**good, "mask_image": png(gray)}]}, "items.1.mask_image"),
@@ -221,6 +239,19 @@ def _bad_requests(samples: Path) -> list[tuple[str, str, dict | bytes, str]]:
     ]
     cases += [(f"missing-{k}", "/predict", {f: v for f, v in good.items() if f != k}, k) for k in good]
     return cases
+
+
+def test_an_error_of_ours_is_a_500_in_the_error_shape_and_keeps_the_connection(tiny_checkpoint: Path) -> None:
+    app = create_app(tiny_checkpoint)
+
+    async def broken() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/broken", broken)
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=30) as c:
+        answer = c.get("/broken")
+        assert answer.status_code == 500 and answer.json() == {"detail": "internal server error", "field": None}
+        assert c.get("/health").status_code == 200  # the same keep-alive connection: not reset
 
 
 @pytest.mark.parametrize(("path", "body", "field"), [pytest.param(*case[1:], id=case[0]) for case in _bad_requests(sample_dir())])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +34,9 @@ def decode_gray_png(data: bytes, name: str, size: tuple[int, int] | None = None)
         raise InputError(f"{name}: image too large to decode ({exc})") from exc
     except UnidentifiedImageError as exc:
         raise InputError(f"{name}: unreadable PNG (not a valid image)") from exc
-    except (OSError, SyntaxError) as exc:
+    except InputError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error) as exc:  # Pillow's kinds of damaged PNG
         raise InputError(f"{name}: unreadable PNG ({exc})") from exc
     return arr
 

@@ -27,7 +27,7 @@ from medinpaint.inference import Inpainter
 from medinpaint.samples import sample_dir
 from medinpaint.serve.batcher import Job, MicroBatcher
 from medinpaint.serve.decode import FieldError, decode_image, decode_mask, decode_tissue, encode_image
-from medinpaint.serve.middleware import BodyLimit, RequestLog, error_response, server_logger
+from medinpaint.serve.middleware import BodyLimit, RequestLog, error_response
 from medinpaint.serve.schemas import (
     MAX_BATCH_ITEMS,
     BatchRequest,
@@ -145,7 +145,8 @@ def _job(item: PredictRequest | InpaintRequest, prefix: str) -> Job:
 
 
 def _add_error_handlers(app: FastAPI) -> None:
-    """Every error as `{"detail", "field"}`: 422 for bad fields, 413 for big bodies, and a logged 500 for our bugs."""
+    """Every error as `{"detail", "field"}`: 422 for bad fields, 400 for a body that does not parse, 413 for big
+    bodies; a 500 for our bugs is `RequestLog`'s."""
 
     @app.exception_handler(FieldError)
     async def bad_field(request: Request, exc: FieldError) -> JSONResponse:
@@ -161,13 +162,10 @@ def _add_error_handlers(app: FastAPI) -> None:
         return error_response(422, f"{field}: {first['msg']}" + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""), field)
 
     @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:  # 400 (an unparsable body), 404, 405, 413
+        if exc.status_code == 400:
+            return error_response(400, f"body: {exc.detail}", "body")
         return error_response(exc.status_code, str(exc.detail), "body" if exc.status_code == 413 else None)
-
-    @app.exception_handler(Exception)
-    async def server_error(request: Request, exc: Exception) -> JSONResponse:
-        server_logger().error("unhandled error on %s", request.url.path, exc_info=exc, extra={"fields": {"event": "error"}})
-        return error_response(500, "internal server error", None)
 
 
 def app_from_env() -> FastAPI:

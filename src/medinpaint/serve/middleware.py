@@ -47,7 +47,9 @@ def error_response(status: int, detail: str, field: str | None) -> JSONResponse:
 
 
 class RequestLog:
-    """Logs method, path, status, latency and what the route put in `request.state.log` (e.g. batch size)."""
+    """Logs method, path, status, latency and what the route put in `request.state.log` (e.g. batch size). An
+    unhandled error (our bug) is logged with its traceback and answered as a 500 in the one error shape, here
+    rather than by Starlette's outermost handler, which re-raises after answering and so drops the connection."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -58,16 +60,21 @@ class RequestLog:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status = 500
+        status, started = 500, False
 
         async def record_status(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
             await send(message)
 
         try:
             await self.app(scope, receive, record_status)
+        except Exception as exc:
+            if started:  # half an answer is out: nothing to do but end the connection
+                raise
+            self.logger.error("unhandled error on %s", scope["path"], exc_info=exc, extra={"fields": {"event": "error"}})
+            await error_response(500, "internal server error", None)(scope, receive, record_status)
         finally:
             fields: dict[str, Any] = {
                 "event": "request", "method": scope["method"], "path": scope["path"], "status": status,
