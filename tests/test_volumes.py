@@ -123,6 +123,29 @@ def test_finer_pixels_are_resampled_to_the_model_and_back(tmp_path: Path, ct_inp
     assert np.array_equal(filled[~mask], hu[~mask]) and filled.dtype == np.float64
 
 
+def test_a_hole_smaller_than_a_model_pixel_still_reaches_the_model(ct_inpainter: Inpainter, monkeypatch: pytest.MonkeyPatch) -> None:
+    hu = ct_volume(np.random.default_rng(4), (64, 64, 1))
+    mask = np.zeros(hu.shape, bool)
+    mask[43:45, 43:45, 0] = True  # 2x2 voxels of 0.5 mm: an eighth of a 2 mm model pixel's area, between the samples
+    seen = []
+    real = ct_inpainter.predict_batch
+    monkeypatch.setattr(ct_inpainter, "predict_batch", lambda images, masks, *a, **k: (seen.append(masks.sum()), real(images, masks, *a, **k))[1])
+    filled, record = ct_inpainter.predict_volume(hu, mask, spacing=(0.5, 0.5, 3.0), axis=2)
+    assert record["resampled_to"] == [16, 16] and seen and seen[0] >= 1  # the model was asked to fill it
+    assert np.array_equal(filled[~mask], hu[~mask])
+
+
+def test_a_volume_stored_with_a_fourth_dimension_of_one_comes_back_in_its_shape(tmp_path: Path, ct_inpainter: Inpainter) -> None:
+    hu = ct_volume(np.random.default_rng(6))[..., None]  # (X, Y, Z, 1), as many tools write a 3-D volume
+    mask = np.zeros(hu.shape, np.uint8)
+    mask[10:20, 10:20, 1] = 1
+    scan = save(tmp_path / "scan.nii.gz", hu, RAS_2MM)
+    record = fill_nifti(ct_inpainter, scan, save(tmp_path / "mask.nii.gz", mask[..., 0], RAS_2MM), tmp_path / "filled.nii.gz")
+    out = np.asanyarray(nib.load(str(tmp_path / "filled.nii.gz")).dataobj)
+    assert record["slices_filled"] == 1 and out.shape == hu.shape and out.dtype == hu.dtype
+    assert np.array_equal(out[mask == 0], hu[mask == 0]) and not np.array_equal(out[mask == 1], hu[mask == 1])
+
+
 def test_mri_is_scaled_by_percentiles_and_says_so() -> None:
     values = np.random.default_rng(4).gamma(2.0, 300.0, (20, 20, 3))
     known = np.ones(values.shape, bool)

@@ -16,11 +16,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 
 from medinpaint.data.volumes import (AXIS_NAMES, case_names, case_volume, display_spacing, display_stack, from_display_stack,
                                      is_nifti, nifti_stem, read_like, read_mask, read_nifti, write_nifti)
+from medinpaint.data.resample import resize_labels, resize_mask, resize_stack
 from medinpaint.errors import InputError
 from medinpaint.outputs import atomic_file
 
@@ -64,10 +64,6 @@ def choose_intensity(values: np.ndarray, known: np.ndarray, window: tuple[float,
     return IntensityMap("percentiles", low, high if high > low else low + 1.0)
 
 
-def _resize(stack: np.ndarray, shape: tuple[int, int], interpolation: int) -> np.ndarray:
-    return np.stack([cv2.resize(s, (shape[1], shape[0]), interpolation=interpolation) for s in stack])
-
-
 def fill_stack(inpainter: Inpainter, values: np.ndarray, missing: np.ndarray, spacing: tuple[float, float] | None = None,
                tissue: np.ndarray | None = None, modality: str = "auto", batch_size: int = 8,
                progress: bool = False) -> tuple[np.ndarray, dict]:
@@ -90,12 +86,11 @@ def fill_stack(inpainter: Inpainter, values: np.ndarray, missing: np.ndarray, sp
     if spacing and target and any(abs(s / target - 1) > SPACING_TOLERANCE for s in spacing):
         shape = tuple(max(8, int(round(n * s / target))) for n, s in zip(values.shape[1:], spacing))
         record["resampled_to"] = list(shape)
-        unit = _resize(unit, shape, cv2.INTER_LINEAR)
-        holes = _resize(holes.astype(np.float32), shape, cv2.INTER_LINEAR) > 0  # any overlap with a hole is missing
-        tis = None if tis is None else _resize(tis, shape, cv2.INTER_NEAREST)
+        unit, holes = resize_stack(unit, shape), resize_mask(holes, shape)  # any overlap with a hole is missing
+        tis = None if tis is None else resize_labels(tis, shape)
     out = inpainter.predict_batch(unit, holes, tis, None, batch_size=batch_size, progress=progress)
     if record["resampled_to"]:
-        out = _resize(out.astype(np.float32), values.shape[1:], cv2.INTER_LINEAR)
+        out = resize_stack(out.astype(np.float32), values.shape[1:])
     filled[todo] = np.where(missing[todo], mapping.from_unit(out), values[todo])
     return filled, record
 

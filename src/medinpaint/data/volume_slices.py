@@ -10,12 +10,13 @@ the validation split takes whole volumes, never slices of one volume on both sid
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from medinpaint.constants import DMIAI_PIXEL_SPACING_MM, DMIAI_WINDOW_HU
+from medinpaint.data.resample import resize_labels, resize_mask, resize_stack
 from medinpaint.data.slices import SliceSet, to_uint8
 from medinpaint.data.volumes import case_names, case_volume, display_spacing, display_stack, is_nifti, read_like, read_mask, read_nifti
 from medinpaint.errors import InputError
@@ -30,11 +31,13 @@ def is_volume_folder(path: Path) -> bool:
     return path.is_dir() and any(is_nifti(p) for p in folder.iterdir())
 
 
-def _fit(stack: np.ndarray, spacing: tuple[float, float], interpolation: int, fill: float) -> np.ndarray:
-    """(N, H, W) slices resampled to DMIAI_PIXEL_SPACING_MM and centred in SLICE_SIZE x SLICE_SIZE."""
+def _fit(stack: np.ndarray, spacing: tuple[float, float], resize: Callable[[np.ndarray, tuple[int, int]], np.ndarray],
+         fill: float) -> np.ndarray:
+    """(N, H, W) slices resampled (by `resample`'s rule for their kind) to DMIAI_PIXEL_SPACING_MM and centred in
+    SLICE_SIZE x SLICE_SIZE."""
     h, w = (max(1, int(round(n * s / DMIAI_PIXEL_SPACING_MM))) for n, s in zip(stack.shape[1:], spacing))
     if (h, w) != stack.shape[1:]:
-        stack = np.stack([cv2.resize(s, (w, h), interpolation=interpolation) for s in stack])
+        stack = resize(stack, (h, w))
     out = np.full((len(stack), SLICE_SIZE, SLICE_SIZE), fill, dtype=stack.dtype)
     sy, sx = max(0, (h - SLICE_SIZE) // 2), max(0, (w - SLICE_SIZE) // 2)  # crop start in the source
     dy, dx = max(0, (SLICE_SIZE - h) // 2), max(0, (SLICE_SIZE - w) // 2)  # paste start in the output
@@ -62,7 +65,7 @@ def read_volume_slices(path: Path) -> SliceSet:
         values = display_stack(volume.values, volume.affine, 2)
         mapping = choose_intensity(values, np.ones(values.shape, bool), DMIAI_WINDOW_HU, "auto")
         kinds.add(mapping.kind)
-        parts["images"].append(_fit(to_uint8(mapping.to_unit(values)), spacing, cv2.INTER_LINEAR, 0))
+        parts["images"].append(_fit(to_uint8(mapping.to_unit(values)), spacing, resize_stack, 0))
         for kind, reader in (("masks", read_mask), ("labels", None)):
             if not (path / kind).is_dir():
                 continue
@@ -70,9 +73,9 @@ def read_volume_slices(path: Path) -> SliceSet:
             grid = reader(found, volume) if reader else read_like(found, volume, "label map").values
             stack = display_stack(grid, volume.affine, 2)
             if kind == "masks":
-                fitted = _fit(stack.astype(np.float32), spacing, cv2.INTER_LINEAR, 0) > 0
+                fitted = _fit(stack.astype(bool), spacing, resize_mask, False)
             else:
-                fitted = _fit(np.clip(stack, 0, 255).astype(np.uint8), spacing, cv2.INTER_NEAREST, 0)
+                fitted = _fit(np.clip(stack, 0, 255).astype(np.uint8), spacing, resize_labels, 0)
             parts[kind].append(fitted)
         ids += [f"{case}:z{k:04d}" for k in range(len(values))]
     if len(kinds) > 1:

@@ -89,7 +89,8 @@ class Volume:
 
 
 def read_nifti(path: Path) -> Volume:
-    """A 3-D NIfTI volume; a one-line InputError for a missing, unreadable or 4-D file."""
+    """A 3-D NIfTI volume (one stored as (X, Y, Z, 1), as many tools write them, reads as 3-D and is written back in
+    its own shape); a one-line InputError for a missing, unreadable or truly 4-D file."""
     import nibabel as nib
 
     path = Path(path)
@@ -100,6 +101,8 @@ def read_nifti(path: Path) -> Volume:
         raw = np.asanyarray(image.dataobj.get_unscaled())
     except Exception as exc:  # nibabel raises many types for a damaged or foreign file
         raise InputError(f"{path}: not a readable NIfTI volume ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
+    if raw.ndim > 3 and all(n == 1 for n in raw.shape[3:]):
+        raw = raw.reshape(raw.shape[:3])
     if raw.ndim != 3:
         raise InputError(f"{path}: a {raw.ndim}-D image of shape {raw.shape}; medinpaint reads 3-D volumes only")
     slope, inter = (float(v) if v is not None and np.isfinite(v) else d for v, d in ((image.dataobj.slope, 1.0), (image.dataobj.inter, 0.0)))
@@ -130,8 +133,10 @@ def write_nifti(path: Path, volume: Volume) -> Path:
     """Write `volume` with its own header, affine, data type and scaling, atomically."""
     import nibabel as nib
 
-    image = nib.Nifti1Image(volume.raw, volume.affine, volume.header.copy())
-    image.header.set_data_dtype(volume.raw.dtype)
+    on_disk = tuple(volume.header.get_data_shape())  # (X, Y, Z, 1) for a volume read from such a file
+    raw = volume.raw.reshape(on_disk) if on_disk[:3] == volume.raw.shape and len(on_disk) > 3 else volume.raw
+    image = nib.Nifti1Image(raw, volume.affine, volume.header.copy())
+    image.header.set_data_dtype(raw.dtype)
     image.header.set_slope_inter(volume.slope, volume.inter)  # given, not recomputed: the stored voxels stay as they are
     if not is_nifti(path):
         raise InputError(f"{path}: a NIfTI output must end in .nii.gz or .nii")
