@@ -176,3 +176,17 @@ def test_a_damaged_image_of_a_series_is_named(tmp_path: Path, spoil, message: st
     ds.save_as(damaged)
     with pytest.raises(InputError, match=re.escape(f"{damaged}: {message}")):
         read_dicom_series(folder)
+
+
+def test_dicom_out_of_a_compressed_series_is_readable(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    from pydicom.uid import RLELossless
+
+    _, folder, vol, mask = series_with_mask(tmp_path, 1)
+    for f in folder.glob("*.dcm"):
+        ds = pydicom.dcmread(f)
+        ds.compress(RLELossless)
+        ds.save_as(f)
+    fill_nifti(Inpainter.from_pretrained(tiny_checkpoint, backend="torch"), folder, tmp_path / "mask.nii.gz",
+               tmp_path / "out", modality="mri", dicom_out=True)
+    back = read_dicom_series(tmp_path / "out")  # raw pixels under a compressed transfer syntax did not decode
+    assert np.array_equal(back.values[mask == 0], vol.values[mask == 0])

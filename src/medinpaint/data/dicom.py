@@ -121,10 +121,11 @@ def read_dicom_series(folder: Path, series: str | None = None) -> Volume:
 
 def write_dicom_series(folder: Path, volume: Volume, overwrite: bool = False, note: str = "medinpaint fill") -> Path:
     """`volume` (read from a DICOM series and filled) as a new series: the source's headers and geometry, a new series
-    UID and instance UIDs, flagged DERIVED with `note` in its description; written atomically into `folder`."""
+    UID and instance UIDs, flagged DERIVED with `note` in its description, pixels uncompressed (explicit VR little
+    endian, whatever the source's transfer syntax); written atomically into `folder`."""
     import copy
 
-    from pydicom.uid import generate_uid
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
     from medinpaint.outputs import atomic_dir
 
@@ -138,7 +139,8 @@ def write_dicom_series(folder: Path, volume: Volume, overwrite: bool = False, no
             slope, inter = float(ds.get("RescaleSlope", 1)), float(ds.get("RescaleIntercept", 0))
             stored_type = np.dtype(source.pixel_array.dtype)
             info = np.iinfo(stored_type)
-            ds.PixelData = np.clip(np.rint((hu - inter) / slope), info.min, info.max).astype(stored_type).tobytes()
+            ds.PixelData = np.clip(np.rint((hu - inter) / slope), info.min, info.max).astype(stored_type.newbyteorder("<")).tobytes()
+            ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian  # the pixels are written raw, whatever the source's encoding
             ds.SeriesInstanceUID = series_uid
             ds.SOPInstanceUID = generate_uid()
             ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
