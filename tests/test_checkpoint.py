@@ -86,3 +86,42 @@ def test_a_checkpoint_gets_ordinary_permissions(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644  # safetensors writes a new file of its own: the mode is set after
+
+
+def tampered(tmp_path: Path, name: str, change) -> Path:
+    """The tiny U-Net's checkpoint with its metadata changed by `change(raw dict)` (as a hand edit would)."""
+    path = save_checkpoint(tmp_path / f"{name}.safetensors", MaskAwareUNet(TINY),
+                           CheckpointMeta(kind=INPAINTING_KIND, config=TINY.to_dict(), preprocessing=INPAINTING_PREPROCESSING))
+    with safe_open(str(path), framework="pt") as f:
+        tensors, raw = {k: f.get_tensor(k) for k in f.keys()}, json.loads(f.metadata()["medinpaint"])
+    raw = change(raw)
+    save_file(tensors, str(path), metadata={"medinpaint": raw if isinstance(raw, str) else json.dumps(raw)})
+    return path
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda raw: 5, "malformed checkpoint metadata (a JSON int, not an object)"),
+    (lambda raw: None, "malformed checkpoint metadata (a JSON NoneType, not an object)"),
+    (lambda raw: {**raw, "format": 0}, "malformed checkpoint metadata (format 0)"),
+    (lambda raw: json.dumps(raw).replace('"minutes": 0.0', '"minutes": NaN'), "NaN is not a JSON number"),
+    (lambda raw: {**raw, "config": {**raw["config"], "depth": "x"}}, "its network config builds no network (TypeError"),
+    (lambda raw: {**raw, "config": {**raw["config"], "depth": 0}}, "its network config builds no network"),
+    (lambda raw: {**raw, "preprocessing": {**raw["preprocessing"], "intensity_window": [5]}},
+     "intensity_window must be two numbers, low < high, got [5]"),
+    (lambda raw: {**raw, "preprocessing": {**raw["preprocessing"], "tissue_levels": [0, 100, 300]}},
+     "tissue_levels must be distinct values in 0..255"),
+], ids=["int", "null", "format-0", "nan", "depth-text", "depth-0", "window", "tissue-levels"])
+def test_a_hand_edited_checkpoint_is_a_one_line_error(tmp_path: Path, change, message: str) -> None:
+    path = tampered(tmp_path, "edited", change)
+    with pytest.raises(InputError) as err:
+        Inpainter.from_pretrained(path, backend="torch")
+    assert str(err.value).startswith(f"{path}: ") and message in str(err.value), err.value
+
+
+def test_an_ensemble_of_members_that_expect_other_data_is_refused(tmp_path: Path) -> None:
+    a = tampered(tmp_path, "a", lambda raw: {**raw, "preprocessing": {**raw["preprocessing"], "intensity_window": [-150, 250]}})
+    b = tampered(tmp_path, "b", lambda raw: {**raw, "preprocessing": {**raw["preprocessing"], "intensity_window": [-1000, 1000]}})
+    for first, second in ((a, b), (b, a)):  # averaged, the first one's window decided: the answer hung on the order
+        with pytest.raises(InputError, match=rf"{second.name}: an ensemble's members must expect the same data, but its intensity_window"):
+            Inpainter.from_pretrained([first, second], backend="torch")
+    assert len(Inpainter.from_pretrained([a, a], backend="torch").members) == 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
@@ -62,6 +63,12 @@ class Preprocessing:
                 object.__setattr__(self, name, tuple(value))
         if self.vertebra_encoding not in VERTEBRA_ENCODINGS:
             raise ValueError(f"vertebra_encoding must be one of {VERTEBRA_ENCODINGS}, got {self.vertebra_encoding!r}")
+        window = self.intensity_window
+        if window is not None and not (len(window) == 2 and all(isinstance(v, numbers.Real) for v in window) and window[0] < window[1]):
+            raise ValueError(f"intensity_window must be two numbers, low < high, got {list(window)}")
+        levels = self.tissue_levels
+        if not all(isinstance(v, numbers.Integral) and 0 <= v <= 255 for v in levels) or len(set(levels)) != len(levels):
+            raise ValueError(f"tissue_levels must be distinct values in 0..255, got {list(levels)}")
 
     def fixed(self) -> tuple:
         """What the code that uses a network must agree with (the rest describes the data)."""
@@ -94,15 +101,19 @@ class CheckpointMeta:
     package_version: str = field(default_factory=_package_version)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self))
+        return json.dumps(asdict(self), allow_nan=False)  # strict JSON, as every reader of `medinpaint info --json` expects
 
     @classmethod
     def from_dict(cls, raw: dict, source: Path) -> CheckpointMeta:
         """Parse the stored metadata; every key must be known."""
+        if not isinstance(raw, dict):
+            raise InputError(f"{source}: malformed checkpoint metadata (a JSON {type(raw).__name__}, not an object)")
         if "format" not in raw:
             raw = _upgrade_format_1(raw, source)
         if not isinstance(raw["format"], int) or isinstance(raw["format"], bool):
             raise InputError(f"{source}: malformed checkpoint metadata (format {raw['format']!r} is not an integer)")
+        if raw["format"] < 1:
+            raise InputError(f"{source}: malformed checkpoint metadata (format {raw['format']})")
         if raw["format"] > FORMAT:
             raise InputError(f"{source}: checkpoint format {raw['format']} is newer than this medinpaint reads ({FORMAT}); upgrade medinpaint")
         try:
@@ -159,10 +170,14 @@ def read_metadata(path: Path) -> CheckpointMeta:
     if raw is None:
         raise InputError(f"{path}: not a medinpaint checkpoint (no '{META_KEY}' metadata)")
     try:
-        parsed = json.loads(raw)
-    except json.JSONDecodeError as exc:
+        parsed = json.loads(raw, parse_constant=_not_a_number)
+    except (json.JSONDecodeError, ValueError) as exc:
         raise InputError(f"{path}: checkpoint metadata is not JSON ({exc})") from None
     return CheckpointMeta.from_dict(parsed, path)
+
+
+def _not_a_number(constant: str) -> float:
+    raise ValueError(f"{constant} is not a JSON number")
 
 
 def load_checkpoint(path: Path, kinds: str | Collection[str], expected: Preprocessing) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:
@@ -197,6 +212,16 @@ def config_from(meta: CheckpointMeta, config_type: type, path: Path) -> Any:
         raise InputError(f"{path}: network config in the metadata does not fit this version ({exc})") from None
 
 
+def network_from(meta: CheckpointMeta, config_type: type, network_type: Callable[[Any], torch.nn.Module], path: Path) -> torch.nn.Module:
+    """The (untrained) network a checkpoint's config describes; a config whose values build none (a depth of 0, a
+    width given as text) is a one-line error, not the traceback of the network's constructor."""
+    config = config_from(meta, config_type, path)
+    try:
+        return network_type(config)
+    except (TypeError, ValueError, IndexError, RuntimeError, ZeroDivisionError) as exc:
+        raise InputError(f"{path}: its network config builds no network ({type(exc).__name__}: {exc})") from None
+
+
 def load_members(path: str | Path | list[str | Path] | None, default: Path, device: str,
                  load_one: Callable[[Path], tuple[torch.nn.Module, CheckpointMeta]]
                  ) -> tuple[list[torch.nn.Module], list[CheckpointMeta], str, str]:
@@ -214,6 +239,11 @@ def load_members(path: str | Path | list[str | Path] | None, default: Path, devi
     if not paths:
         raise InputError("an ensemble needs at least one checkpoint")
     networks, metas = zip(*(load_one(p) for p in paths))
+    for p, m in zip(paths[1:], metas[1:]):  # averaged members must see the same pixels: one window, one pixel size
+        if m.preprocessing != metas[0].preprocessing:
+            differ = next(f.name for f in fields(Preprocessing) if getattr(m.preprocessing, f.name) != getattr(metas[0].preprocessing, f.name))
+            raise InputError(f"{p}: an ensemble's members must expect the same data, but its {differ} is "
+                             f"{getattr(m.preprocessing, differ)!r}, {paths[0].name}'s {getattr(metas[0].preprocessing, differ)!r}")
     checksum = file_checksum(paths[0]) if len(paths) == 1 else hashlib.sha256("".join(map(file_checksum, paths)).encode()).hexdigest()
     name = "+".join(m.training.name or p.stem for m, p in zip(metas, paths))
     return list(networks), list(metas), name, checksum

@@ -10,7 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from medinpaint.backends import runners
-from medinpaint.checkpoint import (CheckpointMeta, Preprocessing, config_from, load_checkpoint, load_members, load_state, save_checkpoint,
+from medinpaint.checkpoint import (CheckpointMeta, Preprocessing, load_checkpoint, load_members, load_state, network_from, save_checkpoint,
                                    shipped_weights_dir)
 from medinpaint.constants import MASK_LEVELS, MAX_VERTEBRA, TISSUE_LEVELS
 from medinpaint.data.slices import SliceSet, tissue_to_classes, to_uint8, to_unit
@@ -60,7 +60,7 @@ class Inpainter:
         def load_one(p: Path) -> tuple[torch.nn.Module, CheckpointMeta]:
             state, meta = load_checkpoint(p, INPAINTING_KINDS, INPAINTING_PREPROCESSING)
             config_type, network_type = ARCHITECTURES[architecture_of(meta.kind)]
-            return load_state(network_type(config_from(meta, config_type, p)), state, p), meta
+            return load_state(network_from(meta, config_type, network_type, p), state, p), meta
 
         networks, metas, name, checksum = load_members(path, default_weights(), device, load_one)
         return cls(networks, device=device, flips=flips, name=name, checksum=checksum, metadata=metas, backend=backend)

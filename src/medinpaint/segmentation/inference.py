@@ -11,7 +11,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from medinpaint.backends import Runner, runners
-from medinpaint.checkpoint import (CheckpointMeta, Preprocessing, config_from, load_checkpoint, load_members, load_state, read_metadata,
+from medinpaint.checkpoint import (CheckpointMeta, Preprocessing, load_checkpoint, load_members, load_state, network_from, read_metadata,
                                    shipped_weights_dir)
 from medinpaint.data.slices import to_unit
 from medinpaint.errors import InputError
@@ -59,14 +59,12 @@ class Segmenter:
         def load_one(p: Path) -> tuple[SegmentationUNet, CheckpointMeta]:
             values = read_metadata(p).preprocessing.tissue_levels
             state, meta = load_checkpoint(p, SEGMENTER_KIND, replace(SEGMENTER_PREPROCESSING, tissue_levels=values))
-            config = config_from(meta, SegmenterConfig, p)
-            if config.classes != len(values):
-                raise InputError(f"{p}: {config.classes} classes but {len(values)} label values in the metadata")
-            return load_state(SegmentationUNet(config), state, p), meta
+            network = network_from(meta, SegmenterConfig, SegmentationUNet, p)
+            if network.config.classes != len(values):
+                raise InputError(f"{p}: {network.config.classes} classes but {len(values)} label values in the metadata")
+            return load_state(network, state, p), meta
 
-        networks, metas, name, checksum = load_members(path, default_weights(), device, load_one)
-        if len({m.preprocessing.tissue_levels for m in metas}) > 1:
-            raise InputError("the members of an ensemble must share their classes")
+        networks, metas, name, checksum = load_members(path, default_weights(), device, load_one)  # one preprocessing: one coding
         return cls(networks, metas[0].preprocessing.tissue_levels, device, name, checksum, metas, backend)
 
     def predict(self, images: np.ndarray, batch_size: int = 16, progress: bool = False) -> np.ndarray:
