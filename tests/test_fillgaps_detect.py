@@ -119,3 +119,34 @@ def test_free_form_masks_are_not_stripes() -> None:
 def test_stripe_pattern_rebuilds_the_mask() -> None:
     truth = Stripes(7, 3, "horizontal", amplitude=2.5, wavelength=20)(np.random.default_rng(9), (50, 60))
     assert np.array_equal(find_stripes(truth).mask(truth.shape), truth)
+
+
+def test_a_band_along_the_border_missing_in_every_full_frame_image_is_shared() -> None:
+    rng = np.random.default_rng(8)
+    images = rng.integers(30, 250, (6, 32, 32)).astype(np.uint8)  # anatomy fills the frame: no background
+    images[:, :, :4] = 0  # the band lies outside every field of view
+    c = detect_corruption(images)
+    assert c.shared and c.masks[0][:, :4].all() and c.masks[0].sum() == 32 * 4
+    assert c.pool.sum() > 0  # the network trains with the gap (it trained on empty masks)
+
+
+def test_free_form_gaps_all_outside_the_fields_of_view_still_train_the_network() -> None:
+    rng = np.random.default_rng(9)
+    images = rng.integers(30, 250, (4, 32, 32)).astype(np.uint8)
+    for k, image in enumerate(images):
+        image[:, : 2 + k] = 0  # a border band of its own per image
+    c = detect_corruption(images)
+    assert not c.shared and c.pool.any(axis=(1, 2)).all()  # every training mask holds the gaps as they are
+
+
+def test_gaps_of_an_images_own_beside_a_shared_mask_are_reported_as_left() -> None:
+    images = phantoms(8)
+    truth = np.zeros(images.shape[1:], bool)
+    truth[20:30, 20:44] = True
+    corrupted = np.where(truth, 0, images)
+    before = detect_corruption(corrupted)  # the phantoms' own black inside their outlines counts as left too
+    assert (images[0, 34:37, 30:33] > 0).all()
+    corrupted[0, 34:37, 30:33] = 0  # one image's own small hole inside the body
+    c = detect_corruption(corrupted)
+    assert c.shared and np.array_equal(c.masks[0], before.masks[0]) and c.left == before.left + 9
+    assert f"{c.left} pixels inside the field of view hold the missing value outside the shared mask" in c.describe()

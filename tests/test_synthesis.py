@@ -274,10 +274,13 @@ def test_vertebra_levels_can_be_chosen(checkpoints: dict[str, Path]) -> None:
     [
         ({"n": 0}, "must be positive, got 0"),
         ({"n": 2, "batch_size": 0}, "--batch-size must be positive"),
-        ({"n": 2, "temperature": 0.0}, "--temperature must be positive"),
+        ({"n": 2, "temperature": 0.0}, "--temperature must be a positive number"),
+        ({"n": 2, "temperature": float("inf")}, "--temperature must be a positive number"),  # gave all-NaN slices
         ({"n": 2, "sampler": "euler"}, "--sampler must be one of ddim, ddpm, dpm++"),
         ({"n": 2, "steps": 1001}, "--steps must be 1..1000"),
-        ({"n": 2, "guidance": 0.5}, "--guidance must be at least 1"),
+        ({"n": 2, "steps": 2.5}, "--steps must be 1..1000"),
+        ({"n": 2, "guidance": 0.5}, "--guidance must be a number of at least 1"),
+        ({"n": 2, "guidance": float("nan")}, "--guidance must be a number of at least 1"),
     ],
 )
 def test_bad_sampling_arguments_are_input_errors(kwargs: dict, message: str, checkpoints: dict[str, Path]) -> None:

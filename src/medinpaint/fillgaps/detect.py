@@ -36,6 +36,7 @@ class Corruption:
     field: np.ndarray  # (H, W) bool: pixels inside some image's field of view
     strokes: np.ndarray | None = None  # free-form: (N, H, W) in-view gaps, the training masks; `masks` is every gap
     missing_value: float = 0
+    left: int = 0  # in-view pixels of the missing value outside a shared mask: left as they are (black, or own gaps)
 
     @property
     def pool(self) -> np.ndarray:
@@ -63,6 +64,9 @@ class Corruption:
         if self.ambiguous:
             text += (f"; every pixel holding the missing value ({self.masks.mean():.1%} of all) is filled, as gaps "
                      "over the body's outline cannot be told from background")
+        if self.left:
+            text += (f"; {self.left} pixels inside the field of view hold the missing value outside the shared mask and "
+                     "are left as they are (true black, or gaps of an image's own)")
         return text
 
 
@@ -90,10 +94,15 @@ def detect_corruption(images: np.ndarray, missing_value: float = 0) -> Corruptio
     sizes = in_view.sum(axis=(1, 2))
     explained = (in_view & candidate).sum(axis=(1, 2))[sizes > 0] / sizes[sizes > 0]
     typical = float(np.median(explained)) if explained.size else 0.0
+    if len(images) >= 2 and not candidate.any() and everywhere.any() and (gaps == everywhere).all():
+        # every image misses exactly the same pixels, all outside the fields of view (a band along the border):
+        # background moves, so this is a shared mask, even though no known pixel surrounds it
+        return Corruption(np.broadcast_to(everywhere, gaps.shape), True, None, 1.0, field, missing_value=missing_value)
     if len(images) >= 2 and candidate.any() and typical >= SHARED_MIN_EXPLAINED:
         pattern = find_stripes(candidate, field)
         mask = candidate | (everywhere & pattern.mask(candidate.shape)) if pattern else candidate
-        return Corruption(np.broadcast_to(mask, gaps.shape), True, pattern, typical, field, missing_value=missing_value)
+        left = int((in_view & ~mask).sum())
+        return Corruption(np.broadcast_to(mask, gaps.shape), True, pattern, typical, field, missing_value=missing_value, left=left)
     pattern = _per_image_stripes(in_view, views)
     if pattern is not None:
         for i, (g, v) in enumerate(zip(gaps, views)):
@@ -101,7 +110,8 @@ def detect_corruption(images: np.ndarray, missing_value: float = 0) -> Corruptio
             if own is not None and own.period == pattern.period and own.orientation == pattern.orientation:
                 in_view[i] |= g & own.mask(g.shape)
         return Corruption(in_view, False, pattern, typical, field, missing_value=missing_value)
-    return Corruption(gaps, False, None, typical, field, strokes=in_view, missing_value=missing_value)
+    strokes = in_view if in_view.any() else gaps  # no gap inside any field of view: learn on the gaps as they are
+    return Corruption(gaps, False, None, typical, field, strokes=strokes, missing_value=missing_value)
 
 
 def _per_image_stripes(masks: np.ndarray, views: np.ndarray) -> StripePattern | None:

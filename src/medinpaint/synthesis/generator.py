@@ -8,6 +8,8 @@ device give the same samples.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -140,8 +142,8 @@ class SliceGenerator:
             raise InputError(f"the number of samples must be positive, got {n}")
         if batch_size <= 0:
             raise InputError(f"--batch-size must be positive, got {batch_size}")
-        if not temperature > 0:
-            raise InputError(f"--temperature must be positive, got {temperature}")
+        if not (temperature > 0 and math.isfinite(temperature)):
+            raise InputError(f"--temperature must be a positive number, got {temperature}")
         if self.diffusion is None:
             if steps is not None or sampler is not None or guidance != 1.0:
                 raise InputError("--steps, --sampler and --guidance apply to diffusion checkpoints; this one is a VAE")
@@ -150,10 +152,10 @@ class SliceGenerator:
         if sampler not in SAMPLERS:
             raise InputError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
         steps = DEFAULT_STEPS[sampler] if steps is None else steps
-        if not 1 <= steps <= self.diffusion.timesteps:
+        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= self.diffusion.timesteps:
             raise InputError(f"--steps must be 1..{self.diffusion.timesteps}, got {steps}")
-        if guidance < 1:
-            raise InputError(f"--guidance must be at least 1, got {guidance}")
+        if not (guidance >= 1 and math.isfinite(guidance)):
+            raise InputError(f"--guidance must be a number of at least 1, got {guidance}")
         return steps, sampler
 
     def _levels(self, n: int, seed: int, vertebrae: int | Sequence[int] | np.ndarray | None) -> np.ndarray:
