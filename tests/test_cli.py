@@ -1,3 +1,4 @@
+import csv
 import json
 import shutil
 import subprocess
@@ -30,7 +31,7 @@ def test_predict_then_evaluate_matches_an_independent_mae(samples: Path, tiny_ch
     code, out = cli("evaluate", "--pred", tmp_path / "pred", "--data", samples, "-o", tmp_path / "report")
     assert code == 0, out
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
-    assert list(summary)[:1] == ["mae"] and summary["n"] == 12
+    assert list(summary)[:1] == ["mae"] and summary["n"] == 12 and summary["exact_cases"] == 0
     # the challenge's own computation, written out independently of medinpaint
     errors = []
     for f in sorted((samples / "ct").iterdir()):
@@ -235,3 +236,16 @@ def test_evaluate_names_the_prediction_that_is_wrong(samples: Path, tiny_checkpo
     spoil(tmp_path / "pred" / "453_3.png")
     code, msg = cli("evaluate", "--pred", tmp_path / "pred", "--data", samples, "-o", tmp_path / "report")
     assert code == 2 and message in msg and msg.count("\n") == 1 and not (tmp_path / "report").exists()
+
+
+def test_evaluate_counts_the_cases_filled_exactly_which_the_psnr_mean_leaves_out(samples: Path, tiny_checkpoint: Path,
+                                                                                 tmp_path: Path) -> None:
+    assert cli("predict", "-i", samples, "-o", tmp_path / "pred", "--weights", tiny_checkpoint, "--no-progress")[0] == 0
+    for case in ("450_0", "453_3"):  # two perfect fills
+        shutil.copy(samples / "ct" / f"ct_{case}.png", tmp_path / "pred" / f"{case}.png")
+    assert cli("evaluate", "--pred", tmp_path / "pred", "--data", samples, "-o", tmp_path / "report")[0] == 0
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    with open(tmp_path / "report" / "per_case.csv", newline="") as f:
+        psnrs = [float(r["psnr"]) for r in csv.DictReader(f)]
+    assert summary["exact_cases"] == 2 and psnrs.count(float("inf")) == 2
+    assert summary["psnr"] == pytest.approx(np.mean([p for p in psnrs if np.isfinite(p)]))

@@ -69,8 +69,10 @@ def write_tables(report: Path, summary: dict, rows: list[dict]) -> dict:
 
 
 def write_report(report: Path, reference: SliceSet, filled: np.ndarray, metrics: InpaintingMetrics, n_show: int = 3) -> dict:
-    """Write summary.json, per_case.csv and cases.png into `report` (an existing folder); return the summary."""
-    summary = write_tables(report, metrics.aggregate(), metrics.rows)
+    """Write summary.json, per_case.csv and cases.png into `report` (an existing folder); return the summary. The
+    summary ends with `exact_cases`: cases filled without error, whose infinite PSNR the PSNR mean leaves out."""
+    exact = sum(1 for r in metrics.rows if r["psnr"] == float("inf"))
+    summary = write_tables(report, {**metrics.aggregate(), "exact_cases": exact}, metrics.rows)
     order = np.argsort([r["mae"] for r in metrics.rows])
     chosen = list(order[:n_show]) + [i for i in order[::-1][:n_show] if i not in order[:n_show]]
     pred = to_uint8(filled)
