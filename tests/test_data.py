@@ -196,6 +196,17 @@ def test_split_keeps_patients_whole_and_uses_450_to_499_for_validation() -> None
     assert len(val_p) == 4 and not train_p & val_p and len(train) + len(val) == len(ids)
 
 
+def test_named_patients_keep_their_slices_together() -> None:
+    from medinpaint.data import patient_of
+
+    assert [patient_of(i) for i in ("001_2", "sub01_3", "mni152_40", "case:z0003", "pt_7_2")] == ["001", "sub01", "mni152", "case", "pt_7"]
+    assert [patient_of(i) for i in ("17", "synth-000003", "scan")] == ["17", "synth-000003", "scan"]  # each its own
+    ids = [f"sub{p:02d}_{k}" for p in range(20) for k in range(5)]  # a PATIENT_K data set that is not DM-i-AI
+    train, val = split_by_patient(ids, val_fraction=0.2)
+    train_p, val_p = {patient_of(ids[i]) for i in train}, {patient_of(ids[i]) for i in val}
+    assert len(val_p) == 4 and not train_p & val_p  # slices of one subject fell on both sides
+
+
 def test_packed_cache_round_trips_in_shards_under_the_limit(phantom_dataset: Path, tmp_path: Path) -> None:
     s = read_slices(phantom_dataset)
     shards = pack(s, tmp_path / "cache", max_shard_bytes=3 * 64 * 64 * 5)

@@ -330,7 +330,7 @@ def test_dmiai_output_reads_back_as_a_training_set(checkpoints: dict[str, Path],
     expected = gen.sample(4, seed=2, steps=2, batch_size=3)
     write_dmiai(tmp_path / "synth", gen.stream(4, seed=2, steps=2, batch_size=3), 4)
     back = read_slices(tmp_path / "synth")
-    assert back.ids == ["synth_000000", "synth_000001", "synth_000002", "synth_000003"] and back.masks is None
+    assert back.ids == ["synth-000000", "synth-000001", "synth-000002", "synth-000003"] and back.masks is None
     assert np.abs(back.images.astype(int) - np.rint(expected.images[:, 0] * 255)).max() == 0
     assert np.array_equal(back.tissue, expected.tissue) and np.array_equal(back.vertebrae, expected.vertebrae)
     with pytest.raises(InputError, match="already exists"):

@@ -10,13 +10,14 @@ from medinpaint.errors import error_about
 
 VALIDATION_PATIENTS = range(450, 500)  # this project's fixed validation split of the DM-i-AI set
 
-_PATIENT = re.compile(r"^(\d+)_\d+$")
 _VOLUME_SLICE = re.compile(r"^(.+):z\d+$")  # slice k of a volume read by `volume_slices`: `case:zNNNN`
+_PATIENT_SLICE = re.compile(r"^(.+)_\d+$")  # slice k of a patient: `PATIENT_K` (DM-i-AI: `PPP_k`)
 
 
 def patient_of(case_id: str) -> str:
-    """Patient id of a DM-i-AI case id `PPP_k`; any other id is its own patient."""
-    m = _PATIENT.match(case_id) or _VOLUME_SLICE.match(case_id)
+    """The patient of a case id: `PATIENT` of `PATIENT_K` (DM-i-AI's `PPP_k`, `sub01_3`), `case` of a volume's
+    slice `case:zNNNN`; any other id (`17`, `synth-000003`) is its own patient."""
+    m = _VOLUME_SLICE.match(case_id) or _PATIENT_SLICE.match(case_id)
     return m.group(1) if m else case_id
 
 

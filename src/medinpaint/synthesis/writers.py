@@ -52,9 +52,9 @@ def write_npy(path: Path, chunks: Iterable[Samples], n: int, size: int, overwrit
 
 
 def case_ids(n: int) -> list[str]:
-    """Synthetic case ids `synth_000000`...: no patient number, so no slice is mistaken for a validation patient."""
+    """Synthetic case ids `synth-000000`...: each its own patient (no `_K` slice number), none a validation patient."""
     width = max(6, len(str(n - 1)))
-    return [f"synth_{i:0{width}d}" for i in range(n)]
+    return [f"synth-{i:0{width}d}" for i in range(n)]
 
 
 def write_dmiai(folder: Path, chunks: Iterable[Samples], n: int, overwrite: bool = False, inputs: Sequence[Path] = ()) -> Path:
