@@ -223,9 +223,32 @@ def test_the_cli_runs_simulate_masks_paint_and_protocol_on_folders(tmp_path: Pat
     bad = runner.invoke(app, ["lesions", "protocol", "--lesions", str(healthy), "--healthy", str(healthy), "-o", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "healthy: the lesion masks are all empty" in bad.output
     for args in (["simulate", "--healthy", source, "-o", tmp_path / "few", "--patients", "30"],
-                 ["masks", "--cases", healthy, "-o", tmp_path / "m2", "--strategy", "bogus"]):
+                 ["masks", "--cases", healthy, "-o", tmp_path / "m2", "--strategy", "bogus"],
+                 ["masks", "--cases", healthy, "-o", tmp_path / "m3", "--radius", "0", "5"],  # was an OverflowError
+                 ["simulate", "--healthy", source, "-o", tmp_path / "r", "--radius", "-1", "3"]):
         wrong = runner.invoke(app, ["lesions", *map(str, args)])
         assert wrong.exit_code == 2 and wrong.output.startswith("error: ") and wrong.output.count("\n") == 1, wrong.output
+    zero = runner.invoke(app, ["lesions", "simulate", "--healthy", str(source), "-o", str(tmp_path / "z"), "--patients", "0"])
+    assert zero.exit_code == 2 and not (tmp_path / "z").exists()  # it wrote the folder, then crashed
+
+
+def test_a_lesion_folder_names_an_anatomy_map_of_another_size_and_refuses_corrupted_slices(tmp_path: Path) -> None:
+    from medinpaint.data.png import write_gray_png
+
+    rng = np.random.default_rng(0)
+    cases = LesionSet(["001_0", "001_1"], rng.integers(0, 255, (2, 32, 32)).astype(np.uint8), np.zeros((2, 32, 32), bool),
+                      np.ones((2, 32, 32), np.uint8), ("background", "tissue"))
+    (tmp_path / "f").mkdir()
+    write_lesion_folder(tmp_path / "f", cases)
+    write_gray_png(tmp_path / "f" / "anatomy" / "001_1.png", np.ones((16, 16), np.uint8))
+    with pytest.raises(InputError, match=r"anatomy/001_1.png: a map of 16x16 for a slice of 32x32"):
+        read_lesion_folder(tmp_path / "f", require_lesions=False)
+    source = write_dmiai(tmp_path / "ct", [0, 1], per_patient=2)
+    for f in (source / "ct").iterdir():  # corrupted/ and mask/ left: slices with zeros under their masks
+        f.unlink()
+    (source / "ct").rmdir()
+    with pytest.raises(InputError, match="masks but no clean version"):
+        read_lesion_folder(source, require_lesions=False)
 
 
 def test_the_cli_trains_both_learned_parts_and_uses_them(tmp_path: Path) -> None:

@@ -36,9 +36,9 @@ def pair(text: str | None) -> tuple[int, int] | None:
 def simulate_cmd(
     healthy: Annotated[Path, typer.Option("--healthy", help="healthy slices with tissue maps (DM-i-AI folder or packed cache)")],
     output: Annotated[Path, typer.Option("--output", "-o", help="new folder: lesions/ (simulated lesions) and healthy/ (other patients)")],
-    patients: Annotated[int, typer.Option(help="patients that get simulated lesions")] = 30,
-    healthy_patients: Annotated[int, typer.Option(help="other patients kept healthy")] = 100,
-    fraction: Annotated[float, typer.Option(help="share of a lesion patient's slices with a lesion")] = 0.6,
+    patients: Annotated[int, typer.Option(min=1, help="patients that get simulated lesions")] = 30,
+    healthy_patients: Annotated[int, typer.Option(min=1, help="other patients kept healthy")] = 100,
+    fraction: Annotated[float, typer.Option(help="share of a lesion patient's slices with a lesion, above 0 and at most 1")] = 0.6,
     radius: Annotated[tuple[float, float], typer.Option(help="simulated lesion radius range in pixels (low high)")] = (2.5, 6.0),
     seed: Seed = 0,
     overwrite: Overwrite = False,
@@ -52,6 +52,8 @@ def simulate_cmd(
     from medinpaint.lesions.simulate import SimulatedLesions
     from medinpaint.outputs import atomic_dir
 
+    if not 0 < fraction <= 1:
+        raise InputError(f"--fraction must be above 0 and at most 1, got {fraction:g}")
     check_output_path(output, [healthy], overwrite)
     cases = read_lesion_folder(healthy, require_lesions=False)
     cases = cases.subset(split_by_patient(cases.ids)[0])  # never the validation patients

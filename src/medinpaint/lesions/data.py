@@ -57,13 +57,18 @@ def read_lesion_folder(path: Path, require_lesions: bool) -> LesionSet:
     """Slices, lesion masks and anatomy of a folder (see the module's docstring); one-line errors name the folder."""
     path = Path(path)
     slices = read_slices(path)
+    slices.require_clean()  # corrupted slices (zeros under a mask) are no healthy anatomy to paint into or learn from
     if (path / "anatomy").is_dir():
-        missing = [i for i in slices.ids if not (path / "anatomy" / f"{i}.png").is_file()]
-        if missing:
-            raise InputError(f"{path / 'anatomy'}: no file for {missing[0]}.png")
-        anatomy = np.stack([read_gray_png(path / "anatomy" / f"{i}.png") for i in slices.ids])
-        if anatomy.shape != slices.images.shape:
-            raise InputError(f"{path / 'anatomy'}: maps of shape {anatomy.shape[1:]} for slices of {slices.images.shape[1:]}")
+        maps = []
+        for i in slices.ids:
+            f = path / "anatomy" / f"{i}.png"
+            if not f.is_file():
+                raise InputError(f"{path / 'anatomy'}: no file for {i}.png")
+            maps.append(read_gray_png(f))
+            if maps[-1].shape != slices.images.shape[1:]:
+                raise InputError(f"{f}: a map of {maps[-1].shape[1]}x{maps[-1].shape[0]} for a slice of "
+                                 f"{slices.images.shape[2]}x{slices.images.shape[1]}")
+        anatomy = np.stack(maps)
         names = _class_names(path / "anatomy.json", int(anatomy.max()))
     elif slices.tissue is not None:
         anatomy, names = tissue_to_classes(slices.tissue).astype(np.uint8), CT_ANATOMY

@@ -21,6 +21,8 @@ from typing import Protocol
 import numpy as np
 from scipy import ndimage
 
+from medinpaint.errors import InputError
+
 
 class MaskGenerator(Protocol):
     def __call__(self, image: np.ndarray, anatomy: np.ndarray, rng: np.random.Generator) -> np.ndarray: ...
@@ -59,6 +61,14 @@ def log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
     return float(np.exp(rng.uniform(np.log(low), np.log(high))))
 
 
+def check_radius(radius: tuple[float, float]) -> tuple[float, float]:
+    """A lesion radius range (low, high) in pixels, 0 < low <= high (the radius is drawn log-uniformly)."""
+    low, high = radius
+    if not 0 < low <= high:
+        raise InputError(f"--radius must be two sizes in pixels, 0 < low <= high, got {low:g} {high:g}")
+    return low, high
+
+
 def pick(rng: np.random.Generator, where: np.ndarray) -> np.ndarray:
     """A uniformly chosen index (as a float vector) of a True element of `where`."""
     flat = np.flatnonzero(where)
@@ -76,6 +86,9 @@ class Spheres:
 
     radius: tuple[float, float] = (2.0, 6.0)
     axis_ratio: tuple[float, float] = (0.7, 1.0)
+
+    def __post_init__(self) -> None:
+        check_radius(self.radius)
 
     def __call__(self, image: np.ndarray, anatomy: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         body = anatomy > 0
@@ -100,6 +113,9 @@ class AnatomyShapes:
     axis_ratio: tuple[float, float] = (0.6, 1.0)
     wobble: float = 0.3
     margin: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_radius(self.radius)
 
     def regions(self, anatomy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(where centres may fall, where the lesion may extend)."""

@@ -26,7 +26,7 @@ from scipy import ndimage
 
 from medinpaint.errors import InputError
 from medinpaint.lesions.data import LesionSet
-from medinpaint.lesions.masks import AnatomyShapes, MaskGenerator, Spheres
+from medinpaint.lesions.masks import AnatomyShapes, MaskGenerator, Spheres, check_radius
 from medinpaint.lesions.painters import ClassicalPainter, InpaintingPainter, train_lesion_painter
 from medinpaint.outputs import ROW, check_output_path, kept_row, resumable_dir, settings_key
 
@@ -58,6 +58,7 @@ class ProtocolConfig:
                 raise InputError(f"unknown {name} {bad[0]!r}: choose from {', '.join(known)}")
         if not 0 < self.test_fraction < 1:
             raise InputError(f"--test-fraction must lie between 0 and 1, got {self.test_fraction}")
+        check_radius(self.radius)
         if self.seeds < 1:
             raise InputError("--seeds must be at least 1")
 

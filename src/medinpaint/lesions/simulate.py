@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from medinpaint.lesions.data import LesionSet
-from medinpaint.lesions.masks import log_uniform, pick
+from medinpaint.lesions.masks import check_radius, log_uniform, pick
 
 
 @dataclass
@@ -26,6 +26,9 @@ class SimulatedLesions:
     core: tuple[float, float] = (-80.0, -40.0)  # core minus surrounding tissue, 0..255 units
     rim: float = 35.0  # enhancing rim above the surrounding tissue
     mottling: float = 10.0  # coarse texture, 0..255 units
+
+    def __post_init__(self) -> None:
+        check_radius(self.radius)
 
     def shape(self, anatomy: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A lobulated lesion mask inside the tissue class, or an empty one when there is no room."""
