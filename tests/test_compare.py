@@ -89,3 +89,22 @@ def test_an_interrupted_comparison_goes_on_where_it_stopped(phantom_dataset: Pat
     assert not work.exists() and (out / "results.md").is_file() and not (out / ".resume-key").exists()
     again = cmp.compare(phantom_dataset, tmp_path / "fresh", cfg)  # the same runs uninterrupted: the same scores
     assert [r["mae"] for r in again] == [r["mae"] for r in rows]
+
+
+def test_a_stopped_tuning_trial_ends_the_search_quietly_as_a_stopped_run(capfd: pytest.CaptureFixture) -> None:
+    from medinpaint.compare import CompareConfig
+    from medinpaint.engine import StoppedEarly
+    from medinpaint.tuning import tune
+
+    calls: list[str] = []
+
+    def run(folder, *args):
+        calls.append(folder.name)
+        if len(calls) == 2:
+            raise StoppedEarly("SIGTERM", str(folder / "model.safetensors"))
+        return {"mae": 1.0 / len(calls)}
+
+    with pytest.raises(StoppedEarly):
+        tune(run, CompareConfig(architectures=("unet",), losses=("l1",), steps=2, tune="unet", trials=4, progress=False), Path("runs"))
+    assert calls == ["unet-tune-0", "unet-tune-1"]  # no trial after the stop
+    assert "Traceback" not in capfd.readouterr().err  # Optuna logged the stopped trial as a failure, with its traceback

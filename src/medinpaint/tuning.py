@@ -11,7 +11,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from medinpaint.errors import InputError
+from medinpaint.errors import InputError, StoppedEarly
 from medinpaint.models.architectures import ARCHITECTURES
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ def tune(run: Callable[..., dict], cfg: CompareConfig, runs: Path) -> list[dict]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=0))
     rows: list[dict] = []
+    stopped: list[StoppedEarly] = []
 
     def objective(trial: optuna.Trial) -> float:
         lr = trial.suggest_float("lr", *LR_RANGE, log=True)
@@ -48,10 +49,17 @@ def tune(run: Callable[..., dict], cfg: CompareConfig, runs: Path) -> list[dict]
         if cfg.progress:
             print(f"[trial {trial.number + 1}/{cfg.trials}] {arch}: lr {lr:.2e}, {optimizer}, width {width}, dropout {dropout}",
                   flush=True)
-        row = run(runs / f"{arch}-tune-{trial.number}", arch, cfg.losses[0], 0, network, {"lr": lr, "optimizer": optimizer})
+        try:
+            row = run(runs / f"{arch}-tune-{trial.number}", arch, cfg.losses[0], 0, network, {"lr": lr, "optimizer": optimizer})
+        except StoppedEarly as stop:  # a SIGTERM: end the search quietly (Optuna logs a failed trial's traceback)
+            stopped.append(stop)
+            study.stop()
+            raise optuna.TrialPruned() from None
         row.update(trial=trial.number, lr=lr, optimizer=optimizer, base_channels=width, dropout=dropout)
         rows.append(row)
         return float(row["mae"])
 
     study.optimize(objective, n_trials=cfg.trials)
+    if stopped:
+        raise stopped[0]  # the command exits as a stopped run does; the comparison's work folder keeps every trial
     return rows
