@@ -68,9 +68,9 @@ def load(folder: Path) -> SliceSet:
     folder = Path(folder)
     try:
         return _load(folder)
+    except InputError:
+        raise
     except (ValueError, KeyError, TypeError, EOFError, OSError, zipfile.BadZipFile) as e:
-        if isinstance(e, InputError):
-            raise
         raise InputError(f"{folder}: a damaged packed cache ({type(e).__name__}: {e}); pack it again with `medinpaint pack`") from None
 
 

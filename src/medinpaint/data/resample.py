@@ -1,7 +1,7 @@
 """In-plane resampling of slice stacks to a model's pixel size and back, with one rule per kind of content: images
 bilinear, masks conservative (a pixel is missing if any part of it was), label maps nearest on the same pixel
-centres as the images (OpenCV's plain INTER_NEAREST is offset from INTER_LINEAR by half a source pixel less half
-a target pixel, which puts labels up to half a model pixel off their image)."""
+centres as the images (OpenCV's plain INTER_NEAREST is offset from INTER_LINEAR by half a target pixel less half
+a source pixel, (f - 1) / 2 source pixels at a shrink factor f: up to half a model pixel off their image)."""
 
 from __future__ import annotations
 

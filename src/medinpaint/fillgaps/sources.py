@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from medinpaint.data.readers import load_npy_images, read_slices
+from medinpaint.data.resample import resize_stack
 from medinpaint.data.slices import to_unit
 from medinpaint.errors import InputError
 
@@ -24,8 +25,7 @@ def resample(images: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if images.shape[1:] == tuple(shape):
         return images
     shrink = images.shape[1] * images.shape[2] > shape[0] * shape[1]
-    interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-    return np.stack([cv2.resize(im, (shape[1], shape[0]), interpolation=interp) for im in images]).clip(0, 1)
+    return resize_stack(images, shape, cv2.INTER_AREA if shrink else cv2.INTER_LINEAR).clip(0, 1)
 
 
 def _size_note(before: tuple[int, ...], shape: tuple[int, int]) -> str:
