@@ -46,7 +46,7 @@
 # exports its weights itself, in seconds on the GPU; a run still alive KILL_AFTER_S=10 later is killed and its
 # weights are exported from last.pt by HARD_S=595), any other job by SIGINT; the GPU call's limit is 600 s.
 #
-# Back in $OUT (checked: at most 8 files of at most 16 MiB): ct-unet.safetensors (float16),
+# Back in $OUT (checked: at most 8 files of at most 16 MiB), each copied as soon as its job ends: ct-unet.safetensors (float16),
 # synth-{diffusion,vae,encoder}-64.safetensors and synth-diffusion-256.safetensors (bfloat16; extend returns
 # what it trained: ct-unet and synth-diffusion-256), and logs.tar.gz: every job's console log, log.csv,
 # progress.png and config.json, the report (summary.json, nearest.csv, figures), speed.jsonl, nvidia-smi samples
@@ -65,6 +65,10 @@ set -uo pipefail  # not -e: a failed job must not stop the others, the copying o
 stage=${1:?usage: gpu_session.sh train|extend}
 t0=$(date +%s)
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+# A torch.compile that fails (inductor, Triton, ptxas: never run before the call) falls back to eager instead of
+# ending every job at its first step; seven processes share 16 cores (each is GPU-bound: 2 threads, 4 compile workers).
+export TORCHDYNAMO_SUPPRESS_ERRORS=${TORCHDYNAMO_SUPPRESS_ERRORS:-1} OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+export TORCHINDUCTOR_COMPILE_THREADS=${TORCHINDUCTOR_COMPILE_THREADS:-4}
 py=${PYTHON:-python3}
 device=${DEVICE:-cuda}
 data=${DATA:-packed/gpu}
@@ -102,7 +106,7 @@ shrink=0
 [ "$solo" = 1 ] && shrink=$(awk -v m="${SOLO_MINUTES:-1.5}" 'BEGIN {print m + 0.5}')
 budget() { minus "$1" "$shrink"; }  # a default budget, less the solo run's time when there is one
 
-# launch [-n NICE] [-r RUN_FOLDER] NAME CMD...: CMD (a program, not a shell function) in the background at CPU
+# launch [-n NICE] [-r RUN_FOLDER [-o SHIPPED_NAME]] NAME CMD...: CMD (a program, not a shell function) in the background at CPU
 # niceness NICE (the priority order: the CT job 0, the 64x64 jobs 5, the 256x256 job 10), its output in
 # $logs/NAME.log, stopped at the deadline; name, start, end and exit status go to $logs/jobs.tsv; its pid is added
 # to `pids` for wait_jobs. With -r (one training run) the stop is SIGTERM: the engine finishes its step, writes
@@ -110,13 +114,18 @@ budget() { minus "$1" "$shrink"; }  # a default budget, less the solo run's time
 # KILL_AFTER_S later), the job is salvaged when at least 20 s are left before HARD_S: CMD again with --steps at its
 # last logged step, which resumes from last.pt (the periodic one: up to two minutes older) and exports on reaching
 # that step or on SIGTERM 5 s before HARD_S, whichever comes first. Other jobs (several trainings in a row: a
-# study, a comparison) get SIGINT, which ends them whatever they are in.
+# study, a comparison) get SIGINT, which ends them whatever they are in. With -o, the run's weights are copied into
+# $OUT as SHIPPED_NAME as soon as the job ends: a call killed before the end still brings back what had finished.
+ship() {  # RUN_FOLDER NAME: its weights into $OUT as NAME
+  if [ -f "$1/model.safetensors" ]; then cp "$1/model.safetensors" "$out/$2"; else say "warning: no $1/model.safetensors"; fi
+}
 pids=()
 exported() { [ "$1/model.safetensors" -nt "$1/last.pt" ]; }  # RUN_FOLDER: its weights written after its last.pt
 launch() {
-  local run="" niceness=0 name l stop=INT
+  local run="" niceness=0 name l stop=INT shipped=""
   if [ "$1" = -n ]; then niceness=$2; shift 2; fi
   if [ "$1" = -r ]; then run=$2 stop=TERM; shift 2; fi
+  if [ "$1" = -o ]; then shipped=$2; shift 2; fi
   name=$1
   shift
   l=$(left)
@@ -135,6 +144,7 @@ launch() {
         if exported "$run"; then say "salvaged $name"; else say "salvage $name failed"; fi
       fi
     fi
+    [ -n "$shipped" ] && ship "$run" "$shipped"
     printf '%s\t%s\t%s\t%s\n' "$name" "$start" "$(date +%s)" "$rc" >> "$logs/jobs.tsv"
     say "end $name: exit $rc after $(($(date +%s) - start)) s"
   ) &
@@ -171,11 +181,11 @@ small_jobs() {  # derive, then the three small jobs side by side (run in the bac
   derive_small || return
   synth_cmd diffusion "$small" "$data_small" "$diff_small" "${DIFF_SMALL_MINUTES:-$(budget 7.5)}" "${DIFF_SMALL_BATCH:-256}" \
     --lr 5e-4 ${DIFF_SMALL_FLAGS:-}
-  launch -n 5 -r "$diff_small" "diffusion-$small" "${cmd[@]}"
+  launch -n 5 -r "$diff_small" -o "synth-diffusion-$small.safetensors" "diffusion-$small" "${cmd[@]}"
   synth_cmd vae "$small" "$data_small" "$vae_small" "${VAE_MINUTES:-$(budget 3)}" "${VAE_BATCH:-256}" ${VAE_FLAGS:-}
-  launch -n 5 -r "$vae_small" "vae-$small" "${cmd[@]}"
+  launch -n 5 -r "$vae_small" -o "synth-vae-$small.safetensors" "vae-$small" "${cmd[@]}"
   synth_cmd encoder "$small" "$data_small" "$enc_small" "${ENC_MINUTES:-$(budget 1.5)}" "${ENC_BATCH:-256}" ${ENC_FLAGS:-}
-  launch -n 5 -r "$enc_small" "encoder-$small" "${cmd[@]}"
+  launch -n 5 -r "$enc_small" -o "synth-encoder-$small.safetensors" "encoder-$small" "${cmd[@]}"
   wait_jobs
 }
 
@@ -212,17 +222,17 @@ case "$stage" in
     if has ct; then
       jobs_summary+=("ct=$ct_run:$(rows "$ct_run")")
       ct_cmd "$ct_run" "${CT_MINUTES:-$(budget 8)}"
-      launch -r "$ct_run" ct "${cmd[@]}"
+      launch -r "$ct_run" -o ct-unet.safetensors ct "${cmd[@]}"
     fi
     if has seg; then
       jobs_summary+=("seg=$seg_run:$(rows "$seg_run")")
       seg_cmd "$seg_run" "${SEG_MINUTES:-$(budget 6)}"
-      launch -n 5 -r "$seg_run" seg "${cmd[@]}"
+      launch -n 5 -r "$seg_run" -o ct-segmenter.safetensors seg "${cmd[@]}"
     fi
     if has large; then
       jobs_summary+=("diffusion-$large=$diff_large:$(rows "$diff_large")")
       diffusion_large_cmd "${DIFF_LARGE_MINUTES:-$(budget 8)}"
-      launch -n 10 -r "$diff_large" "diffusion-$large" "${cmd[@]}"
+      launch -n 10 -r "$diff_large" -o "synth-diffusion-$large.safetensors" "diffusion-$large" "${cmd[@]}"
     fi
     if has small; then
       for pair in "diffusion-$small=$diff_small" "vae-$small=$vae_small" "encoder-$small=$enc_small"; do
@@ -237,12 +247,12 @@ case "$stage" in
     if has ct; then
       jobs_summary+=("ct=$ct_run:$(rows "$ct_run")")
       ct_cmd "$ct_run" "${CT_TOTAL_MINUTES:-$(budget 14)}"
-      launch -r "$ct_run" ct "${cmd[@]}"
+      launch -r "$ct_run" -o ct-unet.safetensors ct "${cmd[@]}"
     fi
     if has large && [ "${DIFF_LARGE_TOTAL_MINUTES:-14}" != 0 ] && [ -f "$diff_large/last.pt" ]; then
       jobs_summary+=("diffusion-$large=$diff_large:$(rows "$diff_large")")
       diffusion_large_cmd "${DIFF_LARGE_TOTAL_MINUTES:-$(budget 14)}"
-      launch -n 10 -r "$diff_large" "diffusion-$large" "${cmd[@]}"
+      launch -n 10 -r "$diff_large" -o "synth-diffusion-$large.safetensors" "diffusion-$large" "${cmd[@]}"
     fi
     if has report && derive_small; then
       weights=()
@@ -314,22 +324,6 @@ esac
 # --- what comes back
 [ -n "$monitor" ] && kill "$monitor" 2>/dev/null
 failed=$(awk -F'\t' '$4 != 0 {print $1}' "$logs/jobs.tsv" | tr '\n' ' ')
-ship() {  # RUN_FOLDER NAME: its weights into $OUT as NAME
-  if [ -f "$1/model.safetensors" ]; then cp "$1/model.safetensors" "$out/$2"; else say "warning: no $1/model.safetensors"; fi
-}
-has ct && ship "$ct_run" ct-unet.safetensors
-case "$stage" in
-  train)
-    has seg && ship "$seg_run" ct-segmenter.safetensors
-    if has small; then
-      ship "$diff_small" "synth-diffusion-$small.safetensors"
-      ship "$vae_small" "synth-vae-$small.safetensors"
-      ship "$enc_small" "synth-encoder-$small.safetensors"
-    fi
-    has large && ship "$diff_large" "synth-diffusion-$large.safetensors" ;;
-  extend)
-    grep -q "^diffusion-$large"$'\t' "$logs/jobs.tsv" && ship "$diff_large" "synth-diffusion-$large.safetensors" ;;
-esac
 extra=()  # this call's report (not an older one left in its folder) and speed figures
 grep -q "^report-$small"$'\t'".*"$'\t'"0\$" "$logs/jobs.tsv" && extra+=(--report "$report/summary.json")
 [ -f "$logs/speed.jsonl" ] && extra+=(--speed "$logs/speed.jsonl")

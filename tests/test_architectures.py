@@ -28,6 +28,34 @@ def test_known_pixels_are_kept_at_sizes_off_the_stride(name: str) -> None:
     assert torch.all((out >= 0) & (out <= 1))
 
 
+def test_a_diffusion_fill_is_the_same_whatever_batch_it_comes_in() -> None:
+    """One posterior sample per input: a slice filled alone, first or third in a batch, gives one answer."""
+    torch.manual_seed(0)
+    net = build_architecture("diffusion", **TINY["diffusion"]).eval()
+    image, mask = torch.rand(3, 1, 24, 24), torch.zeros(3, 1, 24, 24)
+    mask[..., 6:18, 6:18] = 1
+    with torch.no_grad():
+        together = net(image, mask)
+        alone = torch.cat([net(image[i : i + 1], mask[i : i + 1]) for i in range(3)])
+        reversed_batch = net(image.flip(0), mask.flip(0)).flip(0)
+    assert torch.allclose(together, alone, atol=1e-5) and torch.allclose(together, reversed_batch, atol=1e-5)
+
+
+def test_the_partial_convolution_masks_shrink_from_the_slice_alone() -> None:
+    """The side inputs are known everywhere; were they counted as known pixels, every window would hold one and the
+    mask would be gone after the first layer. A 32x32 hole must still be there after it, and shrink level by level."""
+    net = build_architecture("partial-conv", **TINY["partial-conv"]).eval()
+    mask = torch.zeros(1, 1, 64, 64)
+    mask[..., 16:48, 16:48] = 1
+    seen = []
+    for conv in [net.stem, *net.down]:
+        conv.register_forward_hook(lambda _m, _i, out: seen.append(float((out[1] == 0).float().mean())))
+    with torch.no_grad():
+        net(torch.rand(1, 1, 64, 64), mask, torch.randint(0, 3, (1, 64, 64)), torch.tensor([5]))
+    assert seen[0] == pytest.approx(30 * 30 / 64**2)  # one pixel of the hole's rim known per layer
+    assert all(a > b for a, b in zip(seen, seen[1:])) and seen[-1] > 0
+
+
 def textured_batch(n: int, size: int = 32) -> torch.Tensor:
     """Slices of different brightness with a stripe texture: the hole's level can only come from its surroundings."""
     level = torch.rand(n, 1, 1, 1) * 0.7 + 0.2

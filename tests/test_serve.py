@@ -132,6 +132,35 @@ def test_dmiai_request_round_trips_and_equals_inpainter(client: httpx.Client, in
     assert np.any(served[mask == 255] != 0)
 
 
+def test_what_the_dmiai_template_reads_is_read_the_same(client: httpx.Client, samples: Path) -> None:
+    """DM-i-AI's template (pydantic's lax int, b64decode without validation, FastAPI before 0.132) reads a level
+    sent as 16.0 or "16", base64 in MIME lines or with a newline at the end, and a JSON body without a Content-Type
+    header: each gives the answer of the plain request."""
+    request = dmiai_request(samples, CASE)
+    expected = client.post("/predict", json=request).json()
+    level = request["vertebrae"]
+    wrapped = {k: base64.encodebytes(base64.b64decode(v)).decode() if k.endswith("_image") else v for k, v in request.items()}
+    variants = [{**request, "vertebrae": float(level)}, {**request, "vertebrae": str(level)}, wrapped,
+                {**request, "mask_image": request["mask_image"] + "\n"}]
+    assert all("\n" in wrapped[k] for k in ("corrupted_image", "tissue_image", "mask_image"))
+    for body in variants:
+        answer = client.post("/predict", json=body)
+        assert answer.status_code == 200 and answer.json() == expected, answer.text
+    bare = client.post("/predict", content=json.dumps(request).encode())  # no Content-Type header at all
+    assert "content-type" not in bare.request.headers and bare.json() == expected
+
+
+def test_a_batch_path_with_a_trailing_slash_gets_the_batch_limit(tiny_checkpoint: Path) -> None:
+    app = create_app(tiny_checkpoint, max_body_bytes=1000)
+    body = b'{"items": [' + b" " * 1500 + b"]}"  # over one item's limit, under a batch's
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=30) as c:
+        single = c.post("/predict", content=body, headers={"content-type": "application/json"})
+        for path in ("/predict/batch", "/predict/batch/"):
+            answer = c.post(path, content=body, headers={"content-type": "application/json"}, follow_redirects=True)
+            assert answer.status_code == 422 and answer.json()["field"] == "items", (path, answer.text)
+    assert single.status_code == 413
+
+
 def test_served_images_equal_medinpaint_predict(client: httpx.Client, tiny_checkpoint: Path, samples: Path, tmp_path: Path) -> None:
     """All bundled cases, sent concurrently (so the micro-batcher groups them) and as one batch request."""
     result = CliRunner().invoke(cli, ["predict", "-i", str(samples), "-o", str(tmp_path / "pred"),
@@ -221,7 +250,8 @@ def _bad_requests(samples: Path) -> list[tuple[str, str, dict | bytes, str]]:
         ("vertebra-too-high", "/predict", {**good, "vertebrae": 25}, "vertebrae"),
         ("vertebra-negative", "/predict", {**good, "vertebrae": -1}, "vertebrae"),
         ("vertebra-not-int", "/predict", {**good, "vertebrae": "L3"}, "vertebrae"),
-        ("vertebra-as-string", "/predict", {**good, "vertebrae": "5"}, "vertebrae"),
+        ("vertebra-fractional", "/predict", {**good, "vertebrae": 5.5}, "vertebrae"),
+        ("vertebra-fractional-string", "/predict", {**good, "vertebrae": "5.5"}, "vertebrae"),
         ("vertebra-as-bool", "/predict", {**good, "vertebrae": True}, "vertebrae"),
         ("image-not-string", "/predict", {**good, "corrupted_image": 5}, "corrupted_image"),
         ("not-json", "/predict", b"{corrupted_image:", "body"),

@@ -146,18 +146,52 @@ def test_only_the_latest_fill_is_shown_and_a_non_json_answer_is_reported(page) -
     page.select_option("#sample", "450_0")
     page.wait_for_function("document.getElementById('status').textContent.startsWith('Filling')")
     page.select_option("#sample", "459_9")
-    page.wait_for_timeout(500)
+    for _ in range(200):  # until the second fill is held too (the browser's time, not a fixed wait)
+        if len(held) == 2:
+            break
+        page.wait_for_timeout(50)
     assert len(held) == 2
     latest = json.loads(held[1].request.post_data)["corrupted_image"]
     held[1].continue_()
-    page.wait_for_function("document.getElementById('status').textContent.startsWith('Filled')")
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('Filled') && state.settled === 1")
     held[0].continue_()  # the first sample's fill arrives last, and is dropped
-    page.wait_for_timeout(500)
+    page.wait_for_function("state.settled === 2")
     assert page.get_attribute("#before", "src").endswith(latest)
     page.unroute("**/inpaint")
     page.route("**/inpaint", lambda route: route.fulfill(status=502, body="<html>Bad Gateway</html>", content_type="text/html"))
     page.click("#fill")
     page.wait_for_function("document.getElementById('status').textContent.includes('the server answered 502')")
+
+
+def test_a_changed_input_or_a_failed_fill_hides_the_result_and_a_refused_file_is_not_kept(page, samples: Path, tmp_path: Path) -> None:
+    """A result stays on screen only while it answers what the page would send: another mask, a failed fill or a
+    refused file must not leave an earlier result showing (and downloadable) as if it were the answer."""
+    page.select_option("#sample", "450_0")
+    page.wait_for_selector("#result-panel:not([hidden])")
+    sent = page.evaluate("Array.from(state.slice)")
+    page.set_input_files("#mask-file", str(samples / "mask" / "mask_453_3.png"))
+    page.wait_for_function("document.getElementById('result-panel').hidden")
+    page.set_input_files("#tissue-file", str(samples / "ct" / "ct_450_0.png"))  # not a tissue map
+    page.click("#fill")
+    page.wait_for_function("document.getElementById('status').textContent.includes('tissue_image: values must be')")
+    assert page.locator("#result-panel").is_hidden() and page.get_attribute("#download", "href") == "#"
+    small = tmp_path / "small.png"
+    write_gray_png(small, np.zeros((2, 2), np.uint8))
+    page.set_input_files("#slice-file", str(small))
+    page.wait_for_function("document.getElementById('status').textContent.includes('must be 256×256')")
+    assert page.evaluate("document.getElementById('slice-file').files.length") == 0  # not shown as the slice loaded
+    assert page.evaluate("Array.from(state.slice)") == sent
+
+
+def test_a_truncated_nifti_volume_is_refused_by_name(page, tmp_path: Path) -> None:
+    nib = pytest.importorskip("nibabel")
+    nib.save(nib.Nifti1Image(np.zeros((16, 16, 20), np.int16), np.eye(4)), str(tmp_path / "whole.nii"))
+    data = (tmp_path / "whole.nii").read_bytes()
+    for name, cut in (("half.nii", len(data) - 16 * 16 * 10 * 2), ("odd.nii", len(data) - 1)):
+        (tmp_path / name).write_bytes(data[:cut])
+        page.set_input_files("#volume-file", str(tmp_path / name))
+        page.wait_for_function(f"document.getElementById('status').textContent.startsWith('{name}: truncated')")
+    assert page.locator("#slice-picker").is_hidden()
 
 
 def test_the_page_fits_a_phone(page_url: str) -> None:

@@ -113,6 +113,41 @@ def test_dpm_solver_matches_diffusers_step_for_step() -> None:
     assert torch.allclose(ours, x, atol=1e-4)
 
 
+@pytest.mark.parametrize(("solver", "eta"), [("ddim", 0.0), ("ddim", 1.0), ("dpm++", 0.0)])
+def test_known_pixels_are_held_at_their_forward_noised_values(solver: str, eta: float) -> None:
+    """Whatever the denoiser answers, every x_t it is called with has sqrt(a_t) x0 + sqrt(1 - a_t) eps at the kept
+    pixels (eps the starting noise), the distribution training showed it there; the other pixels move freely."""
+    diffusion, shape = Diffusion(), (2, 1, 8, 8)
+    x0 = torch.rand(shape) * 2 - 1
+    keep = torch.zeros(shape)
+    keep[..., :4, :] = 1
+    seen, garbage = [], torch.Generator().manual_seed(9)
+
+    def net(x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        seen.append((x.clone(), int(round(float(t[0]) * diffusion.timesteps))))
+        return torch.randn(x.shape, generator=garbage) * 3
+
+    diffusion.sample(net, torch.zeros(2, dtype=torch.long), shape, torch.Generator().manual_seed(0), steps=6,
+                     eta=eta, solver=solver, known=(x0, keep))
+    start = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    assert len(seen) == len(diffusion.step_times(6, "logsnr" if solver == "dpm++" else "linear"))
+    for x, t in seen:
+        a = diffusion.alpha_bar[t].float()
+        assert torch.allclose(x[keep == 1], (a.sqrt() * x0 + (1 - a).sqrt() * start)[keep == 1], atol=1e-5)
+    assert not torch.allclose(seen[-1][0][keep == 0], start[keep == 0], atol=0.1)
+
+
+def test_shared_noise_makes_a_sample_independent_of_its_batch() -> None:
+    diffusion = Diffusion()
+    net = oracle_for_gaussian(diffusion, mean=0.2, std=0.3)
+    draw = lambda n: diffusion.sample(net, torch.zeros(n, dtype=torch.long), (n, 1, 8, 8),  # noqa: E731
+                                      torch.Generator().manual_seed(4), steps=5, eta=1.0, shared_noise=True)
+    one, three = draw(1), draw(3)
+    assert torch.allclose(three, one.expand_as(three), atol=1e-6)
+    assert not torch.allclose(draw(3), diffusion.sample(net, torch.zeros(3, dtype=torch.long), (3, 1, 8, 8),
+                                                        torch.Generator().manual_seed(4), steps=5, eta=1.0), atol=0.1)
+
+
 def test_a_point_distribution_comes_back_exactly_and_temperature_narrows_the_spread() -> None:
     diffusion = Diffusion()
     point = oracle_for_gaussian(diffusion, mean=0.5, std=0.0)

@@ -269,7 +269,7 @@ def demo(
 @app.command()
 @user_errors
 def serve(
-    host: Annotated[str, typer.Option(help="address to listen on (0.0.0.0 for every interface)")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="address to listen on: 0.0.0.0 for every interface, as an evaluation service on another machine (DM-i-AI's) needs")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port (DM-i-AI's template uses 9050)")] = 9050,
     weights: Annotated[Path | None, typer.Option(help="checkpoint (default: the shipped model)")] = None,
     device: DeviceOpt = "cpu",

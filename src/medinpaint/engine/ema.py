@@ -23,7 +23,7 @@ class EMA:
     @torch.no_grad()
     def update(self, network: nn.Module, step: int) -> None:
         d = self.decay_at(step)
-        for e, p in zip(self.network.parameters(), network.parameters()):
-            e.lerp_(p.detach().to(e.dtype), 1 - d)
+        averaged = list(self.network.parameters())  # one fused call, not a kernel launch per tensor on a GPU
+        torch._foreach_lerp_(averaged, [p.detach().to(e.dtype) for e, p in zip(averaged, network.parameters())], 1 - d)
         for e, b in zip(self.network.buffers(), network.buffers()):
             e.copy_(b)

@@ -92,8 +92,10 @@ def _fit(task: Task, output: Path, cfg: EngineConfig, device: str | None, progre
         if changed:
             acc.print(f"note: resuming with other settings than the run had: {'; '.join(changed)}")
     ema.network.to(acc.device)
-    if acc.device.type == "cuda":
+    if acc.device.type == "cuda":  # fixed shapes: cuDNN's fastest algorithms, TF32 where bf16 autocast does not reach
         network = network.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision("high")
     network, opt = acc.prepare(network, opt)
     if critic is not None:
         critic, critic_opt = acc.prepare(critic, critic_opt)

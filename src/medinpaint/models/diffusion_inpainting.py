@@ -7,7 +7,11 @@ masks and budget as the other architectures, through the same engine, and it use
 level the others get (an unconditional slice generator cannot); RePaint also needs about ten times the network
 evaluations per step (its resampling jumps), which a CPU comparison cannot afford.
 
-A fill is one posterior sample, drawn with a fixed seed so the same input gives the same output; `samples` > 1
+At sampling the known pixels of every x_t are held at their forward-noised values, as in training (RePaint's
+replacement step), so the denoiser never sees known pixels it was not trained on next to the hole.
+
+A fill is one posterior sample, drawn with a fixed seed so the same input gives the same output, whatever the batch
+it comes in (one noise draw serves every slice of a batch); `samples` > 1
 averages several, which moves the fill towards the posterior mean (the MAE-optimal answer) at that many times
 the cost. Sampling loops do not export to ONNX; this network runs in PyTorch.
 """
@@ -72,7 +76,9 @@ class DiffusionInpaintingNet(InpaintingNetwork):
             x0, weight = pad_to(image * 2 - 1, self.stride), pad_to(mask, self.stride)
             return self.diffusion.loss(self.denoiser_of(cond), x0, labels, training_noise, weight=weight)
         gen = torch.Generator(device=image.device).manual_seed(cfg.seed)
+        known = (pad_to(image * 2 - 1, self.stride), 1 - pad_to(mask, self.stride))
         draws = [self.diffusion.sample(self.denoiser_of(cond), labels, (len(image), 1, *cond.shape[-2:]), gen,
-                                       steps=cfg.sampling_steps, solver=cfg.solver) for _ in range(cfg.samples)]
+                                       steps=cfg.sampling_steps, solver=cfg.solver, known=known, shared_noise=True)
+                 for _ in range(cfg.samples)]
         pred = ((torch.stack(draws).mean(0) + 1) / 2)[..., :h, :w].to(image.dtype)
         return image * (1 - mask) + pred * mask

@@ -48,28 +48,33 @@ class PartialConvConfig(SideInputs):
 
 class PartialConvUNet(InpaintingNetwork):
     """Encoder of stride-2 partial convolutions, decoder of nearest upsampling, skip concatenation (features and
-    masks) and partial convolutions, as in the paper (smaller: 3x3 kernels, `depth` levels). The first layer's
-    mask is per channel: the slice channel is known outside the hole, the mask, tissue and vertebra channels
-    everywhere. Without the normalisation the known-count rescaling (up to the window's size) blows activations up
-    and the sigmoid output saturates at zero within the warm-up, at the learning rate every architecture shares."""
+    masks) and partial convolutions, as in the paper (smaller: 3x3 kernels, `depth` levels). The partial
+    convolutions see the slice, whose known pixels are the mask that shrinks layer by layer. The side inputs (mask,
+    tissue, vertebra), which the paper has not and which are known everywhere, enter through ordinary convolutions:
+    added to the first layer's output and beside the last layer's features. Counting them as known pixels of the
+    partial convolution would make every window known after the first layer (the mask would never shrink: a plain
+    convolutional U-Net). Without the normalisation the known-count rescaling (up to the window's size) blows
+    activations up and the sigmoid output saturates at zero within the warm-up, at the learning rate every
+    architecture shares."""
 
     def __init__(self, config: PartialConvConfig | None = None) -> None:
         super().__init__()
         self.config = cfg = config or PartialConvConfig()
         widths = [cfg.base_channels * 2 ** min(i, 3) for i in range(cfg.depth)]
         self.stride = 2 ** (cfg.depth - 1)
-        self.stem = PartialConv2d(cfg.in_channels, widths[0], 3, padding=1)
+        self.stem = PartialConv2d(1, widths[0], 3, padding=1)
+        self.stem_side = nn.Conv2d(cfg.in_channels - 1, widths[0], 3, padding=1, bias=False)
         self.down = nn.ModuleList(PartialConv2d(widths[i], widths[i + 1], 3, stride=2, padding=1) for i in range(cfg.depth - 1))
         self.up = nn.ModuleList(PartialConv2d(widths[i + 1] + widths[i], widths[i], 3, padding=1)
                                 for i in reversed(range(cfg.depth - 1)))
         self.down_norms = nn.ModuleList(group_norm(widths[i + 1], cfg.groups) for i in range(cfg.depth - 1))
         self.up_norms = nn.ModuleList(group_norm(widths[i], cfg.groups) for i in reversed(range(cfg.depth - 1)))
-        self.head = nn.Conv2d(widths[0], 1, 3, padding=1)
+        self.head = nn.Conv2d(widths[0] + cfg.in_channels - 1, 1, 3, padding=1)
 
     def body(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        valid = torch.cat([1 - mask, torch.ones_like(x[:, 1:])], dim=1)
-        h, m = self.stem(x, valid)
-        h = F.leaky_relu(h, 0.2)
+        side = x[:, 1:]
+        h, m = self.stem(x[:, :1], 1 - mask)
+        h = F.leaky_relu(h + self.stem_side(side), 0.2)
         skips = []
         for conv, norm in zip(self.down, self.down_norms):
             skips.append((h, m))
@@ -82,4 +87,4 @@ class PartialConvUNet(InpaintingNetwork):
             both = torch.cat([m.expand(-1, h.shape[1], -1, -1), skip_m.expand(-1, skip_h.shape[1], -1, -1)], dim=1)
             h, m = conv(torch.cat([h, skip_h], dim=1), both)
             h = F.leaky_relu(norm(h), 0.2)
-        return self.head(h)
+        return self.head(torch.cat([h, side], dim=1))

@@ -15,7 +15,7 @@ from medinpaint.models.blocks import group_norm
 @dataclass
 class PatchGANConfig:
     base_channels: int = 32
-    layers: int = 3  # stride-2 layers; pix2pix's 70x70 PatchGAN has 3
+    layers: int = 3  # stride-2 layers, as pix2pix's 70x70 PatchGAN; with the 3x3 layers after them each score sees 54x54
     groups: int = 8
 
     def to_dict(self) -> dict:

@@ -71,11 +71,14 @@ def create_app(
         yield
         await batcher.stop()
 
+    # strict_content_type off: a JSON body without a Content-Type header is read as JSON, as the FastAPI of DM-i-AI's
+    # template did (FastAPI >= 0.132 refuses it by default). The CSRF it guards against needs an endpoint that acts
+    # on someone's behalf; these only compute an answer.
     app = FastAPIOffline(title="medinpaint", summary="Fill the missing pixels of CT slices (DM-i-AI 2024 CT inpainting API).",
-                         lifespan=lifespan)
+                         lifespan=lifespan, strict_content_type=False)
     app.state.inpainter, app.state.batcher = inpainter, batcher
     _add_error_handlers(app)
-    app.add_middleware(BodyLimit, limit_for=lambda path: max_body_bytes * (MAX_BATCH_ITEMS if path.endswith("/batch") else 1))
+    app.add_middleware(BodyLimit, limit_for=lambda path: max_body_bytes * (MAX_BATCH_ITEMS if path.rstrip("/").endswith("/batch") else 1))
     app.add_middleware(RequestLog)
 
     @app.get("/", response_model=str, summary="Says the endpoint runs; a browser gets a link to the page")

@@ -24,9 +24,10 @@ class FieldError(InputError):
 
 
 def decode_image(data: str, field: str, levels: tuple[int, ...] | None = None) -> np.ndarray:
-    """Base64 of an 8-bit grayscale 256x256 PNG -> uint8 (256, 256); `levels` are the only values allowed."""
+    """Base64 of an 8-bit grayscale 256x256 PNG -> uint8 (256, 256); `levels` are the only values allowed.
+    Whitespace (the line breaks of MIME-style base64, a trailing newline) is ignored, as DM-i-AI's template does."""
     try:
-        raw = base64.b64decode(data, validate=True)
+        raw = base64.b64decode("".join(data.split()), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise FieldError(field, f"invalid base64 ({exc})") from exc
     try:

@@ -4,16 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, Field
 
 from medinpaint.constants import MAX_VERTEBRA
 
 MAX_BATCH_ITEMS = 32
 
 
+def _not_a_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("a vertebra level is a number, not true or false")
+    return value
+
+
+# An integer level, read as DM-i-AI's template reads it (pydantic's lax int: 5, 5.0 and "5" are level 5; 5.5 is refused);
+# true and false are refused rather than read as 1 and 0.
+Vertebra = Annotated[int, BeforeValidator(_not_a_bool)]
+
+
 def vertebra_field(default: Any = ...) -> Any:
-    """An integer level, strictly: "5", 5.0 or true are refused rather than guessed at."""
-    return Field(default, ge=0, le=MAX_VERTEBRA, strict=True, description=f"closest vertebra level, 0..{MAX_VERTEBRA}")
+    return Field(default, ge=0, le=MAX_VERTEBRA, description=f"closest vertebra level, 0..{MAX_VERTEBRA}")
 
 
 class PredictRequest(BaseModel):
@@ -22,7 +34,7 @@ class PredictRequest(BaseModel):
     corrupted_image: str = Field(description="base64 PNG of the slice; zeros under the mask")
     tissue_image: str = Field(description="base64 PNG of the tissue map: 0 background, 100 body, 255 fat")
     mask_image: str = Field(description="base64 PNG of the mask: 255 where pixels are missing, else 0")
-    vertebrae: int = vertebra_field()
+    vertebrae: Vertebra = vertebra_field()
 
 
 class PredictResponse(BaseModel):
@@ -35,7 +47,7 @@ class InpaintRequest(BaseModel):
     corrupted_image: str
     mask_image: str
     tissue_image: str | None = None
-    vertebrae: int | None = vertebra_field(None)
+    vertebrae: Vertebra | None = vertebra_field(None)
 
 
 class BatchRequest(BaseModel):

@@ -49,6 +49,7 @@ class Diffusion:
     def __init__(self, timesteps: int = 1000) -> None:
         self.timesteps = timesteps
         self.alpha_bar = cosine_alpha_bar(timesteps)
+        self._on_device: dict[torch.device, torch.Tensor] = {}  # a copy per device: a CPU->GPU copy every step syncs
 
     def to_dict(self) -> dict:
         return {"timesteps": self.timesteps, "schedule": "cosine", "prediction": "v"}
@@ -63,7 +64,10 @@ class Diffusion:
 
     def _a(self, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(sqrt(a_t), sqrt(1 - a_t)) shaped to broadcast over `like`."""
-        a = self.alpha_bar.to(like.device)[t].float().view(-1, *([1] * (like.ndim - 1)))
+        table = self._on_device.get(like.device)
+        if table is None:
+            table = self._on_device.setdefault(like.device, self.alpha_bar.to(like.device))
+        a = table[t].float().view(-1, *([1] * (like.ndim - 1)))
         return a.sqrt(), (1 - a).sqrt()
 
     def loss(self, net: Denoiser, x0: torch.Tensor, labels: torch.Tensor, gen: torch.Generator,
@@ -105,14 +109,32 @@ class Diffusion:
         guidance: float = 1.0,
         null_class: int | None = None,
         solver: str = "ddim",
+        known: tuple[torch.Tensor, torch.Tensor] | None = None,
+        shared_noise: bool = False,
     ) -> torch.Tensor:
         """Samples of `shape` (B,C,H,W) in [-1, 1] for class `labels` (B,), drawn with `gen` (on the device).
-        `solver` ddim (with `eta`) or dpm++ (DPM-Solver++(2M), deterministic: `eta` must be 0)."""
+        `solver` ddim (with `eta`) or dpm++ (DPM-Solver++(2M), deterministic: `eta` must be 0).
+        `known` (x0, keep), both broadcast to `shape`: where keep is 1, every x_t is held at the forward-noised x0,
+        sqrt(a_t) x0 + sqrt(1 - a_t) eps with the starting noise eps, so a denoiser trained on forward-noised known
+        pixels sees them at sampling too (RePaint's replacement; without it they drift with outputs no loss trained).
+        `shared_noise`: one noise draw of shape (1, C, H, W) for the whole batch, so that a sample depends on its own
+        inputs and `gen`'s seed, not on its place in the batch or the batch's size."""
         if solver not in ("ddim", "dpm++") or (solver == "dpm++" and eta != 0):
             raise ValueError(f"solver must be ddim (any eta) or dpm++ (eta 0), got {solver!r} with eta {eta}")
         dev = labels.device
-        x = torch.randn(shape, generator=gen, device=dev) * temperature
+        noise_shape = (1, *shape[1:]) if shared_noise else shape
+        draw = lambda: torch.randn(noise_shape, generator=gen, device=dev).expand(shape)  # noqa: E731
+        start = draw()
+        x = start * temperature
         times = self.step_times(steps, "logsnr" if solver == "dpm++" else "linear")
+
+        def hold(x: torch.Tensor, t: int) -> torch.Tensor:
+            if known is None:
+                return x
+            sa, sb = self._a(torch.full((len(x),), t, device=dev), x)
+            return torch.lerp(x, sa * known[0] + sb * start, known[1])
+
+        x = hold(x, times[0])
         x0_prev, h_prev = None, 0.0
         for i, t in enumerate(times):
             v = self._predict(net, x, t, labels, guidance, null_class)
@@ -122,14 +144,15 @@ class Diffusion:
                 break
             if solver == "dpm++":  # the update onto t = 0 is first order: a long step there would extrapolate wildly
                 x, h_prev = self._dpm_solver_step(x, x0, None if i + 2 == len(times) else x0_prev, h_prev, t, times[i + 1])
-                x0_prev = x0
+                x, x0_prev = hold(x, times[i + 1]), x0
                 continue
             eps = (x - sa * x0) / sb
             a_t, a_s = float(self.alpha_bar[t]), float(self.alpha_bar[times[i + 1]])
             sigma = eta * math.sqrt((1 - a_s) / (1 - a_t) * (1 - a_t / a_s))
             x = math.sqrt(a_s) * x0 + math.sqrt(max(1 - a_s - sigma**2, 0.0)) * eps
             if sigma > 0:
-                x = x + sigma * temperature * torch.randn(shape, generator=gen, device=dev)
+                x = x + sigma * temperature * draw()
+            x = hold(x, times[i + 1])
         return x0
 
     def _log_snr(self, t: int) -> float:

@@ -5,7 +5,7 @@
 const $ = (id) => document.getElementById(id);
 const editor = $("editor");
 const ctx = editor.getContext("2d");
-const state = { slice: null, mask: new Uint8Array(SIZE * SIZE), tissue: null, drawing: false, last: null, volume: null, request: 0 };
+const state = { slice: null, mask: new Uint8Array(SIZE * SIZE), tissue: null, drawing: false, last: null, volume: null, request: 0, settled: 0 };  // settled: fills answered, used or dropped
 
 function say(text, isError = false) {
   $("status").textContent = text;
@@ -33,15 +33,20 @@ function render() {
 
 // A new slice starts afresh: no mask, no result, and no side information the user did not give for it (a sample's
 // tissue map and vertebra level belong to that sample). Counting it as a new request drops a fill still under way.
-function startAfresh() {
+// The inputs changed: a fill under way, or the one shown, no longer answers them.
+function dropResult() {
   state.request += 1;
+  $("result-panel").hidden = true;
+  $("download").href = "#";
+}
+
+function startAfresh() {
+  dropResult();
   state.mask.fill(0);
   state.tissue = null;
   $("tissue-file").value = "";
   $("mask-file").value = "";
   $("vertebrae").value = "";
-  $("result-panel").hidden = true;
-  $("download").href = "#";
 }
 
 function paint(x, y) {
@@ -68,11 +73,12 @@ editor.addEventListener("pointerdown", (e) => {
   if (!state.slice) return;
   state.drawing = true;
   state.last = null;
+  dropResult();
   editor.setPointerCapture(e.pointerId);
   stroke(e);
 });
 editor.addEventListener("pointermove", (e) => state.drawing && stroke(e));
-editor.addEventListener("pointerup", () => { state.drawing = false; });
+for (const end of ["pointerup", "pointercancel", "lostpointercapture"]) editor.addEventListener(end, () => { state.drawing = false; });
 
 $("slice-file").addEventListener("change", async () => {
   try {
@@ -86,21 +92,41 @@ $("slice-file").addEventListener("change", async () => {
     $("slice-picker").hidden = true;
     $("fill").disabled = !state.slice;
     say("Draw over the missing pixels, or load a mask, then press Fill.");
-  } catch (err) { say(err.message, true); }
+  } catch (err) {
+    $("slice-file").value = ""; // the file refused is not the slice shown
+    say(err.message, true);
+  }
   render();
 });
 
 $("mask-file").addEventListener("change", async () => {
   try {
     const pixels = await loadGray($("mask-file"), "the mask");
-    if (pixels) state.mask = pixels.map((v) => (v >= 128 ? 1 : 0));
-  } catch (err) { say(err.message, true); }
+    if (pixels) {
+      state.mask = pixels.map((v) => (v >= 128 ? 1 : 0));
+      dropResult();
+    }
+  } catch (err) {
+    $("mask-file").value = "";
+    say(err.message, true);
+  }
   render();
 });
 
 $("tissue-file").addEventListener("change", async () => {
-  try { state.tissue = await loadGray($("tissue-file"), "the tissue map"); } catch (err) { say(err.message, true); }
+  try {
+    const tissue = await loadGray($("tissue-file"), "the tissue map");
+    if (tissue) {
+      state.tissue = tissue;
+      dropResult();
+    }
+  } catch (err) {
+    $("tissue-file").value = "";
+    say(err.message, true);
+  }
 });
+
+$("vertebrae").addEventListener("input", dropResult);
 
 async function sampleImage(kind, id) {
   const response = await fetch(`../sample-files/${kind}/${kind}_${id}.png`);
@@ -139,8 +165,7 @@ $("sample").addEventListener("change", async () => {
 
 function showVolumeSlice() {
   const k = Number($("slice-index").value);
-  state.request += 1; // a fill of the slice shown before is no longer wanted
-  $("result-panel").hidden = true;
+  dropResult(); // a fill of the slice shown before is no longer wanted
   state.slice = niftiSlice(state.volume, k);
   $("slice-number").textContent = `${k + 1} of ${state.volume.nz}`;
   render();
@@ -178,7 +203,7 @@ function renderResultMask(mask) {
 
 $("show-mask").addEventListener("change", () => { $("result-mask").hidden = !$("show-mask").checked; });
 
-$("clear-mask").addEventListener("click", () => { state.mask.fill(0); render(); });
+$("clear-mask").addEventListener("click", () => { state.mask.fill(0); dropResult(); render(); });
 
 $("compare").addEventListener("input", () => {
   $("result").style.clipPath = `inset(0 ${100 - Number($("compare").value)}% 0 0)`;
@@ -212,9 +237,13 @@ $("controls").addEventListener("submit", async (event) => {
     $("compare").dispatchEvent(new Event("input"));
     say(`Filled in ${Math.round(performance.now() - start)} ms.`);
   } catch (err) {
-    if (ticket === state.request) say(`Could not fill: ${err.message}`, true);
+    if (ticket === state.request) {
+      $("result-panel").hidden = true; // an earlier result would pass for the answer to these inputs
+      say(`Could not fill: ${err.message}`, true);
+    }
   } finally {
     $("fill").disabled = !state.slice;
+    state.settled += 1;
   }
 });
 

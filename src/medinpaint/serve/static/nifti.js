@@ -25,7 +25,11 @@ async function readNifti(file) {
   const inter = view.getFloat32(116, little) || 0;
   if (!slope) slope = 1;
   const count = dims[0] * dims[1] * dims[2];
-  const copy = buffer.slice(offset, offset + count * type.BYTES_PER_ELEMENT);
+  const needed = offset + count * type.BYTES_PER_ELEMENT;
+  if (buffer.byteLength < needed) {
+    throw new Error(`${file.name}: truncated: ${dims[0]}×${dims[1]}×${dims[2]} voxels need ${needed} bytes, the file has ${buffer.byteLength}`);
+  }
+  const copy = buffer.slice(offset, needed);
   let raw = new type(copy);
   if (!little && type.BYTES_PER_ELEMENT > 1) raw = swapped(copy, type);
   const values = new Float32Array(count);
