@@ -144,7 +144,7 @@ def main() -> None:
                "gpu": gpu_stats(args.logs / "gpu.csv")}
     if args.report and args.report.is_file():
         rep = json.loads(args.report.read_text())
-        keep = ("label", "fid", "fid_at_heldout_n", "precision", "recall", "samples_per_s", "utility_mae", "utility_mae_vs_real")
+        keep = ("label", "fid", "fid_at_heldout_n", "precision", "recall", "precision_at_heldout_n", "recall_at_heldout_n", "samples_per_s", "utility_mae", "utility_mae_vs_real")
         summary["report"] = {"heldout_real": {k: rep["heldout_real"].get(k) for k in ("n", "fid", "precision", "recall")},
                              "models": [{k: m[k] for k in keep if k in m} for m in rep.get("models", [])],
                              **({"utility_real_mae": rep["utility"]["real_mae"]} if "utility" in rep else {})}

@@ -393,3 +393,6 @@ def test_copies_of_training_slices_are_found() -> None:
     nn = nearest_training(queries, train)
     assert nn.index[:2].tolist() == [3, 7] and abs(nn.distance[0] - 1) < 1e-4
     assert nn.near_copies.tolist() == [True, True] + [False] * 8
+    twice = np.concatenate([train, train[:1]])  # a training slice present twice: its second neighbour is itself
+    assert nearest_training(train[:1], twice).near_copies.tolist() == [True]
+    assert nearest_training(train[:1], train[:1]).near_copies.tolist() == [True]  # and a training set of one

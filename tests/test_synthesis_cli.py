@@ -92,6 +92,7 @@ def test_report_writes_all_four_measures(runs: dict[str, Path], tmp_path: Path) 
     for m in summary["models"]:
         assert m["fid"] >= 0 and 0 <= m["precision"] <= 1 and 0 <= m["recall"] <= 1 and 0 <= m["near_copy_share"] <= 1
         assert m["utility_mae"] > 0 and m["samples_per_s"] > 0
+        assert 0 <= m["precision_at_heldout_n"] <= 1 and 0 <= m["recall_at_heldout_n"] <= 1  # at the held-out row's n
     assert summary["utility"]["real_mae"] > 0 and summary["utility"]["slices"] == 6
     for name in ("samples.png", "histograms.png", "closest_pairs.png"):
         assert (report / name).stat().st_size > 10_000
@@ -124,6 +125,19 @@ def test_bad_input_is_one_line(runs: dict[str, Path], tmp_path: Path, args: tupl
     code, msg = cli("synth", *argv, "--device", "cpu", "--no-progress")
     assert code == 2 and message in msg and msg.startswith("error: ") and msg.count("\n") == 1, msg
     assert not (tmp_path / "x.npy").exists() and not (tmp_path / "run").exists()
+
+
+def test_an_encoder_of_another_size_and_a_negative_seed_are_refused(runs: dict[str, Path], tmp_path: Path) -> None:
+    big = write_dmiai(tmp_path / "phantoms-128", [0, 1], per_patient=2, size=128)
+    code, out = cli("synth", "train", "--data", big, "-o", tmp_path / "enc128", "--model", "encoder", "--size", 128, *TINY)
+    assert code == 0, out
+    encoder = tmp_path / "enc128" / "model.safetensors"
+    code, msg = cli("synth", "report", "--data", runs["data"], "-o", tmp_path / "r", "--weights", runs["vae"], "--encoder", encoder,
+                    "-n", 4, "--device", "cpu", "--no-progress")
+    assert code == 2 and f"{encoder}: an encoder of 128x128 slices; the generators make 64x64" in msg and msg.count("\n") == 1, msg
+    assert not (tmp_path / "r").exists()
+    code, msg = cli("synth", "sample", "-n", 2, "-o", tmp_path / "x.npy", "--weights", runs["vae"], "--seed", -1)
+    assert code == 2 and "--seed" in msg and not (tmp_path / "x.npy").exists()
 
 
 def test_without_weights_the_shipped_checkpoint_is_used_or_its_absence_explained(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from medinpaint.masks import BrushStrokes, Stripes
 from medinpaint.metrics import dice, jaccard
 from medinpaint.models.architectures import ARCHITECTURES, config_of, denoises
 from medinpaint.outputs import ROW, check_output_path, kept_row, resumable_dir, settings_key
+from medinpaint.summaries import mean_sd
 from medinpaint.synthesis.data import resize_pairs
 from medinpaint.training import TrainConfig, train, validation_set
 
@@ -202,13 +203,12 @@ def results_table(rows: list[dict], cfg: CompareConfig, n_val: int) -> str:
     for r in rows:
         groups.setdefault((r["architecture"], r["loss"]), []).append(r)
     cols = ("mae", "mae_in_mask", "psnr", "ssim", "fat_dice", "fat_jaccard", "cosine")
-    fmt = lambda v: f"{statistics.mean(v):.3f}" + (f" ± {statistics.stdev(v):.3f}" if len(v) > 1 else "")  # noqa: E731
     lines = [f"{n_val} validation slices at {cfg.size or 'full'} px, {cfg.masks} masks, budget "
              f"{cfg.steps or '-'} steps / {cfg.minutes or '-'} min, {cfg.seeds} seed(s)", "",
              "| architecture | loss | " + " | ".join(cols) + " | parameters | images/s | CPU ms/slice |",
              "|---|---|" + "---:|" * (len(cols) + 3)]
     for (arch, loss), rs in sorted(groups.items(), key=lambda kv: statistics.mean(float(r["mae"]) for r in kv[1])):
-        cells = [fmt([r[c] for r in rs]) for c in cols]
+        cells = [mean_sd([r[c] for r in rs]) for c in cols]
         lines.append(f"| {arch} | {loss} | " + " | ".join(cells) + f" | {rs[0]['parameters']:,} | "
                      f"{statistics.mean(r['images_per_s'] for r in rs):.1f} | {statistics.mean(r['cpu_ms_per_slice'] for r in rs):.1f} |")
     return "\n".join(lines) + "\n"

@@ -9,7 +9,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from medinpaint.cli.options import DeviceOpt, NoProgress, Overwrite, resolve_device, user_errors
+from medinpaint.cli.options import DeviceOpt, NoProgress, Overwrite, Seed, resolve_device, user_errors
 from medinpaint.errors import InputError
 from medinpaint.outputs import check_output_path
 
@@ -17,7 +17,6 @@ lesions_app = typer.Typer(no_args_is_help=True, help="Synthetic pathology: lesio
 
 Cases = Annotated[Path, typer.Option("--cases", help="slices with anatomy: images/ + anatomy/ (+ labels/) PNGs, or a DM-i-AI folder / packed cache with tissue maps")]
 Output = Annotated[Path, typer.Option("--output", "-o", help="new lesion folder: images/, labels/ (255 = lesion), anatomy/")]
-Seed = Annotated[int, typer.Option(help="random seed")]
 LabelledLesions = Annotated[Path, typer.Option("--lesions", help="labelled lesion cases: images/ + labels/ + anatomy/ PNGs")]
 Radius = Annotated[tuple[float, float], typer.Option(help="lesion radius range in pixels (low high)")]
 

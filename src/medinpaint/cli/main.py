@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from medinpaint.cli.options import (Backend, BatchSize, Compile, DeviceOpt, Init, Minutes, NoProgress, Overwrite, Steps,
+from medinpaint.cli.options import (Backend, BatchSize, Compile, DeviceOpt, Init, Minutes, NoProgress, Overwrite, Seed, Steps,
                                     WeightsDtype, network_to_train, resolve_device, user_errors)
 from medinpaint.cli.lesions import lesions_app
 from medinpaint.cli.segment import segment_app
@@ -43,7 +43,7 @@ def train(
     val_every: Annotated[int, typer.Option(help="validate every N steps")] = 200,
     compile: Compile = False,
     weights_dtype: WeightsDtype = "float32",
-    seed: int = 0,
+    seed: Seed = 0,
     device: DeviceOpt = "auto",
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
@@ -296,7 +296,7 @@ def fill_gaps(
     steps: Annotated[int | None, typer.Option(min=1, help="also stop after this many steps")] = None,
     missing_value: Annotated[float, typer.Option(help="the value of missing pixels, in the input's units")] = 0,
     figures: Annotated[Path | None, typer.Option(help="folder for figures and a report of the choices made")] = None,
-    seed: int = 0,
+    seed: Seed = 0,
     device: DeviceOpt = "auto",
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,

@@ -21,6 +21,7 @@ WeightsDtype = Annotated[str, typer.Option(help="dtype of the exported weights: 
 Minutes = Annotated[float | None, typer.Option(help="training-time budget, in total across resumes")]
 Steps = Annotated[int | None, typer.Option(help="optimizer-step budget, in total across resumes")]
 Backend = Annotated[str, typer.Option("--backend", help="auto (ONNX Runtime on CPU when installed, else PyTorch), torch or onnx")]
+Seed = Annotated[int, typer.Option(min=0, help="random seed")]  # numpy's generators take none below 0
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="slices per step (training: per process) or per forward pass")]
 Init = Annotated[str | None, typer.Option("--init", help="fine-tune: start from this checkpoint ('default': the shipped one); "
                                           "the network's shape options default to its own")]

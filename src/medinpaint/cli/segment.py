@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from medinpaint.cli.options import (Backend, BatchSize, Compile, DeviceOpt, Init, Minutes, NoProgress, Overwrite, Steps,
+from medinpaint.cli.options import (Backend, BatchSize, Compile, DeviceOpt, Init, Minutes, NoProgress, Overwrite, Seed, Steps,
                                     WeightsDtype, network_to_train, resolve_device, user_errors)
 
 segment_app = typer.Typer(no_args_is_help=True, help="Segment slices (e.g. body composition: background / body / fat).")
@@ -36,7 +36,7 @@ def train_cmd(
     val_every: Annotated[int, typer.Option(help="validate every N steps")] = 250,
     compile: Compile = False,
     weights_dtype: WeightsDtype = "float32",
-    seed: int = 0,
+    seed: Seed = 0,
     device: DeviceOpt = "auto",
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,

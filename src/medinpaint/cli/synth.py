@@ -8,13 +8,15 @@ from typing import Annotated
 
 import typer
 
-from medinpaint.cli.options import (BatchSize, Compile, DeviceOpt, Minutes, NoProgress, Overwrite, Steps, WeightsDtype,
+from medinpaint.cli.options import (BatchSize, Compile, DeviceOpt, Minutes, NoProgress, Overwrite, Seed, Steps, WeightsDtype,
                                     resolve_device, user_errors)
 from medinpaint.errors import InputError
 
 synth_app = typer.Typer(no_args_is_help=True, help="Generate synthetic slices with tissue maps; train and judge the generators.")
 
 SamplerSteps = Annotated[int | None, typer.Option("--steps", help="diffusion sampler steps (default: 25 for ddim, 1000 for ddpm, 10 for dpm++)")]
+SampleBatch = Annotated[int, typer.Option("--batch-size", min=1, help="samples per forward pass; the noise is seeded per batch, "
+                                         "so the samples depend on the seed and the batch size")]
 Sampler = Annotated[str | None, typer.Option("--sampler", help="ddim (deterministic given the seed), ddpm, or dpm++ (DPM-Solver++(2M), deterministic, few steps)")]
 
 
@@ -36,7 +38,7 @@ def train_cmd(
     blocks: Annotated[int | None, typer.Option(help="diffusion: residual blocks per level (default 2)")] = None,
     compile: Compile = False,
     weights_dtype: WeightsDtype = "float32",
-    seed: int = 0,
+    seed: Seed = 0,
     device: DeviceOpt = "auto",
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
@@ -86,8 +88,8 @@ def sample_cmd(
     temperature: Annotated[float, typer.Option(help="noise scale: below 1 gives typical slices, above 1 varied ones")] = 1.0,
     guidance: Annotated[float, typer.Option(help="diffusion: classifier-free guidance towards the vertebra level (1 = none)")] = 1.0,
     vertebrae: Annotated[int | None, typer.Option(help="one vertebra level 0..24 for all (default: as often as in training)")] = None,
-    seed: int = 0,
-    batch_size: BatchSize = 64,
+    seed: Seed = 0,
+    batch_size: SampleBatch = 64,
     device: DeviceOpt = "auto",
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
@@ -121,8 +123,8 @@ def report_cmd(
     utility_base_channels: Annotated[int, typer.Option(help="width of the utility runs' inpainting U-Net")] = 32,
     steps: SamplerSteps = None,
     sampler: Sampler = None,
-    seed: int = 0,
-    batch_size: BatchSize = 64,
+    seed: Seed = 0,
+    batch_size: SampleBatch = 64,
     device: DeviceOpt = "auto",
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,

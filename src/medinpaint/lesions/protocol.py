@@ -29,6 +29,7 @@ from medinpaint.lesions.data import LesionSet
 from medinpaint.lesions.masks import AnatomyShapes, MaskGenerator, Spheres, check_radius
 from medinpaint.lesions.painters import ClassicalPainter, InpaintingPainter, train_lesion_painter
 from medinpaint.outputs import ROW, check_output_path, kept_row, resumable_dir, settings_key
+from medinpaint.summaries import mean_sd
 
 STRATEGIES = ("spheres", "anatomy", "learned")
 PAINTERS = ("classical", "inpainting")
@@ -213,7 +214,6 @@ def results_table(rows: list[dict], protocol: Protocol) -> str:
     groups: dict[str, list[dict]] = {}
     for r in rows:
         groups.setdefault(r["arm"], []).append(r)
-    fmt = lambda v: f"{statistics.mean(v):.3f}" + (f" ± {statistics.stdev(v):.3f}" if len(v) > 1 else "")  # noqa: E731
     c = protocol.cfg
     lines = [f"{len(protocol.train_patients)} training and {len(protocol.test_patients)} test lesion patients "
              f"({len(protocol.train)} / {len(protocol.test)} slices), {len(protocol.healthy)} healthy slices"
@@ -221,8 +221,8 @@ def results_table(rows: list[dict], protocol: Protocol) -> str:
              f"{c.seg_steps} segmenter steps, {c.seeds} seed(s)", "",
              "| arm | Dice | coverage | false positives / case | synthetic slices |", "|---|---:|---:|---:|---:|"]
     for arm, rs in sorted(groups.items(), key=lambda kv: -statistics.mean(r["dice"] for r in kv[1])):
-        lines.append(f"| {arm} | {fmt([r['dice'] for r in rs])} | {fmt([r['coverage'] for r in rs])} | "
-                     f"{fmt([r['false_positives'] for r in rs])} | {rs[0]['synthetic']} |")
+        lines.append(f"| {arm} | {mean_sd([r['dice'] for r in rs])} | {mean_sd([r['coverage'] for r in rs])} | "
+                     f"{mean_sd([r['false_positives'] for r in rs])} | {rs[0]['synthetic']} |")
     return "\n".join(lines) + "\n"
 
 

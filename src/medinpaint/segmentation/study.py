@@ -36,6 +36,7 @@ from medinpaint.segmentation.data import LabelledSet, coding, to_class_ids
 from medinpaint.segmentation.evaluate import score
 from medinpaint.segmentation.inference import Segmenter
 from medinpaint.segmentation.task import SegTrainConfig, train_segmenter
+from medinpaint.summaries import mean_sd
 from medinpaint.synthesis.data import require_triples, resize_pairs
 
 ARMS = ("real", "real+own", "real+all", "synthetic")
@@ -129,8 +130,9 @@ class Study:
                 raise InputError(f"the reference generator is {self._reference.size}x{self._reference.size}, the study {self.cfg.size}")
         return self._reference
 
-    def own_generator(self, real: SliceSet, name: str):  # -> SliceGenerator
-        """A generator trained on `real` (the n patients' slices) and nothing else."""
+    def own_generator(self, real: SliceSet, name: str, seed: int):  # -> SliceGenerator
+        """A generator trained on `real` (the n patients' slices) and nothing else, with the block's seed (a new
+        generator per seed: its variance is part of the arm's spread)."""
         from medinpaint.synthesis import load_generator
         from medinpaint.synthesis.registry import network_config
         from medinpaint.synthesis.task import SynthTrainConfig, train_generator
@@ -138,7 +140,7 @@ class Study:
         c = self.cfg
         network = network_config(c.family, c.size, base_channels=c.gen_base_channels).to_dict()
         gcfg = SynthTrainConfig(family=c.family, size=c.size, steps=c.gen_steps, batch_size=c.gen_batch, network=network,
-                                warmup_steps=min(200, c.gen_steps // 5), log_every=50)
+                                warmup_steps=min(200, c.gen_steps // 5), log_every=50, seed=seed)
         weights = train_generator(real, self.work / name, gcfg, device=c.device, progress=False, hold_out=False)
         return load_generator(weights, device=c.device)
 
@@ -196,7 +198,7 @@ class Study:
             if "real" in c.arms:
                 record("real", 0, "", None)
             needs_own = {"real+own", "synthetic"} & set(c.arms)
-            own = self.own_generator(real, f"{tag}-generator") if needs_own else None
+            own = self.own_generator(real, f"{tag}-generator", seed) if needs_own else None
             most = max([*c.ratios, c.synthetic_only]) * len(real_set)
             pools = {}
             if own is not None:
@@ -250,7 +252,7 @@ def summary_table(rows: list[dict]) -> str:
         cells = [n]
         for key in keys:
             v = [float(r["dice_fat"]) for r in rows if r["n"] == n and (r["arm"], r["ratio"]) == key]
-            cells.append(f"{np.mean(v):.3f} ± {np.std(v):.3f}" if v else "")
+            cells.append(mean_sd(v) if v else "")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -105,7 +105,8 @@ class SliceGenerator:
                batch_size: int = 64, vertebrae: int | Sequence[int] | np.ndarray | None = None, guidance: float = 1.0,
                progress: bool = False) -> Iterator[Samples]:
         """An iterator over n samples in chunks of `batch_size`; the arguments are checked at once, not at the
-        first chunk. Diffusion: `sampler` ddim (default, 25 steps), ddpm (default 1000 steps) or dpm++
+        first chunk. The noise is seeded per chunk, so the samples drawn depend on `seed` and `batch_size`: the
+        same pair gives the same samples. Diffusion: `sampler` ddim (default, 25 steps), ddpm (default 1000 steps) or dpm++
         (DPM-Solver++(2M), default 10 steps); `guidance` > 1
         pushes samples towards their vertebra level. Both models: `temperature` scales the noise; `vertebrae` is
         one level for all, one per sample, or None to draw levels as often as they occur in the training data."""

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from medinpaint.data.slices import to_unit
 
 NEAR_COPY_RATIO = 1 / 3
+EXACT_COPY_RMS = 0.5  # closer than half a grey level (RMS, 0..255): a copy, whatever the second neighbour is
 
 
 def thumbnails(ct: np.ndarray, side: int = 64) -> np.ndarray:
@@ -37,7 +38,9 @@ class Neighbours:
 
     @property
     def near_copies(self) -> np.ndarray:
-        return self.distance < NEAR_COPY_RATIO * self.second
+        """Much nearer to one training slice than to any other, or a copy of one: a training slice present twice
+        (or alone) leaves the second neighbour as near as the first, and the ratio alone would miss the copy."""
+        return (self.distance < EXACT_COPY_RMS) | (self.distance < NEAR_COPY_RATIO * self.second)
 
 
 def nearest_training(queries: np.ndarray, train: np.ndarray, chunk: int = 1024, progress: bool = False) -> Neighbours:

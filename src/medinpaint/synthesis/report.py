@@ -74,11 +74,14 @@ class RealReference:
         return self.train_pairs[self.ref, 0], self.train_pairs[self.ref, 1], self.train.vertebrae[self.ref]
 
     def fidelity(self, fake: np.ndarray) -> dict[str, float]:
-        """Fréchet distance, precision and recall of features `fake` against the training reference; also the
-        Fréchet distance of as many samples as there are held-out slices, to compare with theirs."""
+        """Fréchet distance, precision and recall of features `fake` against the training reference; also all three
+        for as many samples as there are held-out slices, to compare with theirs (each moves with the number of
+        samples: k-NN recall falls as the sample set grows)."""
         precision, recall = precision_recall(self.features, fake)
-        matched = frechet_distance(self.features, fake[: len(self.heldout_features)])
-        return {"fid": frechet_distance(self.features, fake), "fid_at_heldout_n": matched, "precision": precision, "recall": recall}
+        few = fake[: len(self.heldout_features)]
+        few_precision, few_recall = precision_recall(self.features, few)
+        return {"fid": frechet_distance(self.features, fake), "fid_at_heldout_n": frechet_distance(self.features, few),
+                "precision": precision, "recall": recall, "precision_at_heldout_n": few_precision, "recall_at_heldout_n": few_recall}
 
 
 def synth_report(weights: list[Path | None], data: Path, output: Path, cfg: ReportConfig, overwrite: bool = False) -> dict:
@@ -99,6 +102,9 @@ def synth_report(weights: list[Path | None], data: Path, output: Path, cfg: Repo
             slices, tmp / "encoder", SynthTrainConfig(family="encoder", size=size, steps=cfg.encoder_steps, seed=split_seed),
             device=cfg.device, progress=cfg.progress)
         encoder, encoder_meta = load_network(encoder_path, "encoder")
+        if encoder_meta.preprocessing.size != size:
+            raise InputError(f"{encoder_path}: an encoder of {encoder_meta.preprocessing.size}x{encoder_meta.preprocessing.size} "
+                             f"slices; the generators make {size}x{size}")
         features = functools.partial(encode, encoder, device=cfg.device, progress=cfg.progress)
         real = RealReference(slices, size, cfg, features, split_seed)
         heldout = real.fidelity(real.heldout_features)
