@@ -249,3 +249,21 @@ def test_evaluate_counts_the_cases_filled_exactly_which_the_psnr_mean_leaves_out
         psnrs = [float(r["psnr"]) for r in csv.DictReader(f)]
     assert summary["exact_cases"] == 2 and psnrs.count(float("inf")) == 2
     assert summary["psnr"] == pytest.approx(np.mean([p for p in psnrs if np.isfinite(p)]))
+
+
+def test_benchmark_fits_the_per_tissue_means_on_the_training_patients_only(phantom_dataset: Path) -> None:
+    """Its per-tissue row must be the means of patients 0-9 scored on 450-451: fitted on the validation patients
+    themselves it would score better than it can on unseen ones."""
+    from medinpaint.baselines import TissueMeanFill
+    from medinpaint.benchmarking import compare
+    from medinpaint.data import read_slices, split_by_patient
+    from medinpaint.evaluation import score
+
+    slices = read_slices(phantom_dataset)
+    train_idx, val_idx = split_by_patient(slices.ids)
+    val = slices.subset(val_idx)
+    fitted = lambda on: score(val, TissueMeanFill.fit(on)(val)).aggregate()["mae"]  # noqa: E731
+    row = next(r for r in compare(phantom_dataset, weights=[]) if r["method"] == "per-tissue mean")
+    assert row["mae"] == pytest.approx(fitted(slices.subset(train_idx)), abs=1e-9) and row["n"] == len(val_idx) == 4
+    default = score(val, TissueMeanFill()(val)).aggregate()["mae"]  # the DM-i-AI means, used when there is no training part
+    assert min(abs(row["mae"] - fitted(val)), abs(row["mae"] - default)) > 1e-4

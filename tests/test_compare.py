@@ -5,11 +5,14 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from medinpaint.cli import app
+from medinpaint.compare import fill_metrics
+from medinpaint.data.slices import SliceSet
 
 
 def test_compare_writes_a_row_per_run_and_the_report(phantom_dataset: Path, tmp_path: Path) -> None:
@@ -108,3 +111,20 @@ def test_a_stopped_tuning_trial_ends_the_search_quietly_as_a_stopped_run(capfd: 
         tune(run, CompareConfig(architectures=("unet",), losses=("l1",), steps=2, tune="unet", trials=4, progress=False), Path("runs"))
     assert calls == ["unet-tune-0", "unet-tune-1"]  # no trial after the stop
     assert "Traceback" not in capfd.readouterr().err  # Optuna logged the stopped trial as a failure, with its traceback
+
+
+def test_fill_metrics_measure_fat_and_direction_inside_the_mask() -> None:
+    """Truth: one fat-valued slice (50, inside -150..-40 HU); the fill gets half the hole right (50) and half as soft
+    tissue (150): fat Dice 2*16/(16+32), Jaccard 16/32, cosine 160000/(|a||b|), MAE 16*100/64 over the image."""
+    truth = np.full((1, 8, 8), 50, np.uint8)
+    mask = np.zeros((1, 8, 8), bool)
+    mask[0, :, :4] = True
+    filled = truth.copy()
+    filled[0, :4, :4] = 150
+    val = SliceSet(["0_0"], np.where(mask, 0, truth).astype(np.uint8), mask, truth)
+    m = fill_metrics(filled, val)
+    a, b = np.r_[np.full(16, 150.0), np.full(16, 50.0)], np.full(32, 50.0)
+    assert m["fat_dice"] == pytest.approx(2 / 3) and m["fat_jaccard"] == pytest.approx(0.5)
+    assert m["cosine"] == pytest.approx(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))) and m["mae"] == pytest.approx(25.0)
+    exact = fill_metrics(truth, val)
+    assert exact["fat_dice"] == exact["fat_jaccard"] == pytest.approx(1.0) and exact["mae"] == 0

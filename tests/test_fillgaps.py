@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ from conftest import TINY
 from test_fillgaps_detect import phantoms
 from typer.testing import CliRunner
 
+from medinpaint.checkpoint import shipped_weights_dir
 from medinpaint.cli import app
 from medinpaint.errors import InputError
 from medinpaint.fillgaps import corrupted_pairs, fill_gaps, target_dataset
@@ -81,24 +81,13 @@ def test_training_pairs_are_corrupted_like_the_target() -> None:
     assert images.shape == masks.shape == (5, 1, 32, 32) and images.dtype == masks.dtype
 
 
-class FakeGenerator:
-    def sample(self, n: int, seed: int = 0, batch_size: int = 64) -> tuple[np.ndarray, None, None]:
-        return np.random.default_rng(seed).random((n, 1, 16, 16), dtype=np.float32), None, None
-
-
-def test_a_generator_of_another_size_is_resampled_and_said_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen = {}
-
-    def load_generator(path: Path | None, size: int | None, device: str = "cpu") -> FakeGenerator:
-        seen.update(path=path, size=size)
-        return FakeGenerator()
-
-    monkeypatch.setitem(sys.modules, "medinpaint.synthesis", types.SimpleNamespace(load_generator=load_generator))
-    images, note = images_from_generator(Path("gen.safetensors"), (32, 32), 4)
-    assert images.shape == (4, 32, 32) and images.dtype == np.float32
-    assert "resampled from 16x16 to 32x32" in note and seen == {"path": Path("gen.safetensors"), "size": None}
-    images_from_generator(None, (32, 32), 2)
-    assert seen["size"] == 32  # the shipped generator is asked for the target's size
+def test_a_generator_of_another_size_is_resampled_and_said_so() -> None:
+    shipped = shipped_weights_dir() / "synth-vae-64.safetensors"  # the real generator, 64x64
+    images, note = images_from_generator(shipped, (32, 32), 4)
+    assert images.shape == (4, 32, 32) and images.dtype == np.float32 and 0 <= images.min() < images.max() <= 1
+    assert "resampled from 64x64 to 32x32" in note
+    same, note = images_from_generator(None, (64, 64), 2)  # the shipped generator of the target's size, as it is
+    assert same.shape == (2, 64, 64) and "resampled" not in note
 
 
 def test_a_broken_import_is_a_bug_not_a_missing_feature(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -107,14 +96,9 @@ def test_a_broken_import_is_a_bug_not_a_missing_feature(monkeypatch: pytest.Monk
         images_from_generator(None, (32, 32), 2)
 
 
-def test_no_shipped_generator_says_what_to_pass(monkeypatch: pytest.MonkeyPatch) -> None:
-
-    def missing(path: Path | None, size: int | None, device: str = "cpu") -> None:
-        raise InputError(f"no shipped generator for size {size} yet")
-
-    monkeypatch.setitem(sys.modules, "medinpaint.synthesis", types.SimpleNamespace(load_generator=missing))
+def test_no_shipped_generator_says_what_to_pass() -> None:
     with pytest.raises(InputError, match="shipped 32x32 generator .*pass --train-images PATH"):
-        images_from_generator(None, (32, 32), 2)
+        images_from_generator(None, (32, 32), 2)  # only 64x64 is shipped
 
 
 @pytest.mark.parametrize(

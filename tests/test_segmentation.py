@@ -13,6 +13,7 @@ from medinpaint.baselines import threshold_tissue
 from medinpaint.checkpoint import read_metadata
 from medinpaint.cli import app
 from medinpaint.data import read_slices
+from medinpaint.data.slices import to_uint8
 from medinpaint.errors import InputError
 from medinpaint.metrics import SegmentationMetrics, dice, jaccard
 from medinpaint.models import SegmenterConfig
@@ -88,11 +89,23 @@ def test_segment_train_predict_evaluate_on_a_dmiai_folder(phantom_dataset: Path,
     assert written == sorted(ids)
     from medinpaint.data.png import read_gray_png
 
-    assert set(np.unique(read_gray_png(tmp_path / "pred" / f"{ids[0]}.png")).tolist()) <= {0, 100, 255}  # the tissue coding
+    slices = read_slices(phantom_dataset)
+    segmenter = Segmenter.from_pretrained(weights)
+    np.testing.assert_array_equal(segmenter.to_values(np.array([[0, 1, 2]])), [[0, 100, 255]])  # background, body, fat
+    expected = segmenter.to_values(segmenter.predict(to_uint8(slices.truth)))
+    for i, case in enumerate(ids):  # the written map is the network's, in the tissue coding (100 body, 255 fat)
+        np.testing.assert_array_equal(read_gray_png(tmp_path / "pred" / f"{case}.png"), expected[i])
     code, out = cli("segment", "evaluate", "--pred", tmp_path / "pred", "--data", phantom_dataset, "-o", tmp_path / "report")
     assert code == 0, out
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     assert list(summary)[:3] == ["mean_dice", "dice_body", "dice_fat"] and summary["n"] == len(ids)
+    (tmp_path / "truth").mkdir()  # the truth as the prediction scores 1, and swapping body and fat does not
+    for case in ids:
+        (tmp_path / "truth" / f"{case}.png").write_bytes((phantom_dataset / "tissue" / f"tissue_{case}.png").read_bytes())
+    code, out = cli("segment", "evaluate", "--pred", tmp_path / "truth", "--data", phantom_dataset, "-o", tmp_path / "perfect")
+    assert code == 0, out
+    perfect = json.loads((tmp_path / "perfect" / "summary.json").read_text())
+    assert perfect["dice_body"] == perfect["dice_fat"] == perfect["mean_dice"] == 1.0
     assert (tmp_path / "report" / "cases.png").stat().st_size > 1000
     assert (tmp_path / "report" / "per_case.csv").read_text().count("\n") == len(ids) + 1
 

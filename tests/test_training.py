@@ -13,7 +13,7 @@ from medinpaint.data import read_slices
 from medinpaint.data.slices import SliceSet, to_uint8
 from medinpaint.errors import InputError
 from medinpaint.inference import Inpainter
-from medinpaint.training import TrainConfig, TrainingData, train, validation_set
+from medinpaint.training import TrainConfig, TrainingData, evaluate_mae, train, validation_set
 
 from conftest import TINY
 
@@ -79,9 +79,9 @@ def test_resume_refuses_another_model_and_an_unrelated_folder(phantom_dataset: P
 
 
 def test_time_budget_stops_training(phantom_dataset: Path, tmp_path: Path) -> None:
-    train(read_slices(phantom_dataset), tmp_path / "run", config(minutes=0.02, val_every=1000), device="cpu", progress=False)
+    train(read_slices(phantom_dataset), tmp_path / "run", config(minutes=0.02, steps=100_000, val_every=1000), device="cpu", progress=False)
     meta = read_metadata(tmp_path / "run" / "model.safetensors")
-    assert meta.training.steps >= 1 and meta.training.minutes <= 0.2
+    assert 1 <= meta.training.steps < 100_000 and meta.training.minutes >= 0.02  # the minutes ended it, not the steps
 
 
 def test_a_budget_is_required() -> None:
@@ -158,3 +158,15 @@ def test_own_masks_turn_with_their_slice_and_tissue_map() -> None:
     assert torch.equal(image, mask) and torch.equal(tissue, mask)
     originals = {m.tobytes() for m in masks}
     assert any(m.numpy().tobytes() not in originals for m in mask)  # some were turned or flipped
+
+
+def test_the_validation_mae_is_the_whole_image_mae_of_the_filled_slices(tiny_checkpoint: Path, samples: Path) -> None:
+    """The `val_mae` every curve, comparison and fill-gaps report reads, against the filled slices scored one by one."""
+    s = read_slices(samples)
+    model = Inpainter.from_pretrained(tiny_checkpoint, backend="torch")
+    filled = [model.predict(s.images[i], s.masks[i], s.tissue[i], int(s.vertebrae[i])) for i in range(len(s))]
+    truth = to_uint8(s.truth)
+    expected = np.mean([np.abs(f.astype(float) - t.astype(float)).mean() for f, t in zip(filled, truth)])
+    unfilled = np.mean(np.abs(to_uint8(s.images).astype(float) - truth.astype(float)))
+    assert evaluate_mae(model.network, s, torch.device("cpu")) == pytest.approx(expected, abs=0.02)
+    assert abs(expected - unfilled) > 1  # the check tells a fill from the unfilled input

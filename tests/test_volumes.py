@@ -80,6 +80,19 @@ def test_an_axial_slice_is_shown_anterior_up_and_patient_right_on_the_left() -> 
     assert display_spacing(Volume(a, 1, 0, RAS_2MM, nib.Nifti1Image(a, RAS_2MM).header), 2) == (2.0, 2.0)
 
 
+@pytest.mark.parametrize("stored", ["ras", "yxz"])
+def test_display_spacing_follows_each_axis_of_an_anisotropic_volume(stored: str) -> None:
+    """0.7 mm left-right, 0.8 mm front-back, 5 mm head-foot, stored as RAS or with the first two axes swapped: a
+    slice's rows and columns get the spacing of the anatomical axes they show."""
+    affine = np.diag([0.7, 0.8, 5.0, 1.0]) if stored == "ras" else np.array(
+        [[0, 0.7, 0, 0], [0.8, 0, 0, 0], [0, 0, 5.0, 0], [0, 0, 0, 1.0]])
+    a = np.zeros((4, 6, 3))
+    volume = Volume(a, 1, 0, affine, nib.Nifti1Image(a, affine).header)
+    assert display_spacing(volume, 2) == pytest.approx((0.8, 0.7))  # axial: rows front-back, columns left-right
+    assert display_spacing(volume, 1) == pytest.approx((5.0, 0.7))  # coronal: rows head-foot, columns left-right
+    assert display_spacing(volume, 0) == pytest.approx((5.0, 0.8))  # sagittal: rows head-foot, columns front-back
+
+
 def test_hounsfield_units_are_exact_outside_the_mask(tmp_path: Path, ct_inpainter: Inpainter) -> None:
     rng = np.random.default_rng(2)
     hu = ct_volume(rng)
@@ -151,6 +164,7 @@ def test_mri_is_scaled_by_percentiles_and_says_so() -> None:
     known = np.ones(values.shape, bool)
     mapping = choose_intensity(values, known, DMIAI_WINDOW_HU, "auto")
     assert mapping.kind == "percentiles" and mapping.low == pytest.approx(np.percentile(values, 0.5))
+    assert mapping.high == pytest.approx(np.percentile(values, 99.5))
     assert choose_intensity(values - 1000, known, DMIAI_WINDOW_HU, "auto").kind == "ct-window"
     with pytest.raises(InputError, match="records no intensity window"):
         choose_intensity(values - 1000, known, None, "auto")
