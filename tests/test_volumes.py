@@ -170,6 +170,22 @@ def test_mri_is_scaled_by_percentiles_and_says_so() -> None:
         choose_intensity(values - 1000, known, None, "auto")
 
 
+def test_the_ct_test_by_counting_agrees_with_the_first_percentile() -> None:
+    """Counting decides whether the known voxels' 1st percentile is below -100 HU without sorting them; it must agree
+    with np.percentile everywhere, also when the percentile falls between the two samples around the threshold."""
+    from medinpaint.volume_inference import _first_percentile_below
+
+    rng = np.random.default_rng(6)
+    for n in (1, 2, 101, 1000):
+        for share in (0.0, 0.005, 0.01, 0.02, 0.5):
+            values = np.where(rng.random(n) < share, -1000.0, rng.uniform(-99, 400, n))
+            usable = rng.random(n) < 0.9
+            if usable.any():
+                assert _first_percentile_below(values, usable, -100.0) == (np.percentile(values[usable], 1) < -100)
+    edge = np.r_[np.full(2, -1000.0), np.full(99, 0.0)]  # i = 1: the percentile lies between samples 1 and 2
+    assert _first_percentile_below(edge, np.ones(101, bool), -100.0) == (np.percentile(edge, 1) < -100)
+
+
 def test_bad_volumes_are_one_line_errors(tmp_path: Path) -> None:
     hu = ct_volume(np.random.default_rng(5))
     scan = read_nifti(save(tmp_path / "scan.nii.gz", hu, RAS_2MM))

@@ -13,7 +13,7 @@ from medinpaint.backends import runners
 from medinpaint.checkpoint import (CheckpointMeta, Preprocessing, load_checkpoint, load_members, load_state, network_from, save_checkpoint,
                                    shipped_weights_dir)
 from medinpaint.constants import MASK_LEVELS, MAX_VERTEBRA, TISSUE_LEVELS
-from medinpaint.data.slices import SliceSet, tissue_to_classes, to_uint8, to_unit
+from medinpaint.data.slices import SliceSet, in_levels, tissue_to_classes, to_uint8, to_unit
 from medinpaint.errors import InputError
 from medinpaint.models.architectures import ARCHITECTURES, architecture_of, checkpoint_kind
 
@@ -111,7 +111,7 @@ class Inpainter:
         if tissue is not None:
             if tissue.shape != images.shape:
                 raise InputError(f"tissue map {tissue.shape} does not match images {images.shape}")
-            if not np.isin(tissue, TISSUE_LEVELS).all():
+            if not in_levels(tissue, TISSUE_LEVELS).all():
                 raise InputError(f"tissue map values must be {TISSUE_LEVELS}, found {np.setdiff1d(tissue, TISSUE_LEVELS)[:5].tolist()}")
         if vertebrae is not None:
             if vertebrae.shape != (len(images),):
@@ -187,7 +187,7 @@ def save_inpainter(path: Path, network: torch.nn.Module, name: str = "", dtype: 
 
 def _checked_masks(masks: np.ndarray) -> np.ndarray:
     """bool, or 0/1 or 0/255 numbers -> bool (True = missing); anything else is refused rather than guessed at."""
-    if masks.dtype != bool and not np.isin(masks, MASK_LEVELS).all():
+    if masks.dtype != bool and not in_levels(masks, MASK_LEVELS).all():
         raise InputError(f"masks must be boolean, 0/1 or 0/255, found {np.setdiff1d(masks, MASK_LEVELS)[:5].tolist()}")
     return masks.astype(bool)
 

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from medinpaint.data.volumes import (AXIS_NAMES, case_names, case_volume, display_spacing, display_stack, from_display_stack,
-                                     is_nifti, nifti_stem, read_like, read_mask, read_nifti, write_nifti)
+from medinpaint.data.volumes import (AXIS_NAMES, case_names, case_volume, display_spacing, display_stack, is_nifti,
+                                     nifti_stem, read_like, read_mask, read_nifti, write_nifti)
 from medinpaint.data.resample import resize_labels, resize_mask, resize_stack
 from medinpaint.errors import InputError
 from medinpaint.outputs import atomic_file
@@ -41,7 +41,13 @@ class IntensityMap:
     high: float
 
     def to_unit(self, values: np.ndarray) -> np.ndarray:
-        return np.clip((values - self.low) / (self.high - self.low), 0, 1).astype(np.float32)
+        """Scan units -> [0, 1] float32; a NaN voxel becomes 0 (shown as `low`). One temporary, not four."""
+        unit = values - self.low
+        unit /= self.high - self.low
+        np.clip(unit, 0, 1, out=unit)
+        unit = unit.astype(np.float32)
+        unit[np.isnan(unit)] = 0.0
+        return unit
 
     def from_unit(self, unit: np.ndarray) -> np.ndarray:
         return unit.astype(np.float64) * (self.high - self.low) + self.low
@@ -52,16 +58,28 @@ def choose_intensity(values: np.ndarray, known: np.ndarray, window: tuple[float,
     do in Hounsfield units), else the 0.5th and 99.5th percentiles of the known voxels."""
     if modality not in MODALITIES:
         raise InputError(f"--modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
-    sample = values[known & np.isfinite(values)]
-    if sample.size == 0:
+    usable = known & np.isfinite(values)
+    if not usable.any():
         raise InputError("every voxel is masked (or not a number): nothing is known to fill from")
-    if modality == "ct" or (modality == "auto" and float(np.percentile(sample, 1)) < CT_AIR_HU):
+    if modality == "ct" or (modality == "auto" and _first_percentile_below(values, usable, CT_AIR_HU)):
         if window is None:
             raise InputError("the checkpoint records no intensity window, so Hounsfield units cannot be mapped to it "
                              "(use a checkpoint trained on CT, or --modality mri to scale by percentiles)")
         return IntensityMap("ct-window", float(window[0]), float(window[1]))
-    low, high = (float(v) for v in np.percentile(sample, [0.5, 99.5]))
+    low, high = (float(v) for v in np.percentile(values[usable], [0.5, 99.5]))
     return IntensityMap("percentiles", low, high if high > low else low + 1.0)
+
+
+def _first_percentile_below(values: np.ndarray, usable: np.ndarray, threshold: float) -> bool:
+    """np.percentile(values[usable], 1) < threshold, decided by counting: the percentile lies between the sorted
+    samples i and i + 1 (i = floor(0.01 (n - 1))), so it is below when more than i + 1 samples are and not below
+    when at most i are; only in between is it computed."""
+    n = int(np.count_nonzero(usable))
+    below = int(np.count_nonzero(usable & (values < threshold)))
+    i = int(0.01 * (n - 1))
+    if below != i + 1:
+        return below > i + 1
+    return float(np.percentile(values[usable], 1)) < threshold
 
 
 def fill_stack(inpainter: Inpainter, values: np.ndarray, missing: np.ndarray, spacing: tuple[float, float] | None = None,
@@ -79,7 +97,7 @@ def fill_stack(inpainter: Inpainter, values: np.ndarray, missing: np.ndarray, sp
     filled = values.astype(np.float64, copy=True)
     if len(todo) == 0:
         return filled, record
-    unit, holes = np.nan_to_num(mapping.to_unit(values[todo]), nan=0.0), missing[todo]  # a NaN voxel is shown as `low`
+    unit, holes = mapping.to_unit(values[todo]), missing[todo]
     tis = None if tissue is None else tissue[todo].astype(np.uint8)
     target = record["model_pixel_spacing_mm"]
     shape = values.shape[1:]
@@ -91,7 +109,8 @@ def fill_stack(inpainter: Inpainter, values: np.ndarray, missing: np.ndarray, sp
     out = inpainter.predict_batch(unit, holes, tis, None, batch_size=batch_size, progress=progress)
     if record["resampled_to"]:
         out = resize_stack(out.astype(np.float32), values.shape[1:])
-    filled[todo] = np.where(missing[todo], mapping.from_unit(out), values[todo])
+    z, y, x = np.nonzero(missing[todo])  # only the missing voxels change
+    filled[todo[z], y, x] = mapping.from_unit(out[z, y, x])
     return filled, record
 
 
@@ -115,10 +134,11 @@ def fill_nifti(inpainter: Inpainter, image: Path, mask: Path, output: Path, tiss
     missing = read_mask(mask, volume)
     tissue_map = None if tissue is None else read_like(tissue, volume, "tissue map").values
     as_stack = lambda a: display_stack(a, volume.affine, axis)  # noqa: E731
+    shown_missing = as_stack(missing)
     filled, record = fill_stack(
-        inpainter, as_stack(volume.values), as_stack(missing), display_spacing(volume, axis),
+        inpainter, as_stack(volume.values), shown_missing, display_spacing(volume, axis),
         None if tissue_map is None else as_stack(tissue_map), modality, batch_size, progress)
-    result = volume.with_values(from_display_stack(filled, volume.affine, axis), missing)
+    result = volume.with_shown_values(filled, shown_missing, axis)
     if dicom_out:
         write_dicom_series(output, result, overwrite)
     else:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 
 from medinpaint.cli.options import DeviceOpt, NoProgress, Overwrite, Seed, resolve_device, user_errors
@@ -49,6 +48,8 @@ def simulate_cmd(
     from medinpaint.data.split import split_by_patient
     from medinpaint.lesions.data import read_lesion_folder, write_lesion_folder
     from medinpaint.lesions.simulate import SimulatedLesions
+    import numpy as np
+
     from medinpaint.outputs import atomic_dir
 
     if not 0 < fraction <= 1:
@@ -101,6 +102,8 @@ def masks_cmd(
         generator = LearnedMasks.from_pretrained(weights)
     else:
         raise InputError(f"--strategy must be spheres, anatomy or learned, got {strategy!r}")
+    import numpy as np
+
     data = read_lesion_folder(cases, require_lesions=False)
     rng = np.random.default_rng(seed)
     masks = np.stack([generator(data.images[i], data.anatomy[i], rng) for i in range(len(data))])
@@ -131,6 +134,8 @@ def paint_cmd(
     if painter not in ("classical", "inpainting"):
         raise InputError(f"--painter must be classical or inpainting, got {painter!r}")
     paint = ClassicalPainter() if painter == "classical" else InpaintingPainter(weights, device=resolve_device(device))
+    import numpy as np
+
     data = read_lesion_folder(cases, require_lesions=True)
     images = paint(data.images, data.lesions, data.anatomy, np.random.default_rng(seed))
     with atomic_dir(output, overwrite=overwrite) as tmp:

@@ -23,7 +23,7 @@ import numpy as np
 from medinpaint.data import cache
 from medinpaint.data.png import read_gray_png
 from medinpaint.constants import MASK_LEVELS, MAX_VERTEBRA, TISSUE_LEVELS, VERTEBRA_LEVELS
-from medinpaint.data.slices import SliceSet
+from medinpaint.data.slices import SliceSet, in_levels
 from medinpaint.data.volume_slices import is_volume_folder, read_volume_slices
 from medinpaint.errors import InputError
 
@@ -113,7 +113,7 @@ def _stack(files: list[Path], workers: int, shape: tuple[int, int] | None) -> np
 def _check_levels(stack: np.ndarray, levels: tuple[int, ...], where: Path | list[Path], rule: str) -> None:
     """Refuse values outside `levels`, naming the first offending file: `where` is one file per slice (PNGs) or
     one .npy file for the whole stack, then named with the slice."""
-    bad = ~np.isin(stack, levels)
+    bad = ~in_levels(stack, levels)
     if bad.any():
         i = int(np.flatnonzero(bad.reshape(len(stack), -1).any(axis=1))[0])
         name = where[i] if isinstance(where, list) else f"{where} (slice {i})"

@@ -110,3 +110,12 @@ def tissue_to_classes(tissue: np.ndarray) -> np.ndarray:
     for cls, level in enumerate(TISSUE_LEVELS):
         classes[tissue == level] = cls
     return classes
+
+
+def in_levels(values: np.ndarray, levels: tuple[int, ...]) -> np.ndarray:
+    """`np.isin(values, levels)` for the few levels of a mask or tissue map, by comparisons: several times faster on
+    a large uint8 stack (np.isin sorts or builds a table for each call)."""
+    ok = values == levels[0]
+    for level in levels[1:]:
+        ok |= values == level
+    return ok

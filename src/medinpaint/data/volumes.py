@@ -80,12 +80,23 @@ class Volume:
     def with_values(self, values: np.ndarray, where: np.ndarray) -> Volume:
         """A copy whose voxels `where` hold `values` (physical units) in the stored type; the rest untouched."""
         raw = self.raw.copy()
-        stored = (values[where] - self.inter) / self.slope
-        if np.issubdtype(raw.dtype, np.integer):
-            info = np.iinfo(raw.dtype)
-            stored = np.clip(np.rint(stored), info.min, info.max)
-        raw[where] = stored.astype(raw.dtype)
+        raw[where] = self._stored(values[where])
         return replace(self, raw=raw)
+
+    def with_shown_values(self, stack: np.ndarray, where: np.ndarray, axis: int) -> Volume:
+        """`with_values` for a display stack along `axis` (`display_stack`'s layout) and its mask: the voxels are
+        set in that layout and in the stored type, so no float64 copy of the whole volume is turned back."""
+        raw = display_stack(self.raw, self.affine, axis)
+        raw[where] = self._stored(stack[where])
+        return replace(self, raw=from_display_stack(raw, self.affine, axis))
+
+    def _stored(self, values: np.ndarray) -> np.ndarray:
+        """Physical values -> the stored type (rounded and clipped to its range for an integer type)."""
+        stored = (values - self.inter) / self.slope
+        if np.issubdtype(self.raw.dtype, np.integer):
+            info = np.iinfo(self.raw.dtype)
+            stored = np.clip(np.rint(stored), info.min, info.max)
+        return stored.astype(self.raw.dtype)
 
 
 def read_nifti(path: Path) -> Volume:
@@ -120,13 +131,20 @@ def read_like(path: Path, reference: Volume, what: str) -> Volume:
 
 
 def read_mask(path: Path, reference: Volume) -> np.ndarray:
-    """A binary mask volume (0/1, or 0 and one other value) on the image's grid -> bool, True = missing."""
-    mask = read_like(path, reference, "mask").values
-    values = np.unique(mask)
+    """A binary mask volume (0/1, or 0 and one other value) on the image's grid -> bool, True = missing. The check
+    runs on the stored voxels (their distinct values, scaled), not on a float64 copy of the volume."""
+    volume = read_like(path, reference, "mask")
+    raw = volume.raw
+    low, high = raw.min(), raw.max()
+    if raw.dtype.kind in "iub" and not ((raw != low) & (raw != high)).any():
+        stored = np.unique([low, high])  # at most two values: no sort of the whole volume
+    else:
+        stored = np.unique(raw)
+    values = stored.astype(np.float64) * volume.slope + volume.inter
     if len(values) > 2 or (len(values) == 2 and values[0] != 0) or (len(values) == 1 and values[0] not in (0, 1)):
         shown = ", ".join(f"{v:g}" for v in values[:5]) + (", ..." if len(values) > 5 else "")
         raise InputError(f"{path}: a mask must be binary (0 and one other value), found {shown}")
-    return mask > 0
+    return raw == stored[values > 0][0] if (values > 0).any() else np.zeros(raw.shape, bool)
 
 
 def write_nifti(path: Path, volume: Volume) -> Path:
