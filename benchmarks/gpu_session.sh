@@ -9,6 +9,10 @@
 #   bash benchmarks/travel_size.sh                          # fails if over 64 MiB less a 1 MiB margin
 # Then the calls: `train` first, as one call; it returns every shipped checkpoint on its own.
 #   run(command="bash benchmarks/gpu_session.sh train",  carry=["packed/gpu"], timeout_s=600)
+# The call may run under less than 600 s when less device time is left once the machine has started (a failed start
+# costs 1-2 minutes): with status' budget_left_s under 780, start the command with
+# DEADLINE_S=$((budget_left_s - 240)): the jobs still running then are stopped and export their weights, as at the
+# usual deadline, so the weights are in $OUT before the call's own limit.
 # A session lent 15 minutes of device time (the rule since 2026-11-29: the machine's start, a minute or more,
 # counts, and none starts with under 4 minutes left) has room for that one call only: score the weights and run
 # the 64x64 report on CPU here. Only where status still shows >= 11 minutes left, straight after `train` (runs/

@@ -4,7 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+# A .venv without pip (a venv module missing ensurepip, as Debian's python3 without python3-venv) is made anew.
+if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
+  "$PYTHON" -m venv --clear .venv || { echo "error: could not make .venv (on Debian or Ubuntu: apt install python3-venv)" >&2; exit 1; }
+fi
 # The CPU build of torch: a local wheel where the machine has one, else the registry's.
 .venv/bin/python -m pip install --quiet torch==2.13.0
 if [ "${1:-}" = "--test" ]; then

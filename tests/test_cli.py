@@ -267,3 +267,18 @@ def test_benchmark_fits_the_per_tissue_means_on_the_training_patients_only(phant
     assert row["mae"] == pytest.approx(fitted(slices.subset(train_idx)), abs=1e-9) and row["n"] == len(val_idx) == 4
     default = score(val, TissueMeanFill()(val)).aggregate()["mae"]  # the DM-i-AI means, used when there is no training part
     assert min(abs(row["mae"] - fitted(val)), abs(row["mae"] - default)) > 1e-4
+
+
+def test_ctrl_c_is_one_line_and_exit_130(capsys: pytest.CaptureFixture[str]) -> None:
+    import typer
+
+    from medinpaint.cli.options import user_errors
+
+    @user_errors
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(typer.Exit) as stop:
+        interrupted()
+    err = capsys.readouterr().err
+    assert stop.value.exit_code == 130 and err.startswith("interrupted: ") and err.count("\n") == 1

@@ -88,6 +88,8 @@ def test_a_generator_of_another_size_is_resampled_and_said_so() -> None:
     assert "resampled from 64x64 to 32x32" in note
     same, note = images_from_generator(None, (64, 64), 2)  # the shipped generator of the target's size, as it is
     assert same.shape == (2, 64, 64) and "resampled" not in note
+    large, note = images_from_generator(None, (256, 256), 2)  # none shipped at 256 (yet): the 64x64 one, grown
+    assert large.shape == (2, 256, 256) and "the shipped 64x64 generator, resampled from 64x64 to 256x256" in note
 
 
 def test_a_broken_import_is_a_bug_not_a_missing_feature(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,9 +98,9 @@ def test_a_broken_import_is_a_bug_not_a_missing_feature(monkeypatch: pytest.Monk
         images_from_generator(None, (32, 32), 2)
 
 
-def test_no_shipped_generator_says_what_to_pass() -> None:
-    with pytest.raises(InputError, match="shipped 32x32 generator .*pass --train-images PATH"):
-        images_from_generator(None, (32, 32), 2)  # only 64x64 is shipped
+def test_a_generator_that_cannot_be_loaded_says_what_to_pass(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="missing.safetensors.*pass --train-images PATH"):
+        images_from_generator(tmp_path / "missing.safetensors", (32, 32), 2)
 
 
 @pytest.mark.parametrize(

@@ -54,6 +54,14 @@ def test_resume_continues_the_step_count_and_the_clock(phantom_dataset: Path, tm
     assert log_steps(run) == [1, 2, 3, 4, 5, 6, 7]
 
 
+def test_resuming_on_other_data_says_so(phantom_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = read_slices(phantom_dataset)
+    train(data, tmp_path / "run", config(steps=2), device="cpu", progress=False)
+    fewer = data.subset(np.r_[0:10, 20:24])  # five training patients of the ten, and the validation ones
+    train(fewer, tmp_path / "run", config(steps=3), device="cpu", progress=False)
+    assert "training_slices 20 -> 10" in capsys.readouterr().out
+
+
 def test_resume_accepts_a_checkpoint_saved_before_a_config_field_existed(phantom_dataset: Path, tmp_path: Path) -> None:
     run, data = tmp_path / "run", read_slices(phantom_dataset)
     train(data, run, config(steps=2), device="cpu", progress=False)

@@ -197,6 +197,11 @@ def test_bad_volumes_are_one_line_errors(tmp_path: Path) -> None:
     for path, message in cases.values():
         with pytest.raises(InputError, match=re.escape(message)):
             read_mask(path, scan)
+    assert read_mask(save(tmp_path / "m4.nii.gz", np.ones(hu.shape, np.uint8), RAS_2MM), scan).all()  # all 1: all missing
+    empty = save(tmp_path / "m5.nii.gz", np.zeros(hu.shape, np.uint8), RAS_2MM)
+    with pytest.raises(InputError, match="m5.nii.gz: the mask marks no missing voxels"):
+        fill_nifti(Inpainter(MaskAwareUNet(TINY)), tmp_path / "scan.nii.gz", empty, tmp_path / "out" / "f.nii.gz")
+    assert not (tmp_path / "out").exists()
     with pytest.raises(InputError, match="4-D image"):
         read_nifti(save(tmp_path / "four.nii.gz", np.zeros((4, 4, 4, 2), np.int16), RAS_2MM))
     (tmp_path / "junk.nii.gz").write_bytes(b"not a volume")

@@ -132,6 +132,8 @@ def fill_nifti(inpainter: Inpainter, image: Path, mask: Path, output: Path, tiss
     if modality == "auto" and volume.dicom is not None and str(volume.dicom[0].get("Modality", "")) == "CT":
         modality = "ct"  # the header says so: rescaled DICOM CT is in Hounsfield units
     missing = read_mask(mask, volume)
+    if not missing.any():
+        raise InputError(f"{mask}: the mask marks no missing voxels, so there is nothing to fill")
     tissue_map = None if tissue is None else read_like(tissue, volume, "tissue map").values
     as_stack = lambda a: display_stack(a, volume.affine, axis)  # noqa: E731
     shown_missing = as_stack(missing)

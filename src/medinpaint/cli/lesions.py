@@ -149,9 +149,10 @@ def train_painter_cmd(
     lesions: LabelledLesions,
     output: Annotated[Path, typer.Option("--output", "-o", help="run folder")],
     steps: Annotated[int, typer.Option(help="optimizer steps")] = 1000,
-    base_channels: Annotated[int, typer.Option(help="U-Net width")] = 16,
+    base_channels: Annotated[int, typer.Option(min=1, help="U-Net width")] = 16,
     seed: Seed = 0,
     device: DeviceOpt = "auto",
+    overwrite: Overwrite = False,
     no_progress: NoProgress = False,
 ) -> None:
     """Train the lesion painter: the inpainting U-Net on the lesion slices, each lesion its own hole."""
@@ -160,7 +161,7 @@ def train_painter_cmd(
 
     check_output_path(output, [lesions], overwrite=True)  # a run folder, never inside the data
     data = read_lesion_folder(lesions, require_lesions=True)
-    weights = train_lesion_painter(data, output, steps, base_channels, seed, resolve_device(device), not no_progress)
+    weights = train_lesion_painter(data, output, steps, base_channels, seed, resolve_device(device), not no_progress, overwrite)
     typer.echo(f"weights: {weights}")
 
 
@@ -172,6 +173,7 @@ def train_masks_cmd(
     steps: Annotated[int, typer.Option(help="optimizer steps")] = 1000,
     seed: Seed = 0,
     device: DeviceOpt = "auto",
+    overwrite: Overwrite = False,
     no_progress: NoProgress = False,
 ) -> None:
     """Train the learned mask generator (a conditional VAE on lesion-centred patches of mask and anatomy)."""
@@ -181,7 +183,8 @@ def train_masks_cmd(
     check_output_path(output, [lesions], overwrite=True)  # a run folder, never inside the data
     data = read_lesion_folder(lesions, require_lesions=True)
     cfg = MaskGenTrainConfig(steps=steps, seed=seed)
-    weights = train_mask_generator(data.lesions, data.anatomy, output, cfg, device=resolve_device(device), progress=not no_progress)
+    weights = train_mask_generator(data.lesions, data.anatomy, output, cfg, device=resolve_device(device), progress=not no_progress,
+                                   overwrite=overwrite)
     typer.echo(f"weights: {weights}")
 
 

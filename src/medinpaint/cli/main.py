@@ -32,9 +32,9 @@ def train(
     batch_size: BatchSize = 16,
     lr: Annotated[float, typer.Option(help="peak learning rate")] = 2e-3,
     init: Init = None,
-    base_channels: Annotated[int | None, typer.Option(help="U-Net width at full resolution \\[default: 32]")] = None,
-    depth: Annotated[int | None, typer.Option(help="U-Net resolution levels \\[default: 4]")] = None,
-    blocks: Annotated[int | None, typer.Option(help="residual blocks per level \\[default: 2]")] = None,
+    base_channels: Annotated[int | None, typer.Option(min=1, help="U-Net width at full resolution \\[default: 32]")] = None,
+    depth: Annotated[int | None, typer.Option(min=1, help="U-Net resolution levels \\[default: 4]")] = None,
+    blocks: Annotated[int | None, typer.Option(min=1, help="residual blocks per level \\[default: 2]")] = None,
     attention: Annotated[bool, typer.Option("--attention", help="self-attention in the bottleneck")] = False,
     loss: Annotated[str, typer.Option(help="l1 or mse on the missing pixels, ssim, or l1+ssim (0.84 SSIM + 0.16 L1)")] = "l1",
     no_tissue: Annotated[bool, typer.Option("--no-tissue", help="do not condition on the tissue map")] = False,
@@ -230,7 +230,7 @@ def benchmark(
 def pack(
     input: Annotated[Path, typer.Option("--input", "-i", help="dataset to pack")],
     output: Annotated[Path, typer.Option("--output", "-o", help="cache folder")],
-    validation_cases: Annotated[int | None, typer.Option(help="keep at most N slices of validation patients (0: none)")] = None,
+    validation_cases: Annotated[int | None, typer.Option(min=0, help="keep at most N slices of validation patients (0: none)")] = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Pack a dataset into compressed uint8 shards (<= 60 MB each) for fast loading and carrying."""
@@ -270,7 +270,7 @@ def demo(
 @user_errors
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on: 0.0.0.0 for every interface, as an evaluation service on another machine (DM-i-AI's) needs")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port (DM-i-AI's template uses 9050)")] = 9050,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="port (DM-i-AI's template uses 9050)")] = 9050,
     weights: Annotated[Path | None, typer.Option(help="checkpoint (default: the shipped model)")] = None,
     device: DeviceOpt = "cpu",
     workers: Annotated[int, typer.Option(min=1, help="server processes, each with its own copy of the model")] = 1,
@@ -289,7 +289,7 @@ def serve(
 def fill_gaps(
     input: Annotated[Path, typer.Option("--input", "-i", help="corrupted slices: .npy (N,H,W) or (N,1,H,W), uint8 or float in [0,1]")],
     output: Annotated[Path, typer.Option("--output", "-o", help="the filled slices, .npy in the input's shape and dtype")],
-    generator: Annotated[Path | None, typer.Option(help="synthesis checkpoint for the training slices (default: the shipped one)")] = None,
+    generator: Annotated[Path | None, typer.Option(help="synthesis checkpoint for the training slices (default: the shipped one nearest the slices' size, resampled to it)")] = None,
     train_images: Annotated[Path | None, typer.Option(help="clean training slices instead of synthetic ones: .npy or any dataset")] = None,
     n_train: Annotated[int, typer.Option(min=1, help="training slices to sample or take")] = 5000,
     minutes: Annotated[float, typer.Option(help="training-time budget")] = 5.0,
@@ -325,7 +325,7 @@ def compare_cmd(
     steps: Steps = None,
     seeds: Annotated[int, typer.Option(help="seeds per architecture and loss")] = 1,
     batch_size: BatchSize = 16,
-    base_channels: Annotated[int, typer.Option(help="width at full resolution, for every architecture")] = 16,
+    base_channels: Annotated[int, typer.Option(min=1, help="width at full resolution, for every architecture")] = 16,
     perceptual_encoder: Annotated[Path | None, typer.Option(help="encoder checkpoint for --loss l1+perceptual")] = None,
     tune: Annotated[str | None, typer.Option(help="also tune this architecture with Optuna (lr, optimizer, width, dropout)")] = None,
     trials: Annotated[int, typer.Option(min=1, help="Optuna trials for --tune")] = 8,

@@ -63,6 +63,10 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(2) from None
         except StoppedEarly as exc:
             raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted: nothing unfinished was put in place; what can be resumed (a run's last.pt, a "
+                       "study's finished runs) is kept, and the same command goes on from it", err=True)
+            raise typer.Exit(130) from None
         finally:
             if main:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)

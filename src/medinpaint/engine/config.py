@@ -48,6 +48,8 @@ class EngineConfig:
             raise InputError(f"{self.init}: no such checkpoint file to start from")
         if self.batch_size < 1:
             raise InputError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise InputError(f"--lr must be a positive number, got {self.lr}")
 
     def to_dict(self) -> dict:
         return asdict(self)

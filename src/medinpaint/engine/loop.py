@@ -77,6 +77,7 @@ def _fit(task: Task, output: Path, cfg: EngineConfig, device: str | None, progre
     chosen = {} if cfg.optimizer == "adamw" else {"optimizer": cfg.optimizer}
     ident = runstate.identity(task.kind, task.network_config, **task.resume_key(), **chosen)
     last = output / runstate.LAST
+    settings = {**cfg.to_dict(), "training_slices": task.train_slices}  # saved in last.pt; a resume notes changes
     resumed = runstate.resume(last, ident, type(task.network_config), network, ema.network, opt, say=acc.print,
                               critic=critic, critic_opt=critic_opt)
     step, elapsed = resumed.step, resumed.elapsed_s
@@ -88,7 +89,7 @@ def _fit(task: Task, output: Path, cfg: EngineConfig, device: str | None, progre
         started_from = resumed.started_from if resumed.started_from is not None else (runstate.origin(cfg.init) if cfg.init else "")
         if cfg.init:
             acc.print(f"note: --init is not used when a run resumes ({output} goes on from its own last.pt)")
-        changed = runstate.changed_settings(resumed.config, cfg.to_dict())
+        changed = runstate.changed_settings(resumed.config, settings)
         if changed:
             acc.print(f"note: resuming with other settings than the run had: {'; '.join(changed)}")
     ema.network.to(acc.device)
@@ -112,7 +113,7 @@ def _fit(task: Task, output: Path, cfg: EngineConfig, device: str | None, progre
     def save_state(rng: dict[str, torch.Tensor] | None = None) -> None:
         """`rng`: the random states to resume with (default: as they are now, between two steps)."""
         if main:
-            runstate.save(last, ident, acc.unwrap_model(network), ema.network, opt, step, elapsed, cfg.to_dict(),
+            runstate.save(last, ident, acc.unwrap_model(network), ema.network, opt, step, elapsed, settings,
                           None if critic is None else acc.unwrap_model(critic), critic_opt, started_from,
                           rng or runstate.random_states(gen))
 

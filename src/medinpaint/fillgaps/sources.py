@@ -44,10 +44,13 @@ def images_from_path(path: Path, shape: tuple[int, int], n: int, seed: int = 0) 
 def images_from_generator(path: Path | None, shape: tuple[int, int], n: int, seed: int = 0,
                           device: str = "cpu") -> tuple[np.ndarray, str]:
     """`n` slices sampled from a synthesis checkpoint (`path`, any size: resampled), or from the shipped generator
-    of the target's size."""
+    nearest the target's size (resampled to it, and said so in the note)."""
     from medinpaint.synthesis import load_generator
+    from medinpaint.synthesis.generator import nearest_shipped_size
 
-    size = None if path is not None else max(shape)
+    size = None if path is not None else nearest_shipped_size(max(shape))
+    if path is None and size is None:
+        raise InputError(f"no synthesis generator is shipped with this installation; {NO_GENERATOR}")
     source = path or f"the shipped {size}x{size} generator"
     try:
         generator = load_generator(path, size, device=device)

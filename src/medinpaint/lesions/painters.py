@@ -70,7 +70,7 @@ def lesion_slices(cases: LesionSet) -> SliceSet:
 
 
 def train_lesion_painter(cases: LesionSet, output: Path, steps: int, base_channels: int = 16, seed: int = 0,
-                         device: str | None = None, progress: bool = False) -> Path:
+                         device: str | None = None, progress: bool = False, overwrite: bool = False) -> Path:
     """Train the inpainting U-Net on the lesions of `cases` (each slice with its own lesion as the mask) through
     the one training engine; the weights' path."""
     from medinpaint.models import UNetConfig
@@ -81,4 +81,4 @@ def train_lesion_painter(cases: LesionSet, output: Path, steps: int, base_channe
                          tissue_classes=3 if slices.tissue is not None else 0, use_vertebrae=False)
     cfg = TrainConfig(steps=steps, minutes=None, batch_size=16, seed=seed, own_masks=True, network=network,
                       val_cases=16, val_every=max(steps, 1), log_every=max(steps // 10, 1), warmup_steps=min(100, steps // 5))
-    return train(slices, output, cfg, device=device, progress=progress)
+    return train(slices, output, cfg, device=device, progress=progress, overwrite=overwrite)

@@ -16,9 +16,8 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
-from medinpaint.checkpoint import read_metadata
 from medinpaint.errors import InputError
-from medinpaint.inference import default_weights
+from medinpaint.inference import Inpainter
 from medinpaint.serve.app import create_app
 
 
@@ -44,12 +43,16 @@ def run(host: str = "127.0.0.1", port: int = 9050, weights: Path | None = None, 
     several are separate processes, each loading the model once and sharing the cores between their torch threads."""
     require_free_port(host, port)
     url = browser_url(host, port)
-    print(f"page: {url}/ui/  API docs: {url}/docs", file=sys.stderr, flush=True)
     common = {"host": host, "port": port, "access_log": False, "log_level": "info"}  # RequestLog is the access log
     if workers == 1:
-        uvicorn.run(create_app(weights, device=device, flips=flips, max_batch=max_batch, backend=backend), **common)
+        app = create_app(weights, device=device, flips=flips, max_batch=max_batch, backend=backend)
+        print(f"page: {url}/ui/  API docs: {url}/docs", file=sys.stderr, flush=True)  # once the model is loaded
+        uvicorn.run(app, **common)
         return
-    read_metadata(weights or default_weights())  # a bad path fails now, not once per worker
+    # Loaded once here, so that a bad checkpoint, device or backend is one line now, not a traceback per worker
+    # restarted without end.
+    Inpainter.from_pretrained(weights, device=device, flips=flips, backend=backend)
+    print(f"page: {url}/ui/  API docs: {url}/docs", file=sys.stderr, flush=True)
     os.environ.update({
         "MEDINPAINT_WEIGHTS": str(weights or ""), "MEDINPAINT_DEVICE": device, "MEDINPAINT_FLIPS": "1" if flips else "0", "MEDINPAINT_BACKEND": backend,
         "MEDINPAINT_MAX_BATCH": str(max_batch or ""), "MEDINPAINT_TORCH_THREADS": str(max(1, (os.cpu_count() or 1) // workers)),

@@ -49,6 +49,15 @@ def _shipped_file(size: int) -> Path | None:
     return None
 
 
+def nearest_shipped_size(size: int) -> int | None:
+    """The shipped generator's size to sample `size` x `size` slices from: that size, else the smallest larger one
+    (shrinking loses nothing), else the largest; None when no generator is shipped."""
+    present = [s for s in SHIPPED_SIZES if _shipped_file(s) is not None]
+    if not present:
+        return None
+    return size if size in present else min((s for s in present if s >= size), default=max(present))
+
+
 def shipped_weights(size: int) -> Path:
     """The generator shipped for `size` (the diffusion model where there is one, else the VAE); an InputError
     that says what to do when there is none."""

@@ -41,12 +41,12 @@ def check_choice(family: str, size: int) -> None:
 def network_config(family: str, size: int, base_channels: int | None = None, blocks: int | None = None) -> Any:
     """The default network config of `family` at `size`, with the width (and, for diffusion, depth) overridable."""
     check_choice(family, size)
-    mults, base = _MULTS[family][size], base_channels or _BASE[family][size]
+    mults, base = _MULTS[family][size], _BASE[family][size] if base_channels is None else base_channels
     if base < 1 or (blocks is not None and blocks < 1):
         raise InputError("--base-channels and --blocks must be positive")
     if family == "diffusion":
         levels = len(mults)
-        return DenoiserConfig(base_channels=base, channel_mults=mults, blocks_per_level=blocks or 2,
+        return DenoiserConfig(base_channels=base, channel_mults=mults, blocks_per_level=2 if blocks is None else blocks,
                               attention_levels=(levels - 2, levels - 1))
     if family == "vae":
         return VAEConfig(size=size, base_channels=base, channel_mults=mults, latent_dim=128 if size <= 64 else 256)
