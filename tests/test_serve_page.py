@@ -125,6 +125,10 @@ def test_a_nifti_volume_gives_a_slice_picker(page, tmp_path: Path) -> None:
     expected = np.rint(255 * np.clip((display[np.ix_(rows, cols)] + 150) / 400, 0, 1))
     assert np.abs(shown - expected).max() <= 1
     assert not page.is_disabled("#fill")
+    assert "no RAS orientation" not in page.text_content("#status")
+    nib.save(nib.Nifti1Image(hu, np.diag([-2.0, -2.0, 5.0, 1.0])), str(tmp_path / "lps.nii.gz"))  # stored LPS: said
+    page.set_input_files("#volume-file", str(tmp_path / "lps.nii.gz"))
+    page.wait_for_function("document.getElementById('status').textContent.includes('no RAS orientation')")
 
 
 def test_a_new_slice_after_a_sample_sends_none_of_the_samples_side_information(page, samples: Path) -> None:

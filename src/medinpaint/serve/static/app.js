@@ -187,7 +187,9 @@ $("volume-file").addEventListener("change", async () => {
     $("fill").disabled = false;
     const [low, high] = state.volume.window;
     say(`${file.name}: ${state.volume.nx}×${state.volume.ny}×${state.volume.nz}, shown from ${low.toFixed(0)} to ` +
-        `${high.toFixed(0)}, resized to ${SIZE}×${SIZE}. Pick a slice, draw the missing pixels, then press Fill.`);
+        `${high.toFixed(0)}, resized to ${SIZE}×${SIZE}. Pick a slice, draw the missing pixels, then press Fill.` +
+        (state.volume.ras ? "" : " Its header gives no RAS orientation, so slices are shown as stored, perhaps " +
+          "flipped or rotated: medinpaint predict reorients volumes, this page does not."));
   } catch (err) { say(err.message, true); }
 });
 

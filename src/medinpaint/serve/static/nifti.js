@@ -34,7 +34,22 @@ async function readNifti(file) {
   if (!little && type.BYTES_PER_ELEMENT > 1) raw = swapped(copy, type);
   const values = new Float32Array(count);
   for (let i = 0; i < count; i++) values[i] = raw[i] * slope + inter;
-  return { nx: dims[0], ny: dims[1], nz: dims[2], values, window: intensityWindow(values) };
+  return { nx: dims[0], ny: dims[1], nz: dims[2], values, window: intensityWindow(values), ras: storedAsRas(view, little) };
+}
+
+// Whether the header says the voxel axes run left-to-right, back-to-front and foot-to-head (RAS, the layout the page
+// shows correctly): sform when set, else qform (an identity rotation, qfac 1). The page does not reorient others.
+function storedAsRas(view, little) {
+  const near = (a, b) => Math.abs(a - b) < 1e-3;
+  if (view.getInt16(254, little) > 0) {
+    const m = [280, 296, 312].map((at) => [0, 1, 2].map((j) => view.getFloat32(at + 4 * j, little)));
+    return m.every((row, i) => row.every((v, j) => (i === j ? v > 0 : near(v, 0))));
+  }
+  if (view.getInt16(252, little) > 0) {
+    const [b, c, d] = [256, 260, 264].map((at) => view.getFloat32(at, little));
+    return near(b, 0) && near(c, 0) && near(d, 0) && view.getFloat32(76, little) >= 0;
+  }
+  return false; // no orientation given
 }
 
 function swapped(buffer, type) {
