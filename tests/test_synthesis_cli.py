@@ -94,6 +94,8 @@ def test_report_writes_all_four_measures(runs: dict[str, Path], tmp_path: Path) 
         assert m["utility_mae"] > 0 and m["samples_per_s"] > 0
         assert 0 <= m["precision_at_heldout_n"] <= 1 and 0 <= m["recall_at_heldout_n"] <= 1  # at the held-out row's n
     assert summary["utility"]["real_mae"] > 0 and summary["utility"]["slices"] == 6
+    # what each arm trained on, once training held its monitoring tenth out (one patient of the six real slices' three)
+    assert 0 < summary["utility"]["trained_on_slices"] < 6 and all(0 < m["utility_trained_on_slices"] < 6 for m in summary["models"])
     for name in ("samples.png", "histograms.png", "closest_pairs.png"):
         assert (report / name).stat().st_size > 10_000
     with open(report / "nearest.csv", newline="") as f:

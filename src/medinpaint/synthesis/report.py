@@ -124,7 +124,9 @@ def synth_report(weights: list[Path | None], data: Path, output: Path, cfg: Repo
                                   cfg.utility_steps, cfg.utility_base_channels, cfg.seed, cfg.device, cfg.progress)
             ref = real.ref
             real_set = pairs_to_slices([real.train.ids[i] for i in ref], real.train_pairs[ref], real.train.vertebrae[ref])
-            summary["utility"] = {"steps": cfg.utility_steps, "slices": len(ref), "real_mae": utility.mae("real", real_set)}
+            real_mae = utility.mae("real", real_set)
+            summary["utility"] = {"steps": cfg.utility_steps, "slices": len(ref), "trained_on_slices": utility.trained_on["real"],
+                                  "real_mae": real_mae}
         sources, closest, rows = {"real": real.triples()}, [], []
         for k, (gen, path) in enumerate(zip(gens, weights)):
             label = f"{gen.family}-{k}" if len(gens) > 1 else gen.family
@@ -132,6 +134,7 @@ def synth_report(weights: list[Path | None], data: Path, output: Path, cfg: Repo
             entry["weights"] = str(path) if path else f"shipped {shipped_weights(size).name}"
             if utility:
                 entry["utility_mae"] = utility.mae(label, samples_to_slices(_first(samples, len(real.ref))))
+                entry["utility_trained_on_slices"] = utility.trained_on[label]
                 entry["utility_mae_vs_real"] = entry["utility_mae"] / summary["utility"]["real_mae"] - 1
             summary["models"].append(entry)
             ct = to_uint8(samples.images[:, 0])

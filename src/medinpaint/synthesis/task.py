@@ -44,10 +44,10 @@ class SynthTrainConfig(EngineConfig):
     network: dict = field(default_factory=dict)  # the network config; empty: the default for family and size
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         check_choice(self.family, self.size)
         if self.lr is None:
             self.lr = DEFAULT_LR[self.family]
+        super().__post_init__()
         if not self.network:
             self.network = network_config(self.family, self.size).to_dict()
 

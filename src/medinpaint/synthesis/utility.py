@@ -36,11 +36,14 @@ class UtilityTest:
         self.pool = np.stack([BrushStrokes()(rng, heldout.images.shape[1:]) for _ in range(512)])
         self.val = validation_set(heldout, len(heldout), seed, self.pool)  # every held-out slice, fixed masks
         self.workdir, self.device, self.progress = Path(workdir), device, progress
+        self.trained_on: dict[str, int] = {}  # slices each run trained on: training holds a tenth out to monitor
         self.config = TrainConfig(steps=steps, batch_size=16, val_every=steps, val_cases=16, generated_masks=0, seed=seed,
                                   network=UNetConfig(base_channels=base_channels))
 
     def mae(self, name: str, slices: SliceSet) -> float:
         """Train on `slices` into workdir/name and return the MAE (0..255) on the held-out slices."""
         weights = train(slices, self.workdir / name, self.config, device=self.device, progress=self.progress, mask_pool=self.pool)
-        network = Inpainter.from_pretrained(weights, device=self.device, backend="torch").network
+        model = Inpainter.from_pretrained(weights, device=self.device, backend="torch")
+        self.trained_on[name] = model.metadata[0].training.slices
+        network = model.network
         return evaluate_mae(network, self.val, torch.device(self.device))
