@@ -188,7 +188,8 @@ def test_a_new_family_is_a_network_and_a_task(tmp_path: Path) -> None:
                                                              ema_decay=0.9), device="cpu", progress=False)
     rows = [r for r in log(tmp_path / "line") if r["val_error"]]
     assert [r["step"] for r in rows] == ["100", "200", "300"]
-    untrained = LineFit().validate(LineFit().build_network(), torch.device("cpu"))["val_error"]
+    with torch.no_grad():
+        untrained = LineFit().validate(LineFit().build_network(), torch.device("cpu"))["val_error"]
     assert float(rows[-1]["val_error"]) < min(0.05, untrained / 10, float(rows[0]["val_error"]))
     meta = read_metadata(weights)
     assert meta.kind == "toy-line" and meta.config == {"width": 4} and meta.preprocessing.channels == ("x",)
