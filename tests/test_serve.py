@@ -337,6 +337,19 @@ def test_cli_serve_reports_a_missing_checkpoint(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "no such checkpoint" in result.output
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_cli_serve_refuses_a_checkpoint_of_another_kind_before_any_worker_starts(workers: str) -> None:
+    """With several workers each loads the model itself: a bad checkpoint must fail once, here, in one line (it
+    was a traceback per worker, restarted without end), and the address is printed only for a loaded model."""
+    segmenter = Path(__file__).resolve().parents[1] / "src" / "medinpaint" / "weights" / "ct-segmenter.safetensors"
+    with socket.socket() as probe:  # a port free now, so that the checkpoint is what fails
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = CliRunner().invoke(cli, ["serve", "--workers", workers, "--port", str(port), "--weights", str(segmenter)])
+    assert result.exit_code == 2 and result.output.startswith("error: ") and result.output.count("\n") == 1, result.output
+    assert "page:" not in result.output
+
+
 def test_the_bundled_samples_are_listed_and_served(client: httpx.Client, samples: Path) -> None:
     cases = client.get("/samples").json()
     assert len(cases) == 12 and cases[0] == {"id": "450_0", "vertebrae": int((samples / "vertebrae" / "vertebrae_450_0.txt").read_text())}
