@@ -67,7 +67,7 @@ def predict_cmd(
     output: Annotated[Path, typer.Option("--output", "-o", help="folder for the label maps")],
     weights: Annotated[list[Path] | None, typer.Option(help="checkpoint (default: the shipped model); repeat for an ensemble")] = None,
     device: DeviceOpt = "cpu",
-    batch_size: BatchSize = 16,
+    batch_size: Annotated[int, typer.Option(min=1, help="slices per forward pass")] = 16,
     backend: Backend = "auto",
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
