@@ -33,7 +33,7 @@ from medinpaint.serve import create_app
 from medinpaint.serve.app import app_from_env
 from medinpaint.serve.batcher import Job, MicroBatcher
 from medinpaint.serve.middleware import LOGGER_NAME, JsonLines
-from medinpaint.serve.server import browser_url, serve_in_subprocess, serve_in_thread
+from medinpaint.serve.server import browser_url, free_port, serve_in_subprocess, serve_in_thread
 
 CASE = "450_0"
 
@@ -342,10 +342,7 @@ def test_cli_serve_refuses_a_checkpoint_of_another_kind_before_any_worker_starts
     """With several workers each loads the model itself: a bad checkpoint must fail once, here, in one line (it
     was a traceback per worker, restarted without end), and the address is printed only for a loaded model."""
     segmenter = Path(__file__).resolve().parents[1] / "src" / "medinpaint" / "weights" / "ct-segmenter.safetensors"
-    with socket.socket() as probe:  # a port free now, so that the checkpoint is what fails
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    result = CliRunner().invoke(cli, ["serve", "--workers", workers, "--port", str(port), "--weights", str(segmenter)])
+    result = CliRunner().invoke(cli, ["serve", "--workers", workers, "--port", str(free_port()), "--weights", str(segmenter)])
     assert result.exit_code == 2 and result.output.startswith("error: ") and result.output.count("\n") == 1, result.output
     assert "page:" not in result.output
 

@@ -31,6 +31,13 @@ def require_free_port(host: str, port: int) -> None:
             raise InputError(f"{host}:{port}: cannot listen there ({e.strerror}): another server may hold it; pass --port") from None
 
 
+def free_port() -> int:
+    """A loopback port free at the time of asking (for tests and load tests that start a server on it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def browser_url(host: str, port: int) -> str:
     """The server's address as a browser on this machine opens it: a wildcard host means loopback."""
     shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
@@ -86,9 +93,7 @@ def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", timeout: float = 30.0
 def serve_in_subprocess(*args: str, log: Path, timeout: float = 120.0) -> Iterator[str]:
     """`medinpaint serve ARGS` in a child process on a free loopback port, output to `log`; yields the base URL once
     /health answers, and stops the server on exit. For load tests, where client and server must not share a GIL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     cmd = [sys.executable, "-m", "medinpaint", "serve", "--port", str(port), *args]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})

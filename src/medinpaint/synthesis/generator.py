@@ -49,10 +49,15 @@ def _shipped_file(size: int) -> Path | None:
     return None
 
 
+def shipped_sizes() -> list[int]:
+    """The sizes a generator is shipped for in this installation."""
+    return [s for s in SHIPPED_SIZES if _shipped_file(s) is not None]
+
+
 def nearest_shipped_size(size: int) -> int | None:
     """The shipped generator's size to sample `size` x `size` slices from: that size, else the smallest larger one
     (shrinking loses nothing), else the largest; None when no generator is shipped."""
-    present = [s for s in SHIPPED_SIZES if _shipped_file(s) is not None]
+    present = shipped_sizes()
     if not present:
         return None
     return size if size in present else min((s for s in present if s >= size), default=max(present))
@@ -64,7 +69,7 @@ def shipped_weights(size: int) -> Path:
     path = _shipped_file(size) if size in SHIPPED_SIZES else None
     if path is not None:
         return path
-    present = [f"{s}x{s}" for s in SHIPPED_SIZES if _shipped_file(s) is not None]
+    present = [f"{s}x{s}" for s in shipped_sizes()]
     raise InputError(f"no shipped generator for size {size} yet (shipped: {', '.join(present) or 'none'}): pass --weights or "
                      f"train one with `medinpaint synth train --model diffusion --size {size} --data DIR --output RUN_DIR`")
 
