@@ -110,6 +110,16 @@ def test_a_sample_is_filled_in_one_choice_and_the_mask_shows_over_the_result(pag
     assert page.locator("#result-mask").is_hidden()
 
 
+def shown_slice(page) -> np.ndarray:
+    return np.array(page.evaluate("Array.from(state.slice)")).reshape(256, 256)
+
+
+def expected_slice(display: np.ndarray) -> np.ndarray:
+    """A display slice in HU as the page shows it: nearest-neighbour resized to 256x256, in the CT window."""
+    rows, cols = (np.arange(256) * n // 256 for n in display.shape)
+    return np.rint(255 * np.clip((display[np.ix_(rows, cols)] + 150) / 400, 0, 1))
+
+
 def test_a_nifti_volume_gives_a_slice_picker(page, tmp_path: Path) -> None:
     nib = pytest.importorskip("nibabel")
     hu = np.random.default_rng(0).integers(-1000, 400, (64, 48, 5)).astype(np.int16)  # RAS, x by y by z
@@ -119,16 +129,48 @@ def test_a_nifti_volume_gives_a_slice_picker(page, tmp_path: Path) -> None:
     assert page.text_content("#slice-number") == "3 of 5" and "64×48×5" in page.text_content("#status")
     page.locator("#slice-index").fill("1")
     assert page.text_content("#slice-number") == "2 of 5"
-    shown = np.array(page.evaluate("Array.from(state.slice)")).reshape(256, 256)
     display = hu[::-1, ::-1, 1].T  # anterior up, the patient's right on the left: rows y, columns x, both reversed
-    rows, cols = (np.arange(256) * n // 256 for n in display.shape)
-    expected = np.rint(255 * np.clip((display[np.ix_(rows, cols)] + 150) / 400, 0, 1))
-    assert np.abs(shown - expected).max() <= 1
+    assert np.abs(shown_slice(page) - expected_slice(display)).max() <= 1
     assert not page.is_disabled("#fill")
-    assert "no RAS orientation" not in page.text_content("#status")
-    nib.save(nib.Nifti1Image(hu, np.diag([-2.0, -2.0, 5.0, 1.0])), str(tmp_path / "lps.nii.gz"))  # stored LPS: said
-    page.set_input_files("#volume-file", str(tmp_path / "lps.nii.gz"))
-    page.wait_for_function("document.getElementById('status').textContent.includes('no RAS orientation')")
+    assert "Stored" not in page.text_content("#status") and "no orientation" not in page.text_content("#status")
+
+
+def rotation_z(degrees: float) -> np.ndarray:
+    c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+
+
+@pytest.mark.parametrize(
+    ("name", "rzs", "codes", "said"),
+    [
+        ("lps", np.diag([-2.0, -2.0, 5.0]), "sform", "Stored LPS"),
+        ("permuted", np.array([[0, 0, -2.0], [2.0, 0, 0], [0, 5.0, 0]]), "sform", "Stored ASL"),
+        ("rotated-qform", rotation_z(20) @ np.diag([2.0, 2.0, -5.0]), "qform", "Stored RAI"),  # qfac -1, qform only
+        ("no-codes", np.diag([2.0, 2.0, 5.0]), "none", "no orientation"),  # read as NIfTI's default, LAS
+    ],
+)
+def test_a_nifti_volume_is_shown_turned_as_predict_turns_it(page, tmp_path: Path, name: str, rzs: np.ndarray,
+                                                          codes: str, said: str) -> None:
+    """Whatever the stored orientation, the page shows the display slices medinpaint predict fills."""
+    nib = pytest.importorskip("nibabel")
+    from medinpaint.data.volumes import display_stack
+
+    hu = np.random.default_rng(1).integers(-1000, 400, (40, 36, 6)).astype(np.int16)
+    affine = np.eye(4)
+    affine[:3, :3] = rzs
+    image = nib.Nifti1Image(hu, affine)
+    image.set_sform(affine if codes == "sform" else None, code=2 if codes == "sform" else 0)
+    image.set_qform(affine if codes == "qform" else None, code=1 if codes == "qform" else 0)
+    path = tmp_path / f"{name}.nii.gz"
+    nib.save(image, str(path))
+    stack = display_stack(hu, nib.load(str(path)).affine, 2)
+    page.set_input_files("#volume-file", str(path))
+    page.wait_for_function(f"document.getElementById('slice-number').textContent.endsWith('of {len(stack)}') && "
+                           f"document.getElementById('status').textContent.startsWith('{name}.nii.gz')")
+    assert said in page.text_content("#status")
+    for k in (0, len(stack) - 1):
+        page.locator("#slice-index").fill(str(k))
+        assert np.abs(shown_slice(page) - expected_slice(stack[k])).max() <= 1, (name, k)
 
 
 def test_a_new_slice_after_a_sample_sends_none_of_the_samples_side_information(page, samples: Path) -> None:

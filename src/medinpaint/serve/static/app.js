@@ -186,10 +186,13 @@ $("volume-file").addEventListener("change", async () => {
     showVolumeSlice();
     $("fill").disabled = false;
     const [low, high] = state.volume.window;
-    say(`${file.name}: ${state.volume.nx}×${state.volume.ny}×${state.volume.nz}, shown from ${low.toFixed(0)} to ` +
-        `${high.toFixed(0)}, resized to ${SIZE}×${SIZE}. Pick a slice, draw the missing pixels, then press Fill.` +
-        (state.volume.ras ? "" : " Its header gives no RAS orientation, so slices are shown as stored, perhaps " +
-          "flipped or rotated: medinpaint predict reorients volumes, this page does not."));
+    const stored = state.volume.orientation;
+    const turned = stored === "RAS" ? "" : stored === null
+      ? " Its header gives no orientation, so it is read as NIfTI's default (LAS), as medinpaint predict reads it: " +
+        "slices may be flipped."
+      : ` Stored ${stored}, it is shown turned to RAS, as medinpaint predict turns it.`;
+    say(`${file.name}: ${state.volume.dims.join("×")}, shown from ${low.toFixed(0)} to ${high.toFixed(0)}, resized ` +
+        `to ${SIZE}×${SIZE}. Pick a slice, draw the missing pixels, then press Fill.${turned}`);
   } catch (err) { say(err.message, true); }
 });
 
