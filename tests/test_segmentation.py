@@ -111,6 +111,17 @@ def test_segment_train_predict_evaluate_on_a_dmiai_folder(phantom_dataset: Path,
 
 
 
+def test_segment_predict_needs_no_labels_in_the_models_coding(phantom_dataset: Path, tmp_path: Path) -> None:
+    """A model of classes 0..2 segments a DM-i-AI folder whose tissue maps use 0/100/255: prediction reads images only."""
+    code, out = cli("segment", "train", "--data", write_npy_set(tmp_path / "shapes", *shapes(8)), "-o", tmp_path / "run",
+                    "--steps", 1, "--batch-size", 2, "--base-channels", 8, "--depth", 3, "--device", "cpu", "--no-progress")
+    assert code == 0, out
+    code, out = cli("segment", "predict", "-i", phantom_dataset, "-o", tmp_path / "pred", "--weights",
+                    tmp_path / "run" / "model.safetensors", "--no-progress")
+    assert code == 0, out
+    assert sorted(p.stem for p in (tmp_path / "pred").iterdir()) == sorted(read_slices(phantom_dataset).ids)
+
+
 def test_segment_train_fine_tunes_the_shipped_segmenter(phantom_dataset: Path, tmp_path: Path) -> None:
     code, out = cli("segment", "train", "--data", phantom_dataset, "-o", tmp_path / "run", "--init", "default", "--steps", 1,
                     "--batch-size", 2, "--device", "cpu", "--no-progress")

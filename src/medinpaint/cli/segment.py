@@ -79,7 +79,7 @@ def predict_cmd(
 
     check_output_path(output, [input, *(weights or [])], overwrite)
     segmenter = Segmenter.from_pretrained(weights or None, device=resolve_device(device), backend=backend)
-    data = read_labelled(input, segmenter.values, require_labels=False)
+    data = read_labelled(input, segmenter.values, with_labels=False)
     maps = segmenter.to_values(segmenter.predict(data.images, batch_size=batch_size, progress=not no_progress))
     with atomic_dir(output, overwrite=overwrite) as tmp:
         write_segmentations(tmp, data, maps)

@@ -63,17 +63,19 @@ def to_class_ids(raw: np.ndarray, values: tuple[int, ...], name: str) -> np.ndar
     return ids
 
 
-def read_labelled(path: Path, values: tuple[int, ...] | None = None, require_labels: bool = True,
+def read_labelled(path: Path, values: tuple[int, ...] | None = None, with_labels: bool = True,
                   require_clean: bool = False) -> LabelledSet:
     """Images (the clean slices: `ct/` of a DM-i-AI folder, else what there is) and their labels, as class ids.
     `values` declares the classes' label values (default: the DM-i-AI tissue coding for tissue maps, else the
-    values found in the labels). `require_clean` (training) refuses corrupted slices with no clean version."""
+    values found in the labels). `with_labels=False` (prediction) reads the images only: label maps the folder
+    holds in another coding than the model's are no reason to refuse it. `require_clean` (training) refuses
+    corrupted slices with no clean version."""
     path = Path(path)
     slices = read_slices(path)
     if require_clean:
         slices.require_clean()
-    raw = slices.labels if slices.labels is not None else slices.tissue
-    if raw is None and require_labels:
+    raw = (slices.labels if slices.labels is not None else slices.tissue) if with_labels else None
+    if raw is None and with_labels:
         raise InputError(f"{path}: no label maps (a DM-i-AI tissue/ folder, labels.npy or labels/ PNGs)")
     if values is None:
         values = tuple(int(v) for v in np.unique(slices.labels)) if slices.labels is not None else TISSUE_LEVELS
