@@ -148,7 +148,9 @@ def test_lesion_scores_count_dice_coverage_and_false_positives() -> None:
 
 
 def test_the_protocol_never_trains_on_a_test_patient(lesion_cases: LesionSet, tmp_path: Path) -> None:
-    healthy = phantom_cases(24, seed=10, patients=12)  # same patient ids as the lesion cases: test ones must go
+    healthy = phantom_cases(28, seed=10, patients=14)  # same patient ids as the lesion cases: test ones must go
+    healthy = LesionSet([f"{450 + int(i[:3]) - 12}{i[3:]}" if int(i[:3]) >= 12 else i for i in healthy.ids],  # and 450, 451
+                        healthy.images, healthy.lesions, healthy.anatomy)
     cfg = ProtocolConfig(strategies=("spheres", "anatomy", "learned"), painters=("classical", "inpainting"), seeds=2,
                          seg_steps=2, painter_steps=2, mask_steps=2, test_fraction=0.25, base_channels=8, progress=False)
     out = tmp_path / "report"
@@ -160,9 +162,15 @@ def test_the_protocol_never_trains_on_a_test_patient(lesion_cases: LesionSet, tm
     assert len(test) == 3
     trained = [json.loads(f.read_text()) for f in out.rglob("train_ids.json")]
     assert len(trained) == 2 * 7 + 2  # every segmenter run, the lesion painter and the mask generator
-    from medinpaint.data.split import patient_of
+    from medinpaint.data.split import is_validation_patient, patient_of, training_split
 
-    assert all(patient_of(i) not in test for ids in trained for i in ids)
+    sources = [i.split("_from_")[1] if i.startswith("synthetic_") else i for ids in trained for i in ids]
+    assert all(patient_of(i) not in test and not is_validation_patient(patient_of(i)) for i in sources)
+    assert "(6 of test patients dropped, 4 of patients 450-499 dropped)" in (out / "results.md").read_text()
+    real = json.loads((out / "runs" / "real-s1" / "train_ids.json").read_text())  # what the engine trained on
+    train = lesion_cases.of_patients(set(lesion_cases.patients) - test)
+    assert real == sorted(train.ids[i] for i in training_split(train.ids, 1)[0]) and len(real) < len(train)
+    assert {r["real"] for r in rows if r["arm"] == "real"} == {len(real)}
     for name in ("results.csv", "results.md", "results.png", "examples.png"):
         assert (out / name).stat().st_size > 100
 
@@ -205,7 +213,7 @@ def ok(*args: object) -> str:
 def test_the_cli_runs_simulate_masks_paint_and_protocol_on_folders(tmp_path: Path) -> None:
     source = write_dmiai(tmp_path / "ct", list(range(12)), per_patient=3)
     runner = CliRunner()
-    ok("simulate", "--healthy", source, "-o", tmp_path / "bench", "--patients", "6", "--healthy-patients", "5")
+    ok("simulate", "--healthy", source, "-o", tmp_path / "bench", "--patients", "6", "--healthy-patients", "6")  # all 12
     lesions, healthy = tmp_path / "bench" / "lesions", tmp_path / "bench" / "healthy"
     assert read_lesion_folder(lesions, require_lesions=True).lesions.any()
     ok("masks", "--cases", healthy, "-o", tmp_path / "masks", "--strategy", "anatomy", "--tissue", "1")
@@ -219,10 +227,18 @@ def test_the_cli_runs_simulate_masks_paint_and_protocol_on_folders(tmp_path: Pat
     assert again.exit_code == 2 and "exists" in again.output  # never over a user's files unless asked
     bad = runner.invoke(app, ["lesions", "protocol", "--lesions", str(healthy), "--healthy", str(healthy), "-o", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "healthy: the lesion masks are all empty" in bad.output
+    sick = read_lesion_folder(lesions, True).lesions
+    ok("masks", "--cases", lesions, "-o", tmp_path / "more", "--strategy", "spheres")  # the lesions there keep their labels
+    assert read_lesion_folder(tmp_path / "more", True).lesions[sick].all()
     for args in (["simulate", "--healthy", source, "-o", tmp_path / "few", "--patients", "30"],
                  ["masks", "--cases", healthy, "-o", tmp_path / "m2", "--strategy", "bogus"],
                  ["masks", "--cases", healthy, "-o", tmp_path / "m3", "--radius", "0", "5"],  # was an OverflowError
-                 ["simulate", "--healthy", source, "-o", tmp_path / "r", "--radius", "-1", "3"]):
+                 ["simulate", "--healthy", source, "-o", tmp_path / "r", "--radius", "-1", "3"],
+                 ["simulate", "--healthy", lesions, "-o", tmp_path / "s2", "--patients", "1", "--healthy-patients", "1"],
+                 ["protocol", "--lesions", lesions, "--healthy", lesions, "-o", tmp_path / "p2"],  # lesions unlabelled
+                 ["masks", "--cases", healthy, "-o", tmp_path / "m4", "--tissue", "0"],  # outside the body
+                 ["protocol", "--lesions", lesions, "--healthy", healthy, "-o", tmp_path / "p3", "--tissue", "0"],
+                 ["protocol", "--lesions", lesions, "--healthy", healthy, "-o", tmp_path / "p4", "--synthetic-ratio", "0"]):
         wrong = runner.invoke(app, ["lesions", *map(str, args)])
         assert wrong.exit_code == 2 and wrong.output.startswith("error: ") and wrong.output.count("\n") == 1, wrong.output
     zero = runner.invoke(app, ["lesions", "simulate", "--healthy", str(source), "-o", str(tmp_path / "z"), "--patients", "0"])

@@ -101,3 +101,7 @@ def test_patches_grow_to_hold_the_largest_lesion() -> None:
     assert fitting_patch(masks) == 16
     masks[1, 20:60, 30:41] = True  # 40 px tall: 50 with the spare quarter, so 56
     assert fitting_patch(masks) == 56
+    lobes = np.zeros((1, 96, 96), dtype=bool)
+    for k in range(3):  # three 14 px lobes touching corner to corner: one 42 px lesion, as lesions are counted
+        lobes[0, 14 * k : 14 * (k + 1), 14 * k : 14 * (k + 1)] = True
+    assert fitting_patch(lobes) == 56

@@ -45,8 +45,8 @@ def simulate_cmd(
 
     The lesions have a shape family and texture none of the strategies uses, and come from patients outside the
     validation split."""
-    from medinpaint.data.split import split_by_patient
-    from medinpaint.lesions.data import read_lesion_folder, write_lesion_folder
+    from medinpaint.data.split import outside_validation
+    from medinpaint.lesions.data import read_healthy_folder, write_lesion_folder
     from medinpaint.lesions.simulate import SimulatedLesions
     import numpy as np
 
@@ -55,8 +55,8 @@ def simulate_cmd(
     if not 0 < fraction <= 1:
         raise InputError(f"--fraction must be above 0 and at most 1, got {fraction:g}")
     check_output_path(output, [healthy], overwrite)
-    cases = read_lesion_folder(healthy, require_lesions=False)
-    cases = cases.subset(split_by_patient(cases.ids)[0])  # never the validation patients
+    cases = read_healthy_folder(healthy)
+    cases = cases.subset(outside_validation(cases.ids))  # never the validation patients 450-499
     rng = np.random.default_rng(seed)
     order = list(rng.permutation(sorted(set(cases.patients))))
     if len(order) < patients + healthy_patients:
@@ -84,7 +84,8 @@ def masks_cmd(
     seed: Seed = 0,
     overwrite: Overwrite = False,
 ) -> None:
-    """One lesion mask per slice (empty where a slice has no room), written as labels/ beside the unchanged slices."""
+    """One lesion mask per slice (empty where a slice has no room), written as labels/ beside the unchanged slices,
+    with any lesions the input's own labels/ marked."""
     from medinpaint.lesions.data import LesionSet, read_lesion_folder, write_lesion_folder
     from medinpaint.lesions.masks import AnatomyShapes, Spheres
     from medinpaint.outputs import atomic_dir
@@ -107,9 +108,11 @@ def masks_cmd(
     data = read_lesion_folder(cases, require_lesions=False)
     rng = np.random.default_rng(seed)
     masks = np.stack([generator(data.images[i], data.anatomy[i], rng) for i in range(len(data))])
-    with atomic_dir(output, overwrite=overwrite) as tmp:
-        write_lesion_folder(tmp, LesionSet(data.ids, data.images, masks, data.anatomy, data.anatomy_names))
-    typer.echo(f"{int(masks.reshape(len(masks), -1).any(1).sum())} of {len(masks)} slices got a lesion mask: {output}")
+    with atomic_dir(output, overwrite=overwrite) as tmp:  # lesions the slices already hold keep their labels
+        write_lesion_folder(tmp, LesionSet(data.ids, data.images, masks | data.lesions, data.anatomy, data.anatomy_names))
+    kept = int(data.lesions.reshape(len(data), -1).any(1).sum())
+    typer.echo(f"{int(masks.reshape(len(masks), -1).any(1).sum())} of {len(masks)} slices got a lesion mask"
+               f"{f' ({kept} kept the lesions their labels/ marked)' if kept else ''}: {output}")
 
 
 @lesions_app.command("paint")
@@ -209,13 +212,13 @@ def protocol_cmd(
     no_progress: NoProgress = False,
 ) -> None:
     """Real only against real + synthetic for each mask strategy and painter: Dice, coverage, false positives."""
-    from medinpaint.lesions.data import read_lesion_folder
+    from medinpaint.lesions.data import read_healthy_folder, read_lesion_folder
     from medinpaint.lesions.protocol import PAINTERS, STRATEGIES, ProtocolConfig, run_protocol
 
     cfg = ProtocolConfig(strategies=tuple(strategy or STRATEGIES), painters=tuple(painter or PAINTERS), seeds=seeds,
                          seg_steps=seg_steps, painter_steps=painter_steps, mask_steps=mask_steps, synthetic_ratio=synthetic_ratio,
                          test_fraction=test_fraction, tissue=tissue, radius=radius, device=resolve_device(device),
                          progress=not no_progress)
-    real, normal = read_lesion_folder(lesions, require_lesions=True), read_lesion_folder(healthy, require_lesions=False)
+    real, normal = read_lesion_folder(lesions, require_lesions=True), read_healthy_folder(healthy)
     run_protocol(real, normal, output, cfg, [lesions, healthy], overwrite=overwrite)
     typer.echo((output / "results.md").read_text() + f"plot: {output / 'results.png'}  examples: {output / 'examples.png'}")

@@ -21,13 +21,24 @@ def patient_of(case_id: str) -> str:
     return m.group(1) if m else case_id
 
 
+def is_validation_patient(patient: str) -> bool:
+    """Whether `patient` is one of the DM-i-AI validation patients 450-499 (the ids `450`..`499`)."""
+    return patient.isdigit() and int(patient) in VALIDATION_PATIENTS
+
+
+def outside_validation(ids: list[str]) -> np.ndarray:
+    """Indices of the ids not of validation patients 450-499 (all of them for data of other ids): the slices
+    anything learnt may see, with no random hold-out as `split_by_patient` makes for other data."""
+    return np.flatnonzero([not is_validation_patient(patient_of(i)) for i in ids])
+
+
 def split_by_patient(
     ids: list[str], val_fraction: float = 0.1, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, val). DM-i-AI ids use patients 450-499 as validation when any are present;
     otherwise a seeded random `val_fraction` of patients is held out."""
     patients = [patient_of(i) for i in ids]
-    fixed = {p for p in patients if p.isdigit() and int(p) in VALIDATION_PATIENTS}
+    fixed = {p for p in patients if is_validation_patient(p)}
     if fixed:
         val_patients = fixed
     else:

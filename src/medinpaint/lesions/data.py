@@ -85,6 +85,16 @@ def read_lesion_folder(path: Path, require_lesions: bool) -> LesionSet:
     return LesionSet(list(slices.ids), to_uint8(slices.clean), lesions, anatomy, names)
 
 
+def read_healthy_folder(path: Path) -> LesionSet:
+    """Healthy cases to paint lesions into or to simulate them in: a folder whose labels/ mark lesions is refused,
+    since the new lesions would be labelled while the old ones stayed in the images unlabelled."""
+    cases = read_lesion_folder(path, require_lesions=False)
+    sick = int(cases.lesions.reshape(len(cases), -1).any(1).sum())
+    if sick:
+        raise InputError(f"{path}: {sick} of {len(cases)} slices already hold lesions (labels/): give healthy cases")
+    return cases
+
+
 def _class_names(file: Path, top: int) -> tuple[str, ...]:
     """The anatomy's class names from `anatomy.json`, else `background, class_1, ...` up to class `top`."""
     if not file.is_file():

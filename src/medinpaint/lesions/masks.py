@@ -116,6 +116,10 @@ class AnatomyShapes:
 
     def __post_init__(self) -> None:
         check_radius(self.radius)
+        classes = [*self.centre_in, *(self.clip_to or ()), *(self.junction or ())]
+        if 0 in classes:
+            raise InputError("class 0 is the background outside the body: centre lesions in (--tissue) and keep them to "
+                             "classes 1 and up")
 
     def regions(self, anatomy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(where centres may fall, where the lesion may extend)."""

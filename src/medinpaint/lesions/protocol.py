@@ -4,12 +4,13 @@ Given real labelled lesion cases and healthy cases: the lesion patients are spli
 test patients; every arm trains the same segmentation U-Net (the one engine, the same steps) on the real training
 slices, alone ("real") or with synthetic lesion slices made by one mask strategy and one painter from the healthy
 cases; every arm is scored on the same test patients, for each seed. Nothing learnt (the learned mask generator,
-the lesion painter, the segmenters) ever sees a test patient: healthy slices of a test patient are dropped, and
-the ids each model trained on are written beside it (`train_ids.json`) so anyone can check.
+the lesion painter, the segmenters) ever sees a test patient or a DM-i-AI validation patient (450-499): slices
+of those are dropped, and the ids each model trained on are written beside it (`train_ids.json`; a synthetic
+slice is named after the healthy slice it was painted into) so anyone can check.
 
-Measures, per test patient then averaged: Dice of the lesion pixels pooled over the patient's slices; coverage,
-the share of true lesions (connected components of a slice) that the prediction touches; false positives, the
-predicted components that touch no true lesion.
+Measures: Dice of the lesion pixels pooled over each test patient's slices, averaged over patients; coverage, the
+share of all the test patients' true lesions (connected components of a slice) that the prediction touches; false
+positives, the predicted components that touch no true lesion, per patient, averaged over patients.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from scipy import ndimage
 
+from medinpaint.data.split import outside_validation, training_split
 from medinpaint.errors import InputError
 from medinpaint.lesions.data import LesionSet
 from medinpaint.lesions.masks import AnatomyShapes, MaskGenerator, Spheres, check_radius
@@ -60,8 +62,12 @@ class ProtocolConfig:
         if not 0 < self.test_fraction < 1:
             raise InputError(f"--test-fraction must lie between 0 and 1, got {self.test_fraction}")
         check_radius(self.radius)
+        if "anatomy" in self.strategies:
+            AnatomyShapes(centre_in=(self.tissue,), radius=self.radius)  # its own checks of --tissue, before any training
         if self.seeds < 1:
             raise InputError("--seeds must be at least 1")
+        if not self.synthetic_ratio > 0:
+            raise InputError(f"--synthetic-ratio must be above 0, got {self.synthetic_ratio:g}")
 
 
 def split_patients(cases: LesionSet, test_fraction: float, seed: int = 0) -> tuple[list[str], list[str]]:
@@ -75,8 +81,8 @@ def split_patients(cases: LesionSet, test_fraction: float, seed: int = 0) -> tup
 
 
 def lesion_scores(pred: np.ndarray, truth: np.ndarray, patients: list[str]) -> dict[str, float]:
-    """Per-patient Dice (pixels pooled over the patient's slices; 1 when both are empty), coverage of true lesions
-    and false-positive components per patient, averaged over patients."""
+    """Dice per patient (pixels pooled over the patient's slices; 1 when both are empty) and false-positive
+    components per patient, each averaged over patients; coverage, the share of all true lesions touched."""
     dice, covered, lesions, fps = [], 0, 0, []
     for p in sorted(set(patients)):
         idx = [i for i, q in enumerate(patients) if q == p]
@@ -113,7 +119,8 @@ def synthesize(healthy: LesionSet, generator: MaskGenerator, painter, n: int, rn
     base = healthy.subset(picks)
     lesions = np.stack(masks)
     images = painter(base.images, lesions, base.anatomy, rng)
-    return LesionSet([f"synthetic_{k}" for k in range(len(picks))], images, lesions, base.anatomy, base.anatomy_names)
+    ids = [f"synthetic_{k}_from_{healthy.ids[i]}" for k, i in enumerate(picks)]  # so train_ids.json shows the source
+    return LesionSet(ids, images, lesions, base.anatomy, base.anatomy_names)
 
 
 class Protocol:
@@ -121,6 +128,9 @@ class Protocol:
         if lesions.images.shape[1:] != healthy.images.shape[1:]:
             raise InputError(f"lesion slices are {lesions.images.shape[1:]}, healthy ones {healthy.images.shape[1:]}: give one size")
         self.cfg, self.work = cfg, work
+        kept_lesions, kept_healthy = outside_validation(lesions.ids), outside_validation(healthy.ids)
+        self.dropped_validation = len(lesions) - len(kept_lesions) + len(healthy) - len(kept_healthy)
+        lesions, healthy = lesions.subset(kept_lesions), healthy.subset(kept_healthy)
         self.train_patients, self.test_patients = split_patients(lesions, cfg.test_fraction)
         self.train, self.test = lesions.of_patients(set(self.train_patients)), lesions.of_patients(set(self.test_patients))
         self.healthy = healthy.of_patients(set(healthy.patients) - set(self.test_patients))
@@ -170,9 +180,10 @@ class Protocol:
         # patients then hold no lesion still trains (on the synthetic ones, or on background alone)
         weights = train_segmenter(as_labelled(self.train), folder, cfg, extra=None if extra is None else as_labelled(extra),
                                   device=c.device, progress=False, check_classes=False)
-        write_ids(folder, self.train.ids + ([] if extra is None else extra.ids))
+        trained = [self.train.ids[i] for i in training_split(self.train.ids, seed)[0]]  # the engine's own split
+        write_ids(folder, trained + ([] if extra is None else extra.ids))
         pred = Segmenter.from_pretrained(weights, device=c.device, backend="torch").predict(self.test.images, batch_size=64) == 1
-        return lesion_scores(pred, self.test.lesions, self.test.patients)
+        return {**lesion_scores(pred, self.test.lesions, self.test.patients), "real": len(trained)}
 
     def run(self) -> tuple[list[dict], dict[str, LesionSet]]:
         """Every arm for every seed: the rows, and the first seed's synthetic sets (for the figures)."""
@@ -194,8 +205,7 @@ class Protocol:
                         shown[arm] = extra
                 rows.append(kept_row(folder, lambda: {
                     "arm": arm, "strategy": strategy or "", "painter": painter or "", "seed": seed,
-                    **self.segment(extra, folder.name, seed), "synthetic": 0 if extra is None else len(extra),
-                    "real": len(self.train)}))
+                    **self.segment(extra, folder.name, seed), "synthetic": 0 if extra is None else len(extra)}))
         return rows, shown
 
 
@@ -215,10 +225,12 @@ def results_table(rows: list[dict], protocol: Protocol) -> str:
     for r in rows:
         groups.setdefault(r["arm"], []).append(r)
     c = protocol.cfg
+    dropped = ", ".join(f"{n} {what} dropped" for n, what in ((protocol.dropped_healthy, "of test patients"),
+                                                              (protocol.dropped_validation, "of patients 450-499")) if n)
     lines = [f"{len(protocol.train_patients)} training and {len(protocol.test_patients)} test lesion patients "
-             f"({len(protocol.train)} / {len(protocol.test)} slices), {len(protocol.healthy)} healthy slices"
-             f"{f' ({protocol.dropped_healthy} of test patients dropped)' if protocol.dropped_healthy else ''}; "
-             f"{c.seg_steps} segmenter steps, {c.seeds} seed(s)", "",
+             f"({len(protocol.train)} / {len(protocol.test)} slices; each run holds a tenth of the training patients out "
+             f"for its validation curve: column `real` of results.csv), {len(protocol.healthy)} healthy slices"
+             f"{f' ({dropped})' if dropped else ''}; {c.seg_steps} segmenter steps, {c.seeds} seed(s)", "",
              "| arm | Dice | coverage | false positives / case | synthetic slices |", "|---|---:|---:|---:|---:|"]
     for arm, rs in sorted(groups.items(), key=lambda kv: -statistics.mean(r["dice"] for r in kv[1])):
         lines.append(f"| {arm} | {mean_sd([r['dice'] for r in rs])} | {mean_sd([r['coverage'] for r in rs])} | "

@@ -113,6 +113,10 @@ class Study:
         self.patients = training_patients(self.data.ids)
         if not self.patients:
             raise InputError("the data hold no training patients (only validation patients 450-499)")
+        too_many = [n for n in cfg.ns if n is not None and n > len(self.patients)]
+        if too_many:
+            raise InputError(f"--n {too_many[0]}: the data hold {len(self.patients)} training patients; give --n values up "
+                             f"to {len(self.patients)}, or all")
         _, val_idx = split_by_patient(self.data.ids)
         if len(val_idx) == 0:
             raise InputError("the study scores on validation patients 450-499: the data hold none")
