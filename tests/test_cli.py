@@ -282,3 +282,16 @@ def test_ctrl_c_is_one_line_and_exit_130(capsys: pytest.CaptureFixture[str]) -> 
         interrupted()
     err = capsys.readouterr().err
     assert stop.value.exit_code == 130 and err.startswith("interrupted: ") and err.count("\n") == 1
+
+
+def test_benchmark_of_data_without_tissue_maps_gives_the_rows_that_need_none(tmp_path: Path) -> None:
+    from medinpaint.benchmarking import compare
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 255, (4, 32, 32)).astype(np.uint8)
+    masks = np.zeros_like(truth, dtype=bool)
+    masks[:, 10:20, 10:20] = True
+    np.save(tmp_path / "images.npy", np.where(masks, 0, truth))
+    np.save(tmp_path / "masks.npy", masks)
+    np.save(tmp_path / "truth.npy", truth)
+    assert [r["method"] for r in compare(tmp_path, weights=[])] == ["zero fill", "OpenCV Telea"]

@@ -128,3 +128,36 @@ def test_fill_metrics_measure_fat_and_direction_inside_the_mask() -> None:
     assert m["cosine"] == pytest.approx(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))) and m["mae"] == pytest.approx(25.0)
     exact = fill_metrics(truth, val)
     assert exact["fat_dice"] == exact["fat_jaccard"] == pytest.approx(1.0) and exact["mae"] == 0
+
+
+def test_tuning_trains_with_the_loss_the_comparison_gives_the_architecture_and_refuses_quietly(capfd: pytest.CaptureFixture) -> None:
+    from medinpaint.compare import DENOISING_LOSS, CompareConfig
+    from medinpaint.errors import InputError
+    from medinpaint.tuning import tune
+
+    with pytest.raises(InputError, match="--tune takes one of"):  # at once, not after the comparison has trained
+        CompareConfig(architectures=("unet",), steps=2, tune="bogus")
+    seen: list[tuple[str, str]] = []
+
+    def run(folder, arch, loss, *args):
+        seen.append((arch, loss))
+        if arch == "unet-gan":
+            raise InputError("refused")
+        return {"mae": 1.0}
+
+    tune(run, CompareConfig(architectures=("unet",), losses=("ssim",), steps=2, tune="diffusion", trials=1, progress=False), Path("r"))
+    assert seen == [("diffusion", DENOISING_LOSS)]  # its own objective, not the comparison's ssim
+    with pytest.raises(InputError, match="refused"):
+        tune(run, CompareConfig(architectures=("unet",), steps=2, tune="unet-gan", trials=2, progress=False), Path("r"))
+    assert seen[1:] == [("unet-gan", "l1")] and "Traceback" not in capfd.readouterr().err
+
+
+def test_oblong_slices_are_not_taken_for_the_comparisons_square_size() -> None:
+    """48x64 slices with --size 64: refused in one line, not compared as they are under a "64 px" label."""
+    from medinpaint.compare import clean_slices
+    from medinpaint.errors import InputError
+
+    slices = SliceSet(["000_0", "001_0"], np.full((2, 48, 64), 100, np.uint8), tissue=np.full((2, 48, 64), 100, np.uint8))
+    with pytest.raises(InputError, match="square slices, got 48x64"):
+        clean_slices(slices, 64)
+    assert clean_slices(slices, None).images.shape == (2, 48, 64)

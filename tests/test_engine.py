@@ -378,3 +378,18 @@ def test_turning_the_critic_on_when_resuming_is_one_line(tmp_path: Path) -> None
     fit(LineFit(), tmp_path / "run", EngineConfig(steps=2, warmup_steps=1), device="cpu", progress=False)
     with pytest.raises(InputError, match="saved without an adversarial critic"):
         fit(LineFitWithCritic(), tmp_path / "run", EngineConfig(steps=4, warmup_steps=1), device="cpu", progress=False)
+
+
+def test_a_batch_state_saved_on_another_kind_of_device_is_refused_softly() -> None:
+    """A last.pt written on the GPU (a 16-byte CUDA generator state) resumed on the CPU: no traceback, the
+    batches are drawn afresh and the global states still come back."""
+    from medinpaint.engine.runstate import random_states, restore_random_states
+
+    gen = torch.Generator().manual_seed(3)
+    saved = random_states(gen)
+    expected = torch.rand(3)
+    forged = {**saved, "batches": torch.zeros(16, dtype=torch.uint8)}
+    torch.manual_seed(99)
+    assert restore_random_states(forged, gen) is False
+    assert torch.equal(torch.rand(3), expected)  # torch's own state was restored
+    assert restore_random_states(saved, torch.Generator()) is True

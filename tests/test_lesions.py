@@ -169,7 +169,7 @@ def test_the_protocol_never_trains_on_a_test_patient(lesion_cases: LesionSet, tm
     assert "(6 of test patients dropped, 4 of patients 450-499 dropped)" in (out / "results.md").read_text()
     real = json.loads((out / "runs" / "real-s1" / "train_ids.json").read_text())  # what the engine trained on
     train = lesion_cases.of_patients(set(lesion_cases.patients) - test)
-    assert real == sorted(train.ids[i] for i in training_split(train.ids, 1)[0]) and len(real) < len(train)
+    assert real == sorted(train.ids[i] for i in training_split(train.ids)[0]) and len(real) < len(train)
     assert {r["real"] for r in rows if r["arm"] == "real"} == {len(real)}
     for name in ("results.csv", "results.md", "results.png", "examples.png"):
         assert (out / name).stat().st_size > 100

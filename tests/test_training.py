@@ -178,3 +178,65 @@ def test_the_validation_mae_is_the_whole_image_mae_of_the_filled_slices(tiny_che
     unfilled = np.mean(np.abs(to_uint8(s.images).astype(float) - truth.astype(float)))
     assert evaluate_mae(model.network, s, torch.device("cpu")) == pytest.approx(expected, abs=0.02)
     assert abs(expected - unfilled) > 1  # the check tells a fill from the unfilled input
+
+
+def test_fine_tuning_the_weights_of_the_output_folder_with_overwrite_keeps_them_until_loaded(phantom_dataset: Path,
+                                                                                          tmp_path: Path) -> None:
+    """--init run/model.safetensors --overwrite into run: the weights are read before the old run is cleared."""
+    from medinpaint.engine.runstate import origin
+
+    data, run = read_slices(phantom_dataset), tmp_path / "run"
+    first = train(data, run, config(steps=2), device="cpu", progress=False)
+    recorded = origin(first)
+    train(data, run, config(steps=2, init=str(first)), device="cpu", progress=False, overwrite=True)
+    assert read_metadata(run / "model.safetensors").training.started_from == recorded
+
+
+def test_the_held_out_patients_are_the_datas_whatever_the_seed(phantom_dataset: Path) -> None:
+    """Data without patients 450-499: another --seed (a resumed run, a comparison's seeds) validates on the same
+    patients, so none of them is trained on by one seed and validated on by another."""
+    from medinpaint.training import InpaintingTask
+
+    data = read_slices(phantom_dataset)
+    data = data.subset([i for i, c in enumerate(data.ids) if int(c.split("_")[0]) < 450])
+    held = [sorted(InpaintingTask(data, config(steps=1, seed=seed)).val.ids) for seed in (0, 1, 2)]
+    assert held[0] and held[0] == held[1] == held[2]
+
+
+def test_a_run_that_fails_in_its_first_step_leaves_nothing_to_resume(phantom_dataset: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from medinpaint.training import InpaintingTask
+
+    data, run = read_slices(phantom_dataset), tmp_path / "run"
+    real_loss = InpaintingTask.loss
+    monkeypatch.setattr(InpaintingTask, "loss", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError, match="boom"):
+        train(data, run, config(steps=2), device="cpu", progress=False)
+    assert not (run / "last.pt").exists()
+    monkeypatch.setattr(InpaintingTask, "loss", real_loss)
+    train(data, run, config(steps=2), device="cpu", progress=False)  # a fresh start, no --overwrite needed
+    assert read_metadata(run / "model.safetensors").training.steps == 2
+
+
+def test_settings_the_loss_cannot_train_with_are_refused_before_the_run(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="needs an encoder"):
+        config(steps=1, loss="l1+perceptual")
+    with pytest.raises(InputError, match="--crop 8: --loss l1\\+ssim needs crops of at least 11"):
+        config(steps=1, loss="l1+ssim", crop=8)
+    with pytest.raises(InputError, match="--minutes above 0"):
+        config(minutes=float("nan"))
+
+
+def test_a_crop_as_wide_as_the_short_side_of_oblong_slices_is_square() -> None:
+    slices = SliceSet([f"{p:03d}_0" for p in range(4)], np.full((4, 32, 48), 100, np.uint8))
+    batch = TrainingData(slices, np.zeros((2, 32, 48), bool), torch.device("cpu")).batch(
+        torch.Generator().manual_seed(0), 2, 0.0, symmetries=False, crop=32)
+    assert batch["image"].shape == (2, 1, 32, 32)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_training_on_cuda_without_cuda_is_refused_not_run_on_the_cpu() -> None:
+    from medinpaint.engine.loop import accelerator
+
+    with pytest.raises(InputError, match="--device cuda: no CUDA device is available"):
+        accelerator("cuda")

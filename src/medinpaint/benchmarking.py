@@ -30,7 +30,8 @@ def compare(
     reference = slices.subset(val_idx if len(val_idx) else np.arange(len(slices)))
     if limit is not None:
         reference = reference.subset(np.arange(min(limit, len(reference))))
-    methods = dict(baseline_methods(slices.subset(train_idx) if len(train_idx) and len(val_idx) else None))
+    methods = dict(baseline_methods(slices.subset(train_idx) if len(train_idx) and len(val_idx) else None,
+                                    tissue_maps=reference.tissue is not None))
     models: list[Path | None | list[Path | None]] = list(weights) + ([list(weights)] if ensemble and len(weights) > 1 else [])
     for w in models:
         for use_flips in (False, True) if flips else (False,):

@@ -24,6 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from medinpaint.constants import TISSUE_LEVELS, VERTEBRA_LEVELS
+from medinpaint.devices import check_device
 from medinpaint.errors import InputError
 from medinpaint.outputs import atomic_file
 
@@ -227,14 +228,7 @@ def load_members(path: str | Path | list[str | Path] | None, default: Path, devi
                  ) -> tuple[list[torch.nn.Module], list[CheckpointMeta], str, str]:
     """The networks a `from_pretrained` call names: one checkpoint, a list (an ensemble), or None for `default`.
     (networks, metadata, joint name, checksum: of the file, or of the members' checksums for an ensemble)."""
-    try:
-        kind = torch.device(device).type
-    except (RuntimeError, TypeError):
-        kind = None
-    if kind not in ("cpu", "cuda"):
-        raise InputError(f"the device must be cpu or cuda (or cuda:N), got {device!r}")
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"--device {device}: no CUDA device is available")
+    check_device(device)
     paths = [Path(p) for p in path] if isinstance(path, (list, tuple)) else [Path(path) if path is not None else default]
     if not paths:
         raise InputError("an ensemble needs at least one checkpoint")

@@ -27,7 +27,7 @@ from medinpaint.data.slices import SliceSet, to_uint8
 from medinpaint.errors import InputError, error_about
 from medinpaint.evaluation import score
 from medinpaint.inference import Inpainter
-from medinpaint.losses import LOSSES
+from medinpaint.losses import LOSSES, PERCEPTUAL_NEEDS_ENCODER
 from medinpaint.masks import BrushStrokes, Stripes
 from medinpaint.metrics import dice, jaccard
 from medinpaint.models.architectures import ARCHITECTURES, config_of, denoises
@@ -71,7 +71,9 @@ class CompareConfig:
             if loss not in LOSSES:
                 raise InputError(f"unknown loss {loss!r}: choose from {', '.join(LOSSES)}")
         if "l1+perceptual" in self.losses and not self.perceptual_encoder:
-            raise InputError("the l1+perceptual loss needs --perceptual-encoder PATH (a `synth train --model encoder` checkpoint)")
+            raise InputError(PERCEPTUAL_NEEDS_ENCODER)
+        if self.tune is not None and self.tune not in ARCHITECTURES and self.tune not in VARIANTS:  # before any training
+            raise InputError(f"--tune takes one of {', '.join([*ARCHITECTURES, *VARIANTS])}, got {self.tune!r}")
         if self.masks not in MASKS:
             raise InputError(f"--masks must be one of {', '.join(MASKS)}, got {self.masks!r}")
         if self.steps is None and self.minutes is None:
@@ -83,7 +85,7 @@ class CompareConfig:
 def clean_slices(slices: SliceSet, size: int | None) -> SliceSet:
     """The clean slices (with tissue maps and vertebra levels when there are), at `size` x `size`."""
     slices.require_clean()
-    if size is None or size == slices.images.shape[-1]:
+    if size is None or slices.images.shape[-2:] == (size, size):
         return SliceSet(list(slices.ids), to_uint8(slices.clean), tissue=slices.tissue, vertebrae=slices.vertebrae,
                         layout=slices.layout, source=slices.source)
     if slices.tissue is None:
@@ -245,6 +247,7 @@ def plot_cases(folder: Path, val: SliceSet, rows: list[dict], n: int = 3) -> Non
     """The same validation cases: corrupted, truth, and each first-seed run's fill."""
     runs = [(f"{r['architecture']} ({r['loss']})", folder / "runs" / f"{r['architecture']}-{r['loss']}-s0" / "model.safetensors")
             for r in rows]
+    n = min(n, len(val))
     fills = [Inpainter.from_pretrained(w, backend="torch").predict_slices(val.subset(np.arange(n))) for _, w in runs]
     columns = [("corrupted", val.images[:n]), ("truth", val.truth[:n])] + [(name, f) for (name, _), f in zip(runs, fills)]
     fig = Figure(figsize=(2 * len(columns), 2 * n))

@@ -85,7 +85,10 @@ def write_report(report: Path, reference: SliceSet, filled: np.ndarray, metrics:
     return summary
 
 
-def baseline_methods(train: SliceSet | None) -> dict[str, Callable[[SliceSet], np.ndarray]]:
-    """The classical fills, with the per-tissue means fitted on `train` when given."""
+def baseline_methods(train: SliceSet | None, tissue_maps: bool = True) -> dict[str, Callable[[SliceSet], np.ndarray]]:
+    """The classical fills, with the per-tissue means fitted on `train` when given; without `tissue_maps` (data
+    that have none) only those that need none."""
+    if not tissue_maps:
+        return {"zero fill": zero_fill, "OpenCV Telea": telea_fill}
     tissue_mean = TissueMeanFill.fit(train) if train is not None and train.tissue is not None else TissueMeanFill()
     return {"zero fill": zero_fill, "official (fill 84)": official_fill, "per-tissue mean": tissue_mean, "OpenCV Telea": telea_fill}

@@ -20,6 +20,8 @@ from medinpaint.models.blocks import ResBlock
 
 LOSSES = ("l1", "mse", "ssim", "l1+ssim", "l1+perceptual")
 SSIM_SHARE = 0.84  # Zhao et al. 2017, "Loss functions for image restoration with neural networks"
+PERCEPTUAL_NEEDS_ENCODER = "--loss l1+perceptual needs an encoder: --perceptual-encoder PATH (synth train --model encoder)"
+SSIM_WINDOW = 11  # pixels: the SSIM's Gaussian window (sigma 1.5), which must fit inside an image
 PERCEPTUAL_WEIGHT = 0.1  # the feature distance's weight beside L1 (LaMa weighs its perceptual loss at 0.1 too)
 
 
@@ -80,6 +82,6 @@ def inpainting_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
         return SSIM_SHARE * (1 - ssim(pred, target)) + (1 - SSIM_SHARE) * inpainting_loss(pred, target, mask, "l1")
     if kind == "l1+perceptual":
         if features is None:
-            raise InputError("--loss l1+perceptual needs an encoder: --perceptual-encoder PATH (synth train --model encoder)")
+            raise InputError(PERCEPTUAL_NEEDS_ENCODER)
         return inpainting_loss(pred, target, mask, "l1") + PERCEPTUAL_WEIGHT * perceptual_distance(features, pred, target)
     raise InputError(f"--loss must be one of {', '.join(LOSSES)}, got {kind!r}")

@@ -22,7 +22,7 @@ from medinpaint.data.split import training_split
 from medinpaint.engine import EngineConfig, Task, fit
 from medinpaint.errors import InputError
 from medinpaint.inference import Inpainter
-from medinpaint.losses import LOSSES, PerceptualFeatures, inpainting_loss
+from medinpaint.losses import LOSSES, PERCEPTUAL_NEEDS_ENCODER, SSIM_WINDOW, PerceptualFeatures, inpainting_loss
 from medinpaint.masks import BrushStrokes
 from medinpaint.models import UNetConfig
 from medinpaint.models.architectures import ARCHITECTURES, checkpoint_kind, config_of, denoises
@@ -49,6 +49,10 @@ class TrainConfig(EngineConfig):
         super().__post_init__()
         if self.loss not in LOSSES:
             raise InputError(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.loss == "l1+perceptual" and not self.perceptual_encoder:
+            raise InputError(PERCEPTUAL_NEEDS_ENCODER)
+        if "ssim" in self.loss and self.crop is not None and self.crop < SSIM_WINDOW:
+            raise InputError(f"--crop {self.crop}: --loss {self.loss} needs crops of at least {SSIM_WINDOW} px (its window)")
         self.network = config_of(self.architecture, self.network)
         if type(self.network) is not ARCHITECTURES[self.architecture][0]:
             raise InputError(f"a {type(self.network).__name__} does not configure the {self.architecture} architecture")
@@ -102,7 +106,7 @@ class TrainingData:
             image, mask = turned[0].to(self.clean.dtype), turned[1].bool()
             tissue = None if tissue is None else turned[2]
         h, w = image.shape[-2:]
-        if crop is not None and crop < min(h, w):
+        if crop is not None and not crop == h == w:
             y, x = (int(torch.randint(n - crop + 1, (1,), generator=gen, device=dev)) for n in (h, w))
             window = (..., slice(y, y + crop), slice(x, x + crop))
             image, mask = image[window], mask[window]
@@ -157,7 +161,7 @@ class InpaintingTask(Task):
         if not cfg.own_masks:
             data.require_clean()
         check_crop(cfg.crop, data.images.shape[1:])
-        train_idx, val_idx = training_split(data.ids, cfg.seed, data.source)
+        train_idx, val_idx = training_split(data.ids, data.source)
         if cfg.own_masks and data.masks is None:
             raise InputError("training on the data's own masks (own_masks) needs data with masks")
         self.train_set = data.subset(train_idx)

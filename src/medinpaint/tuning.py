@@ -24,21 +24,25 @@ DROPOUTS = (0.0, 0.1, 0.2)
 
 
 def tune(run: Callable[..., dict], cfg: CompareConfig, runs: Path) -> list[dict]:
-    """`cfg.trials` trials of `cfg.tune` with the first of `cfg.losses`; `run(folder, arch, loss, seed, network,
-    training)` trains and scores one. Returns the trials' rows."""
+    """`cfg.trials` trials of `cfg.tune` with the first loss the comparison trains it with (its own objective for
+    a denoising architecture); `run(folder, arch, loss, seed, network, training)` trains and scores one. Returns
+    the trials' rows."""
     try:
         import optuna
     except ImportError:
         raise InputError("--tune needs Optuna: pip install optuna (or pip install 'medinpaint[tune]')") from None
+    from medinpaint.compare import VARIANTS, losses_of
+
     arch = cfg.tune
-    base = arch if arch in ARCHITECTURES else None
-    if base is None:
-        raise InputError(f"--tune takes one of {', '.join(ARCHITECTURES)}, got {arch!r}")
+    base = VARIANTS.get(arch, (arch,))[0]  # unet-gan tunes the U-Net's settings
+    if base not in ARCHITECTURES:
+        raise InputError(f"--tune takes one of {', '.join([*ARCHITECTURES, *VARIANTS])}, got {arch!r}")
+    loss = losses_of(arch, cfg)[0]
     has_dropout = "dropout" in {f.name for f in fields(ARCHITECTURES[base][0])}
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=0))
     rows: list[dict] = []
-    stopped: list[StoppedEarly] = []
+    stopped: list[StoppedEarly | InputError] = []
 
     def objective(trial: optuna.Trial) -> float:
         lr = trial.suggest_float("lr", *LR_RANGE, log=True)
@@ -50,8 +54,9 @@ def tune(run: Callable[..., dict], cfg: CompareConfig, runs: Path) -> list[dict]
             print(f"[trial {trial.number + 1}/{cfg.trials}] {arch}: lr {lr:.2e}, {optimizer}, width {width}, dropout {dropout}",
                   flush=True)
         try:
-            row = run(runs / f"{arch}-tune-{trial.number}", arch, cfg.losses[0], 0, network, {"lr": lr, "optimizer": optimizer})
-        except StoppedEarly as stop:  # a SIGTERM: end the search quietly (Optuna logs a failed trial's traceback)
+            row = run(runs / f"{arch}-tune-{trial.number}", arch, loss, 0, network, {"lr": lr, "optimizer": optimizer})
+        except (StoppedEarly, InputError) as stop:  # a SIGTERM or a refused setting: end the search quietly (Optuna
+            # would log a failed trial's traceback), and raise it after
             stopped.append(stop)
             study.stop()
             raise optuna.TrialPruned() from None
@@ -61,5 +66,5 @@ def tune(run: Callable[..., dict], cfg: CompareConfig, runs: Path) -> list[dict]
 
     study.optimize(objective, n_trials=cfg.trials)
     if stopped:
-        raise stopped[0]  # the command exits as a stopped run does; the comparison's work folder keeps every trial
+        raise stopped[0]  # the command exits as a stopped run (or a refused one) does; the work folder keeps every trial
     return rows

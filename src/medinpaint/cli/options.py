@@ -81,8 +81,10 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
 def resolve_device(device: str) -> str:
     import torch
 
+    from medinpaint.devices import check_device
+
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device not in ("cpu", "cuda"):
         raise InputError(f"--device must be cpu, cuda or auto, got {device!r}")
-    return device
+    return check_device(device)

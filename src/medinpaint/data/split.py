@@ -50,9 +50,11 @@ def split_by_patient(
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
-def training_split(ids: list[str], seed: int = 0, source: str = "") -> tuple[np.ndarray, np.ndarray]:
-    """`split_by_patient` for training, which needs slices left to learn from; `source` names the data."""
-    train_idx, val_idx = split_by_patient(ids, seed=seed)
+def training_split(ids: list[str], source: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """`split_by_patient` for training, which needs slices left to learn from; `source` names the data. The
+    held-out patients are the data's, not the run's: the same whatever the training seed, so that a run resumed
+    with another --seed, or a comparison's seeds, never train on patients another seed validates (or is scored) on."""
+    train_idx, val_idx = split_by_patient(ids)
     if len(train_idx) == 0:
         raise error_about(source, "no training slices left: every slice is of the validation patients 450-499, "
                                   "which training holds out")

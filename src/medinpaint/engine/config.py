@@ -36,7 +36,7 @@ class EngineConfig:
     def __post_init__(self) -> None:
         if self.steps is None and self.minutes is None:
             raise InputError("give a budget: --steps N and/or --minutes M")
-        if (self.steps is not None and self.steps < 1) or (self.minutes is not None and self.minutes <= 0):
+        if (self.steps is not None and self.steps < 1) or (self.minutes is not None and not self.minutes > 0):  # NaN too
             raise InputError("--steps must be at least 1 and --minutes above 0")
         if self.val_every < 1 or self.log_every < 1:
             raise InputError(f"--val-every must be at least 1, got {self.val_every}")

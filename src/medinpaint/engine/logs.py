@@ -16,13 +16,15 @@ BASE_FIELDS = ("step", "elapsed_s", "lr", "loss", "images_per_s")
 LINE_EVERY_S = 30.0  # plain progress lines when stderr is not a terminal
 
 
-def _tensorboard(folder: Path):  # -> tensorboardX.SummaryWriter | None
+def _tensorboard(folder: Path, initial: int):  # -> tensorboardX.SummaryWriter | None
+    """The event writer; a run resumed at step `initial` purges the events logged after it (as log.csv's rows
+    are dropped), so TensorBoard shows no step twice."""
     try:
         from tensorboardX import SummaryWriter
     except ImportError:
         print("note: tensorboardX is not installed; no TensorBoard event files for this run", file=sys.stderr)
         return None
-    return SummaryWriter(logdir=str(folder), flush_secs=30)
+    return SummaryWriter(logdir=str(folder), flush_secs=30, purge_step=initial or None)
 
 
 class RunLog:
@@ -42,7 +44,7 @@ class RunLog:
             self.writer = csv.DictWriter(self.file, self.fields)
             if self.file.tell() == 0:
                 self.writer.writeheader()
-            self.tb = _tensorboard(output / "tensorboard")
+            self.tb = _tensorboard(output / "tensorboard", initial)
         terminal = sys.stderr.isatty()
         self.bar = tqdm(total=total, initial=initial, unit="step", desc=desc, disable=not (enabled and progress and terminal))
         self.lines = enabled and progress and not terminal

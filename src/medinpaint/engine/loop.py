@@ -22,6 +22,7 @@ import torch
 from accelerate import Accelerator
 
 from medinpaint.checkpoint import Training, save_checkpoint
+from medinpaint.devices import check_device
 from medinpaint.engine import runstate
 from medinpaint.engine.config import EngineConfig
 from medinpaint.engine.ema import EMA
@@ -33,6 +34,8 @@ from medinpaint.plots import plot_progress
 
 def accelerator(device: str | None) -> Accelerator:
     """CPU in float32, or the GPU(s) in bf16 autocast; `None` picks CUDA when there is one."""
+    if device is not None:
+        check_device(device)
     cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
     return Accelerator(cpu=cpu, mixed_precision="no" if cpu else "bf16")
 
@@ -62,13 +65,20 @@ def _fit(task: Task, output: Path, cfg: EngineConfig, device: str | None, progre
     output = Path(output)
     acc = accelerator(device)
     main = acc.is_main_process
-    if main:
-        runstate.prepare_folder(output, overwrite)
-    acc.wait_for_everyone()
+    last = output / runstate.LAST
+    fresh = overwrite or not last.exists()
 
     torch.manual_seed(cfg.seed)
     network = task.build_network()
     ema = EMA(network, cfg.ema_decay)
+    started_from = ""
+    if fresh and cfg.init:  # before the folder is cleared: the weights may lie in it (fine-tuning r/model.safetensors into r)
+        runstate.start_from(Path(cfg.init), task.kind, task.network_config, task.preprocessing(), network, ema.network)
+        started_from = runstate.origin(cfg.init)  # now, while the file is the one trained from
+    acc.wait_for_everyone()
+    if main:
+        runstate.prepare_folder(output, overwrite)
+    acc.wait_for_everyone()
     opt = cfg.make_optimizer(network.parameters())
     critic = task.build_critic()
     critic_opt = None if critic is None else torch.optim.AdamW(critic.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
@@ -76,16 +86,11 @@ def _fit(task: Task, output: Path, cfg: EngineConfig, device: str | None, progre
     # before the choice existed still resume)
     chosen = {} if cfg.optimizer == "adamw" else {"optimizer": cfg.optimizer}
     ident = runstate.identity(task.kind, task.network_config, **task.resume_key(), **chosen)
-    last = output / runstate.LAST
     settings = {**cfg.to_dict(), "training_slices": task.train_slices}  # saved in last.pt; a resume notes changes
     resumed = runstate.resume(last, ident, type(task.network_config), network, ema.network, opt, say=acc.print,
                               critic=critic, critic_opt=critic_opt)
     step, elapsed = resumed.step, resumed.elapsed_s
-    if step == 0:
-        if cfg.init:
-            runstate.start_from(Path(cfg.init), task.kind, task.network_config, task.preprocessing(), network, ema.network)
-        started_from = runstate.origin(cfg.init) if cfg.init else ""  # now, while the file is the one trained from
-    else:  # what the run started from is its own record, whatever this command says
+    if not fresh:  # what the run started from is its own record, whatever this command says
         started_from = resumed.started_from if resumed.started_from is not None else (runstate.origin(cfg.init) if cfg.init else "")
         if cfg.init:
             acc.print(f"note: --init is not used when a run resumes ({output} goes on from its own last.pt)")
@@ -105,7 +110,8 @@ def _fit(task: Task, output: Path, cfg: EngineConfig, device: str | None, progre
     task.setup(acc.device)
     gen = torch.Generator(device=acc.device).manual_seed(batch_seed(cfg.seed, acc.process_index, step))
     if resumed.rng is not None and main:  # the main process's numbers go on as if never stopped
-        runstate.restore_random_states(resumed.rng, gen)
+        if not runstate.restore_random_states(resumed.rng, gen):
+            acc.print(f"note: {last} was saved on another kind of device: the batches from step {step} on are drawn afresh")
     if main:
         (output / "config.json").write_text(json.dumps({"kind": task.kind, "engine": cfg.to_dict(), **ident}, indent=1, default=str))
     log = RunLog(output, task.val_fields, main, progress, cfg.steps, step, task.name)
@@ -182,7 +188,7 @@ def _fit(task: Task, output: Path, cfg: EngineConfig, device: str | None, progre
         log.close()
         if updating:  # interrupted inside an update (Ctrl-C): the weights are a step ahead of the count
             acc.print(f"interrupted inside step {step + 1}: {last} keeps the last periodic save")
-        else:
+        elif step > 0 or not fresh:  # a run that failed in its first step leaves nothing to resume: it starts afresh
             save_state(rng_before_step if in_step else None)
     acc.wait_for_everyone()
     if request.signal:

@@ -119,11 +119,17 @@ def random_states(batches: torch.Generator) -> dict[str, torch.Tensor]:
     return states
 
 
-def restore_random_states(states: dict[str, torch.Tensor], batches: torch.Generator) -> None:
-    batches.set_state(states["batches"])
+def restore_random_states(states: dict[str, torch.Tensor], batches: torch.Generator) -> bool:
+    """Put the saved states back; False when the batch generator's was saved on another kind of device (a run
+    begun on the GPU and resumed on the CPU, say): its state does not fit this one, which keeps its own seed."""
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state(states["cuda"])
+    try:
+        batches.set_state(states["batches"])
+    except RuntimeError:
+        return False
+    return True
 
 
 def changed_settings(saved: dict, current: dict) -> list[str]:

@@ -180,7 +180,7 @@ class Protocol:
         # patients then hold no lesion still trains (on the synthetic ones, or on background alone)
         weights = train_segmenter(as_labelled(self.train), folder, cfg, extra=None if extra is None else as_labelled(extra),
                                   device=c.device, progress=False, check_classes=False)
-        trained = [self.train.ids[i] for i in training_split(self.train.ids, seed)[0]]  # the engine's own split
+        trained = [self.train.ids[i] for i in training_split(self.train.ids)[0]]  # the engine's own split
         write_ids(folder, trained + ([] if extra is None else extra.ids))
         pred = Segmenter.from_pretrained(weights, device=c.device, backend="torch").predict(self.test.images, batch_size=64) == 1
         return {**lesion_scores(pred, self.test.lesions, self.test.patients), "real": len(trained)}

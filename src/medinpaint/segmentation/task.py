@@ -63,7 +63,7 @@ class SegmentationTask(Task):
         check_crop(cfg.crop, data.images.shape[1:])
         if cfg.network.classes != len(data.values):
             raise InputError(f"the network has {cfg.network.classes} classes, the labels {len(data.values)} ({list(data.values)})")
-        train_idx, val_idx = training_split(data.ids, cfg.seed, data.source)
+        train_idx, val_idx = training_split(data.ids, data.source)
         train = data.subset(train_idx)
         if extra is not None:
             if extra.values != data.values or extra.images.shape[1:] != data.images.shape[1:]:

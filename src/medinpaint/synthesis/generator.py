@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from medinpaint.checkpoint import CheckpointMeta, file_checksum, shipped_weights_dir
 from medinpaint.constants import MAX_VERTEBRA
+from medinpaint.devices import check_device
 from medinpaint.errors import InputError
 from medinpaint.synthesis.data import quantise_tissue
 from medinpaint.models.denoiser import NULL_CLASS
@@ -81,8 +82,7 @@ def load_generator(path: str | Path | None = None, size: int | None = None, devi
     family, _ = checkpoint_family(path)
     if family not in ("diffusion", "vae"):
         raise InputError(f"{path}: holds the feature encoder, which cannot generate slices (expected a diffusion or VAE checkpoint)")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device is available")
+    check_device(device)
     network, meta = load_network(path, family)
     if size is not None and size != meta.preprocessing.size:
         raise InputError(f"{path}: a {meta.preprocessing.size}x{meta.preprocessing.size} generator, not {size}x{size}")

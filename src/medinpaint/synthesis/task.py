@@ -58,7 +58,7 @@ class GeneratorTask(Task):
     def __init__(self, data: SliceSet, cfg: SynthTrainConfig, hold_out: bool = True) -> None:
         require_triples(data, "training data")
         data.require_clean()
-        train_idx, val_idx = training_split(data.ids, cfg.seed, data.source) if hold_out else (np.arange(len(data)), np.arange(0))
+        train_idx, val_idx = training_split(data.ids, data.source) if hold_out else (np.arange(len(data)), np.arange(0))
         self.cfg, self.kind, self.name = cfg, KINDS[cfg.family], f"training {cfg.family}"
         self.network_config = config_type(cfg.family)(**cfg.network)
         train = data.subset(train_idx)
