@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import numpy as np
@@ -50,10 +51,24 @@ def test_reads_png_pairs(tmp_path: Path) -> None:
     assert s.ids == ["a"] and s.layout == "png" and s.masks.sum() == 33
 
 
+def _dangling(path: Path) -> None:
+    """`path` replaced by a link to nothing: listed in its folder, but not there to read."""
+    path.unlink()
+    path.symlink_to(path.parent / "gone")
+
+
+def _unreadable(path: Path) -> None:
+    """`path` replaced by a link to /proc/self/mem: a file that exists but fails to read (EIO), even for root."""
+    path.unlink()
+    path.symlink_to("/proc/self/mem")
+
+
 @pytest.mark.parametrize(
     "break_it, message",
     [
         (lambda d: (d / "mask" / "mask_000_0.png").write_bytes(b"not a png"), "mask_000_0.png: not a PNG image"),
+        (lambda d: _dangling(d / "ct" / "ct_000_1.png"), "ct_000_1.png: unreadable (No such file or directory)"),
+        (lambda d: _unreadable(d / "vertebrae" / "vertebrae_000_0.txt"), "vertebrae_000_0.txt: unreadable (Input/output error)"),
         (lambda d: (d / "ct" / "notes.txt").write_text("x"), "notes.txt: not a PNG file"),
         (lambda d: write_gray_png(d / "mask" / "mask_000_0.png", np.zeros((32, 32), np.uint8)), "mask_000_0.png: size 32x32"),
         (lambda d: write_gray_png(d / "mask" / "mask_000_0.png", np.zeros((64, 64), np.uint8)), "000_0 has no missing pixels"),
@@ -75,7 +90,7 @@ def test_reads_png_pairs(tmp_path: Path) -> None:
 )
 def test_bad_dmiai_input_names_the_file_and_the_problem(phantom_dataset: Path, break_it, message: str) -> None:
     break_it(phantom_dataset)
-    with pytest.raises(InputError, match=message.replace(".", r"\.").replace("(", r"\(")):
+    with pytest.raises(InputError, match=re.escape(message)):
         read_slices(phantom_dataset, require_masks=True)
 
 
@@ -88,6 +103,47 @@ def test_a_mask_with_no_image_in_png_pairs_is_named(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="a mask with no image") as err:
         read_slices(tmp_path, require_masks=True)
     assert str(err.value).startswith(str(tmp_path / "masks" / "b.png"))
+
+
+def test_png_pairs_match_by_the_same_name_or_by_their_prefix(tmp_path: Path) -> None:
+    """`images/image_001.png` pairs with `masks/image_001.png` (the same name) as with `masks/mask_001.png`."""
+    img = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    for mask_name in ("image_001.png", "mask_001.png"):
+        root = tmp_path / mask_name
+        for sub in ("images", "masks", "truth"):
+            (root / sub).mkdir(parents=True)
+        write_gray_png(root / "images" / "image_001.png", img)
+        write_gray_png(root / "images" / "image_002.png", img)
+        write_gray_png(root / "truth" / "image_001.png", img)
+        write_gray_png(root / "truth" / "truth_002.png", img)
+        write_gray_png(root / "masks" / mask_name, np.where(img > 30, 255, 0).astype(np.uint8))
+        write_gray_png(root / "masks" / "002.png", np.where(img > 60, 255, 0).astype(np.uint8))
+        s = read_slices(root, require_masks=True)
+        assert s.ids == ["001", "002"] and s.masks.reshape(2, -1).sum(1).tolist() == [33, 3] and s.truth is not None
+
+
+def test_a_nan_under_the_mask_of_images_npy_is_a_missing_pixel(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """What lies under the mask is never looked at, so a NaN there (a common way to mark a gap) is read as 0;
+    at a known pixel, or with no masks to say the pixel is missing, it is refused."""
+    folder = tmp_path / "stack"
+    folder.mkdir()
+    images = np.random.default_rng(1).random((2, 16, 16)).astype(np.float32)
+    masks = np.zeros((2, 16, 16), bool)
+    masks[:, 4:8, 4:8] = True
+    np.save(folder / "images.npy", np.where(masks, np.nan, images).astype(np.float32))
+    np.save(folder / "masks.npy", masks)
+    s = read_slices(folder, require_masks=True)
+    assert np.isfinite(s.images).all() and (s.images[masks] == 0).all()
+    filled = Inpainter.from_pretrained(tiny_checkpoint, backend="torch").predict_slices(s)
+    assert np.isfinite(filled).all() and np.array_equal(filled[~masks], images[~masks])
+    spoilt = np.where(masks, np.nan, images).astype(np.float32)
+    spoilt[1, 0, 0] = np.inf
+    np.save(folder / "images.npy", spoilt)
+    with pytest.raises(InputError, match=r"images\.npy: contains NaN or infinite values at known pixels \(slice 1\)"):
+        read_slices(folder)
+    (folder / "masks.npy").unlink()
+    with pytest.raises(InputError, match=r"images\.npy: contains NaN or infinite values$"):
+        read_slices(folder)
 
 
 def test_float64_predictions_keep_the_dtype_shape_and_known_pixels(tmp_path: Path, tiny_checkpoint: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from medinpaint.data.files import reading
 from medinpaint.errors import InputError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -43,7 +44,9 @@ def decode_gray_png(data: bytes, name: str, size: tuple[int, int] | None = None)
 
 def read_gray_png(path: Path) -> np.ndarray:
     """A PNG file -> uint8 (H, W), with the file named in any error."""
-    return decode_gray_png(Path(path).read_bytes(), str(path))
+    with reading(path):
+        data = Path(path).read_bytes()
+    return decode_gray_png(data, str(path))
 
 
 def encode_gray_png(image: np.ndarray) -> bytes:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from medinpaint.data import cache
+from medinpaint.data.files import reading
 from medinpaint.data.png import read_gray_png
 from medinpaint.constants import MASK_LEVELS, MAX_VERTEBRA, TISSUE_LEVELS, VERTEBRA_LEVELS
 from medinpaint.data.slices import SliceSet, in_levels
@@ -134,11 +135,11 @@ def _check_vertebrae(values: np.ndarray, where: Path | list[Path]) -> None:
     _check_levels(values, VERTEBRAE, where, f"expected one integer 0..{MAX_VERTEBRA}")
 
 
-def _no_mask_without_image(masks: dict[str, Path], ids: list[str], images: Path) -> None:
-    """A mask whose image is missing would be dropped silently, so the slice would never be filled."""
-    extra = sorted(set(masks) - set(ids))
+def _no_mask_without_image(masks: dict[str, Path], used: list[Path], images: Path) -> None:
+    """A mask that no image uses would be dropped silently, so the slice it was meant for would never be filled."""
+    extra = sorted(set(masks.values()) - set(used))
     if extra:
-        raise InputError(f"{masks[extra[0]]}: a mask with no image in {images}")
+        raise InputError(f"{extra[0]}: a mask with no image in {images}")
 
 
 def _read_dmiai(path: Path, workers: int) -> SliceSet:
@@ -157,7 +158,7 @@ def _read_dmiai(path: Path, workers: int) -> SliceSet:
         arrays[kind] = _stack(files, workers, shape)
         shape = arrays[kind].shape[1:]
         if kind == "mask":
-            _no_mask_without_image(present[kind], ids, path / main)
+            _no_mask_without_image(present[kind], files, path / main)
             arrays[kind] = _as_mask(arrays[kind], files)
         if kind == "tissue":
             _check_tissue(arrays[kind], files)
@@ -185,7 +186,8 @@ def _read_vertebrae(folder: Path, ids: list[str]) -> np.ndarray:
         if not f.is_file():
             raise InputError(f"{f}: missing vertebra file for case {i}")
         try:
-            text = f.read_text()
+            with reading(f):
+                text = f.read_text()
         except UnicodeDecodeError:
             raise InputError(f"{f}: not a text file (expected one integer 0..{MAX_VERTEBRA})") from None
         if not _INT.match(text):
@@ -215,15 +217,17 @@ def load_npy(path: Path) -> np.ndarray:
         raise InputError(f"{path}: unreadable .npy file ({exc})") from exc
 
 
-def load_npy_images(path: Path) -> tuple[np.ndarray, tuple[int, ...]]:
+def load_npy_images(path: Path, masked_later: bool = False) -> tuple[np.ndarray, tuple[int, ...]]:
     """An `(N,H,W)` or `(N,1,H,W)` array of uint8 or float in [0,1] -> (N,H,W) array (same dtype) and its source
-    shape."""
-    return as_images(load_npy(path), path)
+    shape (`masked_later`: see `as_images`)."""
+    return as_images(load_npy(path), path, masked_later)
 
 
-def as_images(arr: np.ndarray, path: Path) -> tuple[np.ndarray, tuple[int, ...]]:
+def as_images(arr: np.ndarray, path: Path, masked_later: bool = False) -> tuple[np.ndarray, tuple[int, ...]]:
     """`arr`, read from `path`, checked as an image stack: (N,H,W) uint8 or float in [0,1], and its source shape.
-    The dtype is kept, so predictions are written back in it and their known pixels stay bit-identical."""
+    The dtype is kept, so predictions are written back in it and their known pixels stay bit-identical. With
+    `masked_later`, NaN and infinite values are let through for `_missing_where_not_finite` to judge against the
+    masks (under them they are gaps like any other)."""
     shape = arr.shape
     if arr.ndim == 4 and arr.shape[1] == 1:
         arr = arr[:, 0]
@@ -235,11 +239,30 @@ def as_images(arr: np.ndarray, path: Path) -> tuple[np.ndarray, tuple[int, ...]]
         return arr, shape
     if not np.issubdtype(arr.dtype, np.floating):
         raise InputError(f"{path}: expected uint8 or float values, got {arr.dtype}")
-    if not np.isfinite(arr).all():
+    finite = np.isfinite(arr)
+    all_finite = bool(finite.all())
+    if not all_finite and not masked_later:
         raise InputError(f"{path}: contains NaN or infinite values")
-    if arr.min() < 0 or arr.max() > 1:
-        raise InputError(f"{path}: float values must lie in [0, 1], found {arr.min():.3g}..{arr.max():.3g}")
+    values = arr if all_finite else arr[finite]
+    if values.size and (values.min() < 0 or values.max() > 1):
+        raise InputError(f"{path}: float values must lie in [0, 1], found {values.min():.3g}..{values.max():.3g}")
     return arr, shape
+
+
+def _missing_where_not_finite(images: np.ndarray, masks: np.ndarray | None, path: Path) -> np.ndarray:
+    """`images` with a NaN or infinity under the mask set to 0, as a corrupted slice's gaps are (it is never looked
+    at, but a NaN would pass for a clean pixel and poison training); one at a known pixel, or in a stack with no
+    masks, is refused."""
+    bad = ~np.isfinite(images)
+    if not bad.any():
+        return images
+    known = bad if masks is None else bad & ~masks
+    if known.any():
+        where = "" if masks is None else f" at known pixels (slice {int(np.flatnonzero(known.reshape(len(known), -1).any(1))[0])})"
+        raise InputError(f"{path}: contains NaN or infinite values{where}")
+    images = images.copy()
+    images[bad] = 0
+    return images
 
 
 def _label_map(arr: np.ndarray, f: Path) -> np.ndarray:
@@ -256,7 +279,7 @@ def _read_npy(path: Path) -> SliceSet:
     if path.is_file():
         images, shape = load_npy_images(path)
         return SliceSet(ids=[str(i) for i in range(len(images))], images=images, layout="npy", source_shape=shape)
-    images, shape = load_npy_images(path / "images.npy")
+    images, shape = load_npy_images(path / "images.npy", masked_later=True)
     parts: dict[str, np.ndarray] = {}
     for part in NPY_PARTS[1:]:
         f = path / f"{part}.npy"
@@ -286,7 +309,7 @@ def _read_npy(path: Path) -> SliceSet:
         parts[part] = arr
     return SliceSet(
         ids=[str(i) for i in range(len(images))],
-        images=images,
+        images=_missing_where_not_finite(images, parts.get("masks"), path / "images.npy"),
         masks=parts.get("masks"),
         truth=parts.get("truth"),
         tissue=parts.get("tissue"),
@@ -295,6 +318,13 @@ def _read_npy(path: Path) -> SliceSet:
         layout="npy",
         source_shape=shape,
     )
+
+
+def _paired(images: dict[str, Path], files: dict[str, Path]) -> dict[str, Path]:
+    """Case id -> the file of another sub-folder that goes with its image: the one of the image's own name
+    (`images/image_001.png` with `masks/image_001.png`), else the one of its case id (`masks/mask_001.png`)."""
+    by_name = {f.stem: f for f in files.values()}
+    return {i: by_name.get(f.stem, files.get(i)) for i, f in images.items() if f.stem in by_name or i in files}
 
 
 def _read_png_pairs(path: Path, workers: int) -> SliceSet:
@@ -307,12 +337,13 @@ def _read_png_pairs(path: Path, workers: int) -> SliceSet:
         if not (path / part).is_dir():
             continue
         files = _png_files(path / part, prefix)
+        paired = _paired(images, files)
         if part == "masks":
-            _no_mask_without_image(files, ids, path / "images")
-        missing = [i for i in ids if i not in files]
+            _no_mask_without_image(files, list(paired.values()), path / "images")
+        missing = [i for i in ids if i not in paired]
         if missing:
-            raise InputError(f"{path / part}: no file for {missing[0]}.png")
-        chosen = [files[i] for i in ids]
+            raise InputError(f"{path / part}: no file for {images[missing[0]].relative_to(path)}")
+        chosen = [paired[i] for i in ids]
         stack = _stack(chosen, workers, stacks["images"].shape[1:])
         stacks[part] = _as_mask(stack, chosen) if part == "masks" else stack
     return SliceSet(ids=ids, images=stacks["images"], masks=stacks.get("masks"), truth=stacks.get("truth"),
