@@ -72,6 +72,8 @@ class StudyConfig:
             raise InputError(f"unknown arm {sorted(unknown)[0]!r}: choose from {', '.join(ARMS)}")
         if self.seeds < 1 or not self.ns or any(n is not None and n < 1 for n in self.ns) or any(r < 1 for r in self.ratios):
             raise InputError("--seeds, every n and every ratio must be at least 1")
+        if self.family not in ("vae", "diffusion"):  # before the first segmenter trains, not after
+            raise InputError(f"--generator must be vae or diffusion (a family that samples slices), got {self.family!r}")
 
 
 def training_patients(ids: list[str]) -> list[str]:
