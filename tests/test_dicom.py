@@ -190,3 +190,29 @@ def test_dicom_out_of_a_compressed_series_is_readable(tmp_path: Path, tiny_check
                tmp_path / "out", modality="mri", dicom_out=True)
     back = read_dicom_series(tmp_path / "out")  # raw pixels under a compressed transfer syntax did not decode
     assert np.array_equal(back.values[mask == 0], vol.values[mask == 0])
+
+
+def test_a_file_of_the_series_that_cannot_be_read_is_named(tmp_path: Path) -> None:
+    """A link to /proc/self/mem is a file that exists but fails to read (EIO), whoever runs the tests."""
+    folder = write_series(tmp_path / "s", hu_volume())
+    (folder / "broken").symlink_to("/proc/self/mem")
+    with pytest.raises(InputError, match=re.escape(f"{folder / 'broken'}: unreadable (Input/output error)")):
+        is_dicom_folder(folder)
+
+
+def test_an_empty_rescale_is_the_identity_in_and_out(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """An empty RescaleSlope and RescaleIntercept (present, no value: pydicom reads None) mean slope 1, intercept 0,
+    as absent ones do; an ImageType of one value keeps it whole in a --dicom-out series."""
+    hu, folder, vol, mask = series_with_mask(tmp_path, 2)
+    for f in folder.glob("*.dcm"):
+        ds = pydicom.dcmread(f)
+        ds.RescaleSlope, ds.RescaleIntercept, ds.ImageType = None, None, "ORIGINAL"
+        ds.save_as(f)
+    empty = read_dicom_series(folder)
+    assert empty.slope == 1 and empty.inter == 0 and np.array_equal(empty.values, vol.raw)
+    fill_nifti(Inpainter.from_pretrained(tiny_checkpoint, backend="torch"), folder, tmp_path / "mask.nii.gz",
+               tmp_path / "out", modality="mri", dicom_out=True)
+    back = read_dicom_series(tmp_path / "out")
+    assert np.array_equal(back.values[mask == 0], vol.raw[mask == 0])
+    first = pydicom.dcmread(sorted((tmp_path / "out").glob("*.dcm"))[0])
+    assert list(first.ImageType) == ["DERIVED", "SECONDARY"]

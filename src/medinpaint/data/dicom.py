@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medinpaint.data.files import reading
 from medinpaint.data.volumes import Volume
 from medinpaint.errors import InputError
 
@@ -58,6 +59,20 @@ def _geometry(path: Path, ds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return values[0], values[1], values[2]
 
 
+def _rescale(ds) -> tuple[float, float]:
+    """(RescaleSlope, RescaleIntercept) of one image; a tag absent, or present with no value (pydicom reads None),
+    is the identity's 1 or 0, as viewers take it."""
+    slope, inter = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
+    return 1.0 if slope in (None, "") else float(slope), 0.0 if inter in (None, "") else float(inter)
+
+
+def _values(ds, tag: str) -> list[str]:
+    """A multi-valued tag as a list: pydicom gives a tag of one value as that value, so `list()` would split its
+    letters."""
+    value = ds.get(tag)
+    return [] if value in (None, "") else [str(value)] if isinstance(value, str) else [str(v) for v in value]
+
+
 def _pixels(path: Path, ds) -> np.ndarray:
     try:
         return ds.pixel_array
@@ -98,13 +113,11 @@ def read_dicom_series(folder: Path, series: str | None = None) -> Volume:
         worst = int(np.argmax(np.abs(gaps - np.median(gaps)))) if gaps.min() > 0 else int(np.argmin(gaps))
         raise InputError(f"{folder}: uneven slice spacing ({gaps.min():.3g} to {gaps.max():.3g} mm; a missing or repeated "
                          f"slice near {items[worst][0].name})")
-    slopes = {float(ds.get("RescaleSlope", 1)) for _, ds in items}
-    inters = {float(ds.get("RescaleIntercept", 0)) for _, ds in items}
+    scale = np.array([_rescale(ds) for _, ds in items])  # (slices, 2): slope, intercept
     pixels = np.stack([_pixels(path, ds) for path, ds in items], axis=-1)  # (rows, cols, slices)
-    if len(slopes) == 1 and len(inters) == 1:
-        raw, slope, inter = pixels, slopes.pop(), inters.pop()
+    if (scale == scale[0]).all():
+        raw, slope, inter = pixels, float(scale[0, 0]), float(scale[0, 1])
     else:  # a rescale per slice: store Hounsfield units as floats
-        scale = np.array([[float(ds.get("RescaleSlope", 1)), float(ds.get("RescaleIntercept", 0))] for _, ds in items])
         raw, slope, inter = (pixels * scale[:, 0] + scale[:, 1]).astype(np.float32), 1.0, 0.0
     raw = np.ascontiguousarray(raw.transpose(1, 0, 2))  # (columns, rows, slices): i along the row direction
     step = gaps.mean() if len(gaps) else float(first.get("SliceThickness", 1.0) or 1.0)
@@ -136,7 +149,7 @@ def write_dicom_series(folder: Path, volume: Volume, overwrite: bool = False, no
         for k, source in enumerate(volume.dicom):
             ds = copy.deepcopy(source)
             hu = volume.raw[:, :, k].T.astype(np.float64) * volume.slope + volume.inter  # (rows, columns)
-            slope, inter = float(ds.get("RescaleSlope", 1)), float(ds.get("RescaleIntercept", 0))
+            slope, inter = _rescale(ds)
             stored_type = np.dtype(source.pixel_array.dtype)
             info = np.iinfo(stored_type)
             ds.PixelData = np.clip(np.rint((hu - inter) / slope), info.min, info.max).astype(stored_type.newbyteorder("<")).tobytes()
@@ -144,7 +157,7 @@ def write_dicom_series(folder: Path, volume: Volume, overwrite: bool = False, no
             ds.SeriesInstanceUID = series_uid
             ds.SOPInstanceUID = generate_uid()
             ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-            ds.ImageType = ["DERIVED", "SECONDARY", *list(ds.get("ImageType", ["", ""]))[2:]]
+            ds.ImageType = ["DERIVED", "SECONDARY", *_values(ds, "ImageType")[2:]]
             ds.SeriesDescription = f"{ds.get('SeriesDescription', '')} ({note})".strip()
             ds.DerivationDescription = note
             ds.save_as(tmp / f"{k:04d}.dcm", enforce_file_format=True)
@@ -157,7 +170,7 @@ def is_dicom_folder(path: Path) -> bool:
         return False
     for p in path.iterdir():
         if p.is_file():
-            with open(p, "rb") as f:
+            with reading(p), open(p, "rb") as f:
                 head = f.read(132)
             if head[128:132] == b"DICM":
                 return True
