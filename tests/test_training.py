@@ -240,3 +240,13 @@ def test_training_on_cuda_without_cuda_is_refused_not_run_on_the_cpu() -> None:
 
     with pytest.raises(InputError, match="--device cuda: no CUDA device is available"):
         accelerator("cuda")
+
+
+def test_data_of_one_patient_says_its_validation_curve_is_on_training_slices(phantom_dataset: Path, tmp_path: Path,
+                                                                            capsys: pytest.CaptureFixture) -> None:
+    data = read_slices(phantom_dataset)
+    one = data.subset([i for i, c in enumerate(data.ids) if c.startswith("000_")])
+    train(one, tmp_path / "run", config(steps=1), device="cpu", progress=False)
+    assert "hold one patient: the validation curve is measured on training slices" in capsys.readouterr().out
+    train(data, tmp_path / "many", config(steps=1), device="cpu", progress=False)
+    assert "one patient" not in capsys.readouterr().out

@@ -18,7 +18,7 @@ import torch
 from medinpaint.augment import check_crop, random_symmetries
 from medinpaint.checkpoint import Preprocessing
 from medinpaint.data.slices import SliceSet, tissue_to_classes, to_uint8
-from medinpaint.data.split import training_split
+from medinpaint.data.split import one_patient_note, training_split
 from medinpaint.engine import EngineConfig, Task, fit
 from medinpaint.errors import InputError
 from medinpaint.inference import Inpainter
@@ -166,6 +166,7 @@ class InpaintingTask(Task):
             raise InputError("training on the data's own masks (own_masks) needs data with masks")
         self.train_set = data.subset(train_idx)
         self.pool = build_mask_pool(self.train_set, cfg.generated_masks, cfg.seed) if mask_pool is None else mask_pool.astype(bool)
+        self.notes = () if len(val_idx) else (one_patient_note(data.source),)
         self.val = validation_set(data.subset(val_idx) if len(val_idx) else self.train_set, cfg.val_cases, cfg.seed,
                                   self.pool, cfg.ambiguous_value)
         self.cfg, self.network_config, self.train_slices = cfg, cfg.network, len(self.train_set)

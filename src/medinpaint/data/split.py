@@ -50,6 +50,11 @@ def split_by_patient(
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
+def one_patient_note(source: str) -> str:
+    """What a task validating on its training slices (data of one patient, nobody to hold out) tells the user."""
+    return f"{source or 'the data'} hold one patient: the validation curve is measured on training slices"
+
+
 def training_split(ids: list[str], source: str = "") -> tuple[np.ndarray, np.ndarray]:
     """`split_by_patient` for training, which needs slices left to learn from; `source` names the data. The
     held-out patients are the data's, not the run's: the same whatever the training seed, so that a run resumed

@@ -114,6 +114,8 @@ def _fit(task: Task, output: Path, cfg: EngineConfig, device: str | None, progre
             acc.print(f"note: {last} was saved on another kind of device: the batches from step {step} on are drawn afresh")
     if main:
         (output / "config.json").write_text(json.dumps({"kind": task.kind, "engine": cfg.to_dict(), **ident}, indent=1, default=str))
+    for note in task.notes:
+        acc.print(f"note: {note}")
     log = RunLog(output, task.val_fields, main, progress, cfg.steps, step, task.name)
 
     def save_state(rng: dict[str, torch.Tensor] | None = None) -> None:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from medinpaint.augment import check_crop, random_symmetries
 from medinpaint.checkpoint import Preprocessing
-from medinpaint.data.split import training_split
+from medinpaint.data.split import one_patient_note, training_split
 from medinpaint.engine import EngineConfig, Task, fit
 from medinpaint.errors import InputError
 from medinpaint.models import SegmentationUNet, SegmenterConfig
@@ -74,6 +74,7 @@ class SegmentationTask(Task):
             check_classes_present(train, "training data")
         rng = np.random.default_rng(cfg.seed + 1)
         val_from = val_idx if len(val_idx) else train_idx
+        self.notes = () if len(val_idx) else (one_patient_note(data.source),)
         self.val = data.subset(np.sort(rng.choice(val_from, size=min(cfg.val_cases, len(val_from)), replace=False)))
         self.train, self.cfg, self.network_config = train, cfg, cfg.network
         self.train_slices, self.window = len(train), data.window
