@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from medinpaint.errors import InputError
-from medinpaint.outputs import atomic_dir, atomic_file, check_output_path
+from medinpaint.outputs import atomic_dir, atomic_file, check_output_path, resumable_dir
 
 
 def test_atomic_dir_leaves_nothing_behind_on_failure(tmp_path: Path) -> None:
@@ -200,3 +200,16 @@ def test_the_resume_key_changes_when_an_input_is_rewritten_in_place(tmp_path: Pa
     key = settings_key(Cfg(), [data, weights])
     weights.write_bytes(b"other weights")
     assert settings_key(Cfg(), [data, weights]) != key
+
+
+@pytest.mark.parametrize("here", [".", "..", "sub/..", ""])
+def test_the_current_folder_or_one_above_it_is_never_an_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, here: str) -> None:
+    """`-o .` has no name to rename onto, and replacing it would move the folder the command runs in away."""
+    (tmp_path / "cwd").mkdir()
+    (tmp_path / "cwd" / "keep.txt").write_text("x")
+    monkeypatch.chdir(tmp_path / "cwd")
+    for make in (lambda: atomic_dir(Path(here), overwrite=True), lambda: resumable_dir(Path(here), "key", overwrite=True)):
+        with pytest.raises(InputError, match="not the current folder or one above it"):
+            with make():
+                pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd"] and [p.name for p in Path.cwd().iterdir()] == ["keep.txt"]

@@ -18,6 +18,14 @@ from medinpaint.errors import InputError
 T = TypeVar("T")
 
 
+def check_replaceable(output: Path) -> None:
+    """Refuse an output with no name of its own (`.`, `..`, `a/..`) or that is the folder the command runs in or
+    holds it: nothing can be renamed onto it, and replacing it would move the working folder away."""
+    absolute, here = Path(os.path.abspath(output)), Path.cwd()  # abspath: a link named as output is not followed
+    if not absolute.name or absolute == here or absolute in here.parents:
+        raise InputError(f"{output}: the output must be a file or folder of its own, not the current folder or one above it")
+
+
 def check_output_path(output: Path, inputs: list[Path], overwrite: bool) -> None:
     """Refuse an output that is an input file, is or lies inside an input folder, holds an input (replacing it
     would delete the input), or exists and is not empty."""
@@ -65,6 +73,7 @@ def _unwritable_is_input_error(output: Path, make: Callable[[], T]) -> T:
 def atomic_dir(output: Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside `output`; it replaces `output` only if the block succeeds."""
     output = Path(output)
+    check_replaceable(output)
     make_parent(output)
     tmp = Path(_unwritable_is_input_error(output, lambda: tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent)))
     os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it private; the result should look like any new folder
@@ -106,6 +115,7 @@ def resumable_dir(output: Path, key: str, overwrite: bool = False) -> Iterator[P
     `key` (its settings, as text) yields it again, with what it holds, so that the work goes on where it stopped;
     other settings start it afresh. It replaces `output` only when the block succeeds."""
     output = Path(output)
+    check_replaceable(output)
     make_parent(output)
     work = output.parent / f".{output.name}.partial"
     stamp = work / RESUME_KEY
