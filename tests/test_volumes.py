@@ -332,3 +332,16 @@ def test_a_folder_of_volumes_reads_packs_and_trains_as_slices(tmp_path: Path) ->
     weights = train(s, tmp_path / "run", TrainConfig(steps=1, batch_size=2, val_cases=2, network=TINY), device="cpu", progress=False)
     prep = read_metadata(weights).preprocessing
     assert prep.intensity_window == DMIAI_WINDOW_HU and prep.pixel_spacing_mm == DMIAI_PIXEL_SPACING_MM
+
+
+def test_a_nifti2_volume_is_written_back_as_nifti2(tmp_path: Path, ct_inpainter: Inpainter) -> None:
+    hu = ct_volume(np.random.default_rng(9))
+    nib.save(nib.Nifti2Image(hu, RAS_2MM), str(tmp_path / "scan.nii.gz"))
+    mask = np.zeros(hu.shape, np.uint8)
+    mask[10:20, 10:20, 1] = 1
+    save(tmp_path / "mask.nii.gz", mask, RAS_2MM)
+    fill_nifti(ct_inpainter, tmp_path / "scan.nii.gz", tmp_path / "mask.nii.gz", tmp_path / "out.nii.gz")
+    back = nib.load(str(tmp_path / "out.nii.gz"))
+    assert isinstance(back, nib.Nifti2Image) and np.array_equal(np.asanyarray(back.dataobj)[mask == 0], hu[mask == 0])
+    write_nifti(tmp_path / "one.nii", read_nifti(tmp_path / "mask.nii.gz"))
+    assert type(nib.load(str(tmp_path / "one.nii"))) is nib.Nifti1Image  # and NIfTI-1 stays NIfTI-1

@@ -148,12 +148,14 @@ def read_mask(path: Path, reference: Volume) -> np.ndarray:
 
 
 def write_nifti(path: Path, volume: Volume) -> Path:
-    """Write `volume` with its own header, affine, data type and scaling, atomically."""
+    """Write `volume` with its own header, affine, data type and scaling, atomically: NIfTI-2 if it was read from
+    NIfTI-2 (its header says), else NIfTI-1."""
     import nibabel as nib
 
     on_disk = tuple(volume.header.get_data_shape())  # (X, Y, Z, 1) for a volume read from such a file
     raw = volume.raw.reshape(on_disk) if on_disk[:3] == volume.raw.shape and len(on_disk) > 3 else volume.raw
-    image = nib.Nifti1Image(raw, volume.affine, volume.header.copy())
+    kind = nib.Nifti2Image if isinstance(volume.header, nib.Nifti2Header) else nib.Nifti1Image  # Nifti2Header is a Nifti1Header
+    image = kind(raw, volume.affine, volume.header.copy())
     image.header.set_data_dtype(raw.dtype)
     image.header.set_slope_inter(volume.slope, volume.inter)  # given, not recomputed: the stored voxels stay as they are
     if not is_nifti(path):
