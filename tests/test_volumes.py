@@ -345,3 +345,51 @@ def test_a_nifti2_volume_is_written_back_as_nifti2(tmp_path: Path, ct_inpainter:
     assert isinstance(back, nib.Nifti2Image) and np.array_equal(np.asanyarray(back.dataobj)[mask == 0], hu[mask == 0])
     write_nifti(tmp_path / "one.nii", read_nifti(tmp_path / "mask.nii.gz"))
     assert type(nib.load(str(tmp_path / "one.nii"))) is nib.Nifti1Image  # and NIfTI-1 stays NIfTI-1
+
+
+def test_fill_nifti_never_writes_over_its_inputs_or_an_earlier_output(tmp_path: Path, ct_inpainter: Inpainter,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    hu = ct_volume(np.random.default_rng(10))
+    scan, mask = save(tmp_path / "scan.nii.gz", hu, RAS_2MM), np.zeros(hu.shape, np.uint8)
+    mask[10:20, 10:20, 1] = 1
+    mask_path = save(tmp_path / "mask.nii.gz", mask, RAS_2MM)
+    tissue = save(tmp_path / "tissue.nii.gz", np.zeros(hu.shape, np.uint8), RAS_2MM)
+    for target in (scan, mask_path, tissue):
+        with pytest.raises(InputError, match="must not be the input itself"):
+            fill_nifti(ct_inpainter, scan, mask_path, target, tissue=tissue, overwrite=True)
+    assert np.array_equal(np.asanyarray(nib.load(str(scan)).dataobj), hu)
+    out = tmp_path / "out.nii.gz"
+    fill_nifti(ct_inpainter, scan, mask_path, out)
+    written = out.read_bytes()
+    with pytest.raises(InputError, match=re.escape(f"{out}: already exists")):
+        fill_nifti(ct_inpainter, scan, mask_path, out)
+    out.unlink()
+    with pytest.raises(InputError, match=re.escape(f"{tmp_path / 'out.json'}: already exists")):
+        fill_nifti(ct_inpainter, scan, mask_path, out)  # the record of an earlier run is not replaced either
+    assert not out.exists()
+    fill_nifti(ct_inpainter, scan, mask_path, out, overwrite=True)
+    assert out.read_bytes() == written
+    (tmp_path / "empty").mkdir()
+    monkeypatch.chdir(tmp_path / "empty")
+    for here in (Path("."), Path(".."), Path("a/..")):  # no name of its own: it cannot be replaced
+        with pytest.raises(InputError, match="not the current folder"):
+            fill_nifti(ct_inpainter, scan, mask_path, here, overwrite=True)
+    assert list((tmp_path / "empty").iterdir()) == []
+
+
+def test_errors_about_a_volume_name_the_file_at_fault(tmp_path: Path, ct_inpainter: Inpainter) -> None:
+    hu = ct_volume(np.random.default_rng(11))
+    scan = save(tmp_path / "scan.nii.gz", hu, RAS_2MM)
+    mask = np.zeros(hu.shape, np.uint8)
+    mask[10:20, 10:20, 1] = 1
+    mask_path = save(tmp_path / "mask.nii.gz", mask, RAS_2MM)
+    tissue = save(tmp_path / "tissue.nii.gz", np.full(hu.shape, 7, np.uint8), RAS_2MM)
+    with pytest.raises(InputError, match=re.escape(f"{tissue}: tissue map values must be (0, 100, 255), found [7")):
+        fill_nifti(ct_inpainter, scan, mask_path, tmp_path / "a.nii.gz", tissue=tissue)
+    everything = save(tmp_path / "all.nii.gz", np.ones(hu.shape, np.uint8), RAS_2MM)
+    with pytest.raises(InputError, match=re.escape(f"{everything}: every voxel is masked")):
+        fill_nifti(ct_inpainter, scan, everything, tmp_path / "b.nii.gz")
+    nan = save(tmp_path / "nan.nii.gz", np.full(hu.shape, np.nan, np.float32), RAS_2MM)
+    with pytest.raises(InputError, match=re.escape(f"{nan}: every voxel is masked (or not a number)")):
+        fill_nifti(ct_inpainter, nan, mask_path, tmp_path / "c.nii.gz")  # no known voxel is a number: the scan's fault
+    assert not [p for p in tmp_path.iterdir() if p.name in ("a.nii.gz", "b.nii.gz", "c.nii.gz")]

@@ -12,8 +12,8 @@ from tqdm.auto import tqdm
 from medinpaint.backends import runners
 from medinpaint.checkpoint import (CheckpointMeta, Preprocessing, load_checkpoint, load_members, load_state, network_from, save_checkpoint,
                                    shipped_weights_dir)
-from medinpaint.constants import MASK_LEVELS, MAX_VERTEBRA, TISSUE_LEVELS
-from medinpaint.data.slices import SliceSet, in_levels, tissue_to_classes, to_uint8, to_unit
+from medinpaint.constants import MASK_LEVELS, MAX_VERTEBRA
+from medinpaint.data.slices import SliceSet, check_tissue_levels, in_levels, tissue_to_classes, to_uint8, to_unit
 from medinpaint.errors import InputError
 from medinpaint.models.architectures import ARCHITECTURES, architecture_of, checkpoint_kind
 
@@ -111,8 +111,7 @@ class Inpainter:
         if tissue is not None:
             if tissue.shape != images.shape:
                 raise InputError(f"tissue map {tissue.shape} does not match images {images.shape}")
-            if not in_levels(tissue, TISSUE_LEVELS).all():
-                raise InputError(f"tissue map values must be {TISSUE_LEVELS}, found {np.setdiff1d(tissue, TISSUE_LEVELS)[:5].tolist()}")
+            check_tissue_levels(tissue)
         if vertebrae is not None:
             if vertebrae.shape != (len(images),):
                 raise InputError(f"vertebrae must be one level per slice, shape ({len(images)},), got {vertebrae.shape}")

@@ -21,8 +21,9 @@ import numpy as np
 from medinpaint.data.volumes import (AXIS_NAMES, case_names, case_volume, display_spacing, display_stack, is_nifti,
                                      nifti_stem, read_like, read_mask, read_nifti, write_nifti)
 from medinpaint.data.resample import resize_labels, resize_mask, resize_stack
-from medinpaint.errors import InputError
-from medinpaint.outputs import atomic_file
+from medinpaint.data.slices import check_tissue_levels
+from medinpaint.errors import InputError, about
+from medinpaint.outputs import atomic_file, check_output_path, check_replaceable
 
 if TYPE_CHECKING:
     from medinpaint.inference import Inpainter
@@ -58,9 +59,7 @@ def choose_intensity(values: np.ndarray, known: np.ndarray, window: tuple[float,
     do in Hounsfield units), else the 0.5th and 99.5th percentiles of the known voxels."""
     if modality not in MODALITIES:
         raise InputError(f"--modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
-    usable = known & np.isfinite(values)
-    if not usable.any():
-        raise InputError("every voxel is masked (or not a number): nothing is known to fill from")
+    usable = known_voxels(values, known)
     if modality == "ct" or (modality == "auto" and _first_percentile_below(values, usable, CT_AIR_HU)):
         if window is None:
             raise InputError("the checkpoint records no intensity window, so Hounsfield units cannot be mapped to it "
@@ -68,6 +67,15 @@ def choose_intensity(values: np.ndarray, known: np.ndarray, window: tuple[float,
         return IntensityMap("ct-window", float(window[0]), float(window[1]))
     low, high = (float(v) for v in np.percentile(values[usable], [0.5, 99.5]))
     return IntensityMap("percentiles", low, high if high > low else low + 1.0)
+
+
+def known_voxels(values: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """The known voxels that are numbers, the only ones an intensity mapping can be drawn from; an InputError when
+    there are none."""
+    usable = known & np.isfinite(values)
+    if not usable.any():
+        raise InputError("every voxel is masked (or not a number): nothing is known to fill from")
+    return usable
 
 
 def _first_percentile_below(values: np.ndarray, usable: np.ndarray, threshold: float) -> bool:
@@ -121,11 +129,18 @@ def fill_nifti(inpainter: Inpainter, image: Path, mask: Path, output: Path, tiss
     `series`) slice by slice along canonical `axis` (2: axial) and write `output` (NIfTI: the input's shape, affine,
     header and data type; with `dicom_out`, a folder with a new DICOM series of the input's geometry) and
     `<output>.json` (the record, which names `recorded_output` as the output when the file is written elsewhere
-    first). A DICOM series whose Modality is CT is taken for CT under `modality="auto"`. Returns the record."""
+    first). A DICOM series whose Modality is CT is taken for CT under `modality="auto"`. The output and record are
+    refused, before any work, when one is an input, or exists and `overwrite` is not given. Returns the record."""
     from medinpaint.data.dicom import read_dicom_series, write_dicom_series
 
     if axis not in AXIS_NAMES:
         raise InputError(f"--axis must be 0 (sagittal), 1 (coronal) or 2 (axial), got {axis}")
+    output = Path(output)
+    check_replaceable(output)
+    if not dicom_out and not is_nifti(output):
+        raise InputError(f"{output}: the output of a NIfTI volume must end in .nii.gz or .nii")
+    for target in (output, record_path(output)):
+        check_output_path(target, [Path(p) for p in (image, mask, tissue) if p is not None], overwrite)
     volume = read_dicom_series(image, series) if Path(image).is_dir() else read_nifti(image)
     if dicom_out and volume.dicom is None:
         raise InputError(f"{image}: --dicom-out needs a DICOM series as input, not a NIfTI volume")
@@ -134,11 +149,17 @@ def fill_nifti(inpainter: Inpainter, image: Path, mask: Path, output: Path, tiss
     missing = read_mask(mask, volume)
     if not missing.any():
         raise InputError(f"{mask}: the mask marks no missing voxels, so there is nothing to fill")
-    tissue_map = None if tissue is None else read_like(tissue, volume, "tissue map").values
+    tissue_map = None
+    if tissue is not None:
+        tissue_map = read_like(tissue, volume, "tissue map").values
+        with about(tissue):
+            check_tissue_levels(tissue_map)
     as_stack = lambda a: display_stack(a, volume.affine, axis)  # noqa: E731
-    shown_missing = as_stack(missing)
+    shown, shown_missing = as_stack(volume.values), as_stack(missing)
+    with about(mask if missing.all() else image):  # all masked: the mask's doing; else no known voxel is a number
+        known_voxels(shown, ~shown_missing)
     filled, record = fill_stack(
-        inpainter, as_stack(volume.values), shown_missing, display_spacing(volume, axis),
+        inpainter, shown, shown_missing, display_spacing(volume, axis),
         None if tissue_map is None else as_stack(tissue_map), modality, batch_size, progress)
     result = volume.with_shown_values(filled, shown_missing, axis)
     if dicom_out:

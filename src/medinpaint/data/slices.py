@@ -112,6 +112,13 @@ def tissue_to_classes(tissue: np.ndarray) -> np.ndarray:
     return classes
 
 
+def check_tissue_levels(tissue: np.ndarray) -> None:
+    """Refuse a tissue map holding values other than TISSUE_LEVELS: each level is one of the network's classes, and
+    another value would be read as none of them."""
+    if not in_levels(tissue, TISSUE_LEVELS).all():
+        raise InputError(f"tissue map values must be {TISSUE_LEVELS}, found {np.setdiff1d(tissue, TISSUE_LEVELS)[:5].tolist()}")
+
+
 def in_levels(values: np.ndarray, levels: tuple[int, ...]) -> np.ndarray:
     """`np.isin(values, levels)` for the few levels of a mask or tissue map, by comparisons: several times faster on
     a large uint8 stack (np.isin sorts or builds a table for each call)."""
