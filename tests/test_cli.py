@@ -85,6 +85,17 @@ def test_bad_input_is_one_line_and_leaves_no_output(samples: Path, tiny_checkpoi
     assert not (tmp_path / "out").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
 
 
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_predict_into_the_current_folder_is_refused_before_any_work(samples: Path, tiny_checkpoint: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch, overwrite: list[str]) -> None:
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    for output in (".", ".."):
+        code, msg = cli("predict", "-i", samples, "-o", output, "--weights", tiny_checkpoint, "--no-progress", *overwrite)
+        assert code == 2 and msg.startswith(f"error: {output}: ") and "not the current folder" in msg and msg.count("\n") == 1
+    assert list((tmp_path / "here").iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["here"]
+
+
 def test_missing_folder_and_wrong_checkpoint(samples: Path, tmp_path: Path) -> None:
     code, msg = cli("predict", "-i", tmp_path / "nope", "-o", tmp_path / "out")
     assert code == 2 and "nope: no such file or folder" in msg

@@ -393,3 +393,47 @@ def test_errors_about_a_volume_name_the_file_at_fault(tmp_path: Path, ct_inpaint
     with pytest.raises(InputError, match=re.escape(f"{nan}: every voxel is masked (or not a number)")):
         fill_nifti(ct_inpainter, nan, mask_path, tmp_path / "c.nii.gz")  # no known voxel is a number: the scan's fault
     assert not [p for p in tmp_path.iterdir() if p.name in ("a.nii.gz", "b.nii.gz", "c.nii.gz")]
+
+
+def test_the_cli_fills_an_images_and_masks_folder_as_volumes(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """README's NIfTI layout `images/` + `masks/`: filled as volumes (masks/ the default --mask), not cut into PNG
+    slices; the volume options are refused for slices."""
+    from typer.testing import CliRunner
+
+    from medinpaint.cli import app
+
+    root = tmp_path / "vols"
+    for kind in ("images", "masks"):
+        (root / kind).mkdir(parents=True)
+    hu = ct_volume(np.random.default_rng(12))
+    mask = np.zeros(hu.shape, np.uint8)
+    mask[10:20, 10:20, 2] = 1
+    save(root / "images" / "case_0000.nii.gz", hu, RAS_2MM)
+    save(root / "masks" / "case.nii.gz", mask, RAS_2MM)
+    run = lambda *a: CliRunner().invoke(app, [str(x) for x in ("predict", "--weights", tiny_checkpoint, "--no-progress", *a)])  # noqa: E731
+    done = run("-i", root, "-o", tmp_path / "out", "--modality", "mri")
+    assert done.exit_code == 0, done.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["case.json", "case.nii.gz"]
+    filled = np.asanyarray(nib.load(str(tmp_path / "out" / "case.nii.gz")).dataobj)
+    assert np.array_equal(filled[mask == 0], hu[mask == 0]) and not np.array_equal(filled[mask == 1], hu[mask == 1])
+    given = run("-i", root, "--mask", root / "masks", "-o", tmp_path / "out2", "--modality", "mri", "--axis", "1")
+    assert given.exit_code == 0, given.output
+    inside = run("-i", root, "-o", root / "out", "--modality", "mri")
+    assert inside.exit_code == 2 and "inside the input folder" in inside.output
+    (tmp_path / "bare" / "images").mkdir(parents=True)
+    save(tmp_path / "bare" / "images" / "case_0000.nii.gz", hu, RAS_2MM)
+    no_masks = run("-i", tmp_path / "bare", "-o", tmp_path / "out3")
+    assert no_masks.exit_code == 2 and "needs --mask" in no_masks.output
+    slices = tmp_path / "slices"
+    (slices / "images").mkdir(parents=True)
+    (slices / "masks").mkdir()
+    img = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    from medinpaint.data.png import write_gray_png
+    write_gray_png(slices / "images" / "a.png", img)
+    write_gray_png(slices / "masks" / "a.png", np.where(img > 30, 255, 0).astype(np.uint8))
+    for option in (("--mask", root / "masks"), ("--tissue", root / "masks"), ("--axis", "0"), ("--series", "AXIAL"),
+                   ("--modality", "ct"), ("--dicom-out",)):
+        refused = run("-i", slices, "-o", tmp_path / "sl", *option)
+        assert refused.exit_code == 2 and refused.output.count("\n") == 1, refused.output
+        assert refused.output.startswith(f"error: {slices}: {option[0]} ") and "volume" in refused.output
+    assert not (tmp_path / "sl").exists() and run("-i", slices, "-o", tmp_path / "sl").exit_code == 0

@@ -85,10 +85,13 @@ def predict(
     batch_size: Annotated[int, typer.Option(min=1, help="slices per forward pass")] = 8,
     flips: Annotated[bool, typer.Option("--flips", help="also average with the left-right mirrored prediction: twice the time; it did not help the shipped CT model, whose anatomy is not mirror-symmetric")] = False,
     backend: Backend = "auto",
-    mask: Annotated[Path | None, typer.Option(help="NIfTI input: the mask volume (1 = missing), or a folder of them")] = None,
+    mask: Annotated[Path | None, typer.Option(help="NIfTI input: the mask volume (1 = missing), or a folder of them "
+                                              "\\[default for INPUT/images/: INPUT/masks/]")] = None,
     tissue: Annotated[Path | None, typer.Option(help="NIfTI input: a tissue map volume (0 / 100 / 255), or a folder")] = None,
-    axis: Annotated[int, typer.Option(help="NIfTI input: fill slices along this RAS axis (0 sagittal, 1 coronal, 2 axial)")] = 2,
-    modality: Annotated[str, typer.Option(help="NIfTI input: ct (Hounsfield units), mri (percentile scaling) or auto")] = "auto",
+    axis: Annotated[int | None, typer.Option(help="NIfTI input: fill slices along this RAS axis (0 sagittal, 1 coronal, 2 axial) "
+                                                  "\\[default: 2]")] = None,
+    modality: Annotated[str | None, typer.Option(help="NIfTI input: ct (Hounsfield units), mri (percentile scaling) or auto "
+                                                      "\\[default: auto]")] = None,
     series: Annotated[str | None, typer.Option(help="DICOM input: the series to fill, by description or UID")] = None,
     dicom_out: Annotated[bool, typer.Option("--dicom-out", help="DICOM input: write a new DICOM series into OUTPUT (a folder), not NIfTI")] = False,
     overwrite: Overwrite = False,
@@ -97,24 +100,37 @@ def predict(
     """Fill the missing pixels of slices, NIfTI volumes or a DICOM series.
 
     DM-i-AI input gives OUTPUT/<case id>.png (uint8, input size); a NIfTI volume
-    (`-i scan.nii.gz --mask mask.nii.gz -o filled.nii.gz`, or folders) gives volumes of the input's geometry and type;
-    a folder of one DICOM series (`-i SERIES_DIR`) gives a NIfTI volume of the series' geometry."""
+    (`-i scan.nii.gz --mask mask.nii.gz -o filled.nii.gz`, or folders, or a folder of `images/` and `masks/`) gives
+    volumes of the input's geometry and type; a folder of one DICOM series (`-i SERIES_DIR`) gives a NIfTI volume of
+    the series' geometry."""
     from medinpaint.data import read_slices
     from medinpaint.data.dicom import is_dicom_folder
+    from medinpaint.data.readers import detect_layout
+    from medinpaint.data.volume_slices import is_volume_folder, volume_folder
     from medinpaint.data.volumes import is_nifti
     from medinpaint.data.writers import write_predictions
     from medinpaint.inference import Inpainter
-    from medinpaint.outputs import atomic_dir, check_output_path
+    from medinpaint.outputs import atomic_dir, check_output_path, check_replaceable
 
-    volumes = is_nifti(input) or is_dicom_folder(input) or (input.is_dir() and any(is_nifti(p) for p in input.iterdir()))
-    if volumes and mask is None:
-        raise InputError(f"{input}: a volume (NIfTI or DICOM) needs --mask (a NIfTI volume, or a folder of them matched by name)")
+    check_replaceable(output)
     check_output_path(output, [p for p in (input, mask, tissue, *(weights or [])) if p is not None], overwrite)
-    if volumes:
+    if is_nifti(input) or is_dicom_folder(input) or is_volume_folder(input):
+        if mask is None and is_volume_folder(input) and (input / "masks").is_dir():  # README's images/ + masks/ layout
+            mask = input / "masks"
+        if mask is None:
+            raise InputError(f"{input}: a volume (NIfTI or DICOM) needs --mask (a NIfTI volume, or a folder of them matched "
+                             "by name, or masks/ beside images/)")
         inpainter = Inpainter.from_pretrained(weights or None, device=resolve_device(device), flips=flips, backend=backend)
-        _predict_volumes(inpainter, input, mask, output, tissue, axis, modality, series, dicom_out, batch_size, overwrite,
+        _predict_volumes(inpainter, volume_folder(input) if input.is_dir() else input, mask, output, tissue,
+                         2 if axis is None else axis, modality or "auto", series, dicom_out, batch_size, overwrite,
                          not no_progress)
         return
+    volume_options = {"--mask": mask, "--tissue": tissue, "--axis": axis, "--modality": modality, "--series": series,
+                      "--dicom-out": dicom_out or None}
+    given = [name for name, value in volume_options.items() if value is not None]
+    if given:
+        raise InputError(f"{input}: {', '.join(given)} {'is' if len(given) == 1 else 'are'} only for a volume (NIfTI or DICOM), "
+                         f"and this is a set of slices ({detect_layout(input)} layout)")
     slices = read_slices(input, require_masks=True)
     inpainter = Inpainter.from_pretrained(weights or None, device=resolve_device(device), flips=flips, backend=backend)
     filled = inpainter.predict_slices(slices, batch_size=batch_size, progress=not no_progress)
@@ -130,13 +146,9 @@ def _predict_volumes(inpainter: Inpainter, input: Path, mask: Path, output: Path
     from medinpaint.data.dicom import is_dicom_folder
     from medinpaint.data.volumes import case_volume, is_nifti
     from medinpaint.outputs import atomic_dir
-    from medinpaint.volume_inference import fill_nifti, record_path, volume_pairs
+    from medinpaint.volume_inference import fill_nifti, volume_pairs
 
     if is_nifti(input) or is_dicom_folder(input):
-        if not dicom_out and not is_nifti(output):
-            raise InputError(f"{output}: the output of a NIfTI volume must end in .nii.gz or .nii")
-        if record_path(output).exists() and not overwrite:
-            raise InputError(f"{record_path(output)}: already exists (pass --overwrite to replace it)")
         mask, tissue = (_own_volume(p, input, what) for p, what in ((mask, "mask"), (tissue, "tissue map")))
         record = fill_nifti(inpainter, input, mask, output, tissue, axis, modality, batch_size, progress, series, dicom_out,
                             overwrite)

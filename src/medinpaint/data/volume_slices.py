@@ -25,10 +25,14 @@ SLICE_SIZE = 256
 VOLUME_LAYOUT = "nifti"
 
 
+def volume_folder(path: Path) -> Path:
+    """The folder of a volume folder's images: its `images/`, if it has one, else the folder itself."""
+    return path / "images" if (path / "images").is_dir() else path
+
+
 def is_volume_folder(path: Path) -> bool:
     """A folder of NIfTI volumes, or one with `images/` holding them."""
-    folder = path / "images" if (path / "images").is_dir() else path
-    return path.is_dir() and any(is_nifti(p) for p in folder.iterdir())
+    return path.is_dir() and any(is_nifti(p) for p in volume_folder(path).iterdir())
 
 
 def _fit(stack: np.ndarray, spacing: tuple[float, float], resize: Callable[[np.ndarray, tuple[int, int]], np.ndarray],
@@ -50,7 +54,7 @@ def read_volume_slices(path: Path) -> SliceSet:
     """Every axial slice of every volume under `path`, with masks and labels where their folders have them."""
     from medinpaint.volume_inference import choose_intensity
 
-    folder = path / "images" if (path / "images").is_dir() else path
+    folder = volume_folder(path)
     volumes = sorted(p for p in folder.iterdir() if is_nifti(p))
     if not volumes:
         raise InputError(f"{folder}: no NIfTI volumes")
