@@ -306,3 +306,10 @@ def test_benchmark_of_data_without_tissue_maps_gives_the_rows_that_need_none(tmp
     np.save(tmp_path / "masks.npy", masks)
     np.save(tmp_path / "truth.npy", truth)
     assert [r["method"] for r in compare(tmp_path, weights=[])] == ["zero fill", "OpenCV Telea"]
+
+
+def test_train_refuses_the_loss_only_compare_can_give_an_encoder(phantom_dataset: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["train", "--data", str(phantom_dataset), "-o", str(tmp_path / "r"), "--steps", "1",
+                                      "--loss", "l1+perceptual"])
+    assert result.exit_code == 2 and "medinpaint compare --loss l1+perceptual" in result.output
+    assert not (tmp_path / "r").exists()

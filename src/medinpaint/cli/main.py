@@ -59,6 +59,9 @@ def train(
     from medinpaint.outputs import check_output_path
     from medinpaint.training import TrainConfig, train as run_training
 
+    if loss == "l1+perceptual":  # it needs an encoder, which `compare --perceptual-encoder` takes
+        raise InputError("--loss l1+perceptual is compared with `medinpaint compare --loss l1+perceptual --perceptual-encoder "
+                         "PATH`; train takes l1, mse, ssim or l1+ssim")
     network, init_path = network_to_train(
         UNetConfig, init, default_weights, (checkpoint_kind("unet"),),
         defaults={"base_channels": 32, "depth": 4, "blocks_per_level": 2},
