@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import TINY
-from test_fillgaps_detect import phantoms
+from test_fillgaps_detect import lung_phantoms, phantoms
 from typer.testing import CliRunner
 
 from medinpaint.checkpoint import shipped_weights_dir
@@ -20,6 +20,7 @@ from medinpaint.fillgaps.sources import images_from_generator
 from medinpaint.masks import BrushStrokes, Stripes
 
 runner = CliRunner()
+STRIPES = Stripes(4, 2, "vertical", amplitude=1, wavelength=16)(np.random.default_rng(0), (32, 32))  # the stripe case's
 
 
 def cli(*args: object) -> tuple[int, str]:
@@ -29,13 +30,12 @@ def cli(*args: object) -> tuple[int, str]:
 
 @pytest.fixture
 def stripe_case(tmp_path: Path) -> tuple[Path, Path, np.ndarray, np.ndarray]:
-    """A (12, 1, 32, 32) float64 target with shared wavy stripes over phantoms, 40 clean 48x48 uint8 training
-    slices, and the target's truth."""
-    mask = Stripes(4, 2, "vertical", amplitude=1, wavelength=16)(np.random.default_rng(0), (32, 32))
-    truth = phantoms(12, 32, seed=1)[:, None] / 255.0
-    np.save(tmp_path / "target.npy", np.where(mask, 0, truth))
+    """A (12, 1, 32, 32) float64 target with shared wavy stripes over phantoms with a black 'lung', 40 clean 48x48
+    uint8 training slices, and the target's truth."""
+    truth = lung_phantoms(12, 32, seed=1)[0][:, None] / 255.0
+    np.save(tmp_path / "target.npy", np.where(STRIPES, 0, truth))
     np.save(tmp_path / "train.npy", phantoms(40, 48, seed=2))
-    return tmp_path / "target.npy", tmp_path / "train.npy", np.where(mask, 0, truth), truth
+    return tmp_path / "target.npy", tmp_path / "train.npy", np.where(STRIPES, 0, truth), truth
 
 
 def test_the_command_fills_in_order_shape_and_dtype_and_keeps_known_pixels(stripe_case, tmp_path: Path) -> None:
@@ -48,6 +48,8 @@ def test_the_command_fills_in_order_shape_and_dtype_and_keeps_known_pixels(strip
     assert filled.shape == target.shape and filled.dtype == np.float64
     known = target != 0
     assert np.array_equal(filled[known], target[known])  # bit for bit, image by image: the order is kept
+    lung = np.broadcast_to(lung_phantoms(1, 32)[1] & ~STRIPES, target.shape)
+    assert lung.sum() > 100 and (filled[lung] == 0).all()  # black between the stripes is known: kept
     assert (filled[(target == 0) & (truth > 0)] > 0).all() and filled.max() <= 1  # every gap over a body is filled
     assert "vertical stripes, 2 missing of every 4 px" in text and "shared by all images" in text
     assert "resampled from 48x48 to 32x32" in text

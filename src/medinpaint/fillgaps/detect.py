@@ -5,12 +5,16 @@ tell them apart. Each image's field of view is the convex hull of its known pixe
 told from background and is left alone. And background moves from image to image while a shared mask does not, so
 the shared candidate is the set of pixels that hold the missing value in *every* image, inside the union of the
 fields of view (the naive "missing in most images" swallows the background shared by most slices). The set shares
-that mask when it explains most of the in-view gaps of the typical image. Stripes, once recognised, are extended
-over the whole image where every image agrees. Free-form gaps of one's own per image are different: a stroke over
-the body's outline leaves missing body pixels outside the field of view, indistinguishable from background (a
-quarter of the missing body pixels in the free-form case of BENCHMARKS.md). There every pixel holding the missing
-value is filled, and the network learns to tell gap from black by being trained the same way: the in-view gaps
-as masks, plus every pixel of the training slice that holds the missing value.
+that mask when it explains most of the in-view gaps of the typical image. Stripes, once recognised, are the mask:
+their pixels that hold the missing value (in every image, when shared) over the whole image, and in view a pixel
+either side where a line was too short to measure its offset (wavy stripes drift from the neighbours' it takes).
+So black between the stripes (a lung, the air between arms and torso, which stay put across a patient's slices)
+is known and kept, and counted as left; the fit itself ignores runs of black too long to be one stripe. Free-form
+gaps are different: a stroke over the body's outline leaves missing body pixels outside the field of view,
+indistinguishable from background (a quarter of the missing body pixels in the free-form case of BENCHMARKS.md).
+There every pixel holding the missing value (in every image, when shared) is filled, and the network learns to
+tell gap from black by being trained the same way: the in-view gaps as masks, plus every pixel of the training
+slice that holds the missing value.
 """
 
 from __future__ import annotations
@@ -34,9 +38,10 @@ class Corruption:
     pattern: StripePattern | None  # periodic stripes (their phase differs per image when not shared), or None
     explained: float  # median share of an image's in-view gaps that the shared candidate explains
     field: np.ndarray  # (H, W) bool: pixels inside some image's field of view
-    strokes: np.ndarray | None = None  # free-form: (N, H, W) in-view gaps, the training masks; `masks` is every gap
+    strokes: np.ndarray | None = None  # free-form: (N, H, W) in-view gaps (1 plane when shared), the training masks
     missing_value: float = 0
-    left: int = 0  # in-view pixels of the missing value outside a shared mask: left as they are (black, or own gaps)
+    left: int = 0  # in-view pixels of the missing value outside the mask: left as they are (black, or own gaps)
+    unstriped: int = 0  # per-image stripes: images where none were found, left as they are
 
     @property
     def pool(self) -> np.ndarray:
@@ -51,22 +56,30 @@ class Corruption:
         return self.strokes is not None
 
     def describe(self) -> str:
-        kind = "one mask shared by all images" if self.shared else "one mask per image"
+        several = len(self.masks) > 1  # one image has no phase of its own nor a mask to share
+        kind = "one image" if not several else "one mask shared by all images" if self.shared else "one mask per image"
         shape = self.pattern.describe() if self.pattern else "free-form"
-        if self.pattern and not self.shared:
+        if self.pattern and not self.shared and several:
             shape += " (phase differs per image)"
         gaps = self.pool if self.strokes is not None else self.masks
         cov = gaps.mean()
         in_view = gaps[:, self.field].mean() if self.field.any() else 0.0
         text = (f"{kind}; {shape}; missing {cov:.1%} of all pixels, {in_view:.1%} of the field of view "
-                f"({self.field.mean():.0%} of the image); a shared mask would explain {self.explained:.0%} "
-                f"of the typical image's gaps")
+                f"({self.field.mean():.0%} of the image)")
+        if several:
+            text += f"; a shared mask would explain {self.explained:.0%} of the typical image's gaps"
         if self.ambiguous:
-            text += (f"; every pixel holding the missing value ({self.masks.mean():.1%} of all) is filled, as gaps "
-                     "over the body's outline cannot be told from background")
+            text += (f"; every pixel holding the missing value{' in every image' if self.shared else ''} "
+                     f"({self.masks.mean():.1%} of all) is filled, as gaps over the body's outline cannot be told "
+                     "from background")
         if self.left:
-            text += (f"; {self.left} pixels inside the field of view hold the missing value outside the shared mask and "
-                     "are left as they are (true black, or gaps of an image's own)")
+            where, what = (("outside the shared mask", "true black, or gaps of an image's own") if self.shared
+                           else ("off the stripes", "true black"))
+            text += (f"; {self.left} pixels inside the field of view hold the missing value {where} and are left as "
+                     f"they are ({what})")
+        if self.unstriped:
+            text += (f"; no stripes found in {self.unstriped} image{'s' if self.unstriped > 1 else ''}: "
+                     "all their pixels are left as they are")
         return text
 
 
@@ -100,16 +113,23 @@ def detect_corruption(images: np.ndarray, missing_value: float = 0) -> Corruptio
         return Corruption(np.broadcast_to(everywhere, gaps.shape), True, None, 1.0, field, missing_value=missing_value)
     if len(images) >= 2 and candidate.any() and typical >= SHARED_MIN_EXPLAINED:
         pattern = find_stripes(candidate, field)
-        mask = candidate | (everywhere & pattern.mask(candidate.shape)) if pattern else candidate
-        left = int((in_view & ~mask).sum())
-        return Corruption(np.broadcast_to(mask, gaps.shape), True, pattern, typical, field, missing_value=missing_value, left=left)
+        # free-form: a stroke over the outline of every body is black in every image outside every field of view
+        mask = (everywhere & pattern.mask(candidate.shape) | candidate & pattern.mask(candidate.shape, slack=1)
+                if pattern else everywhere)
+        return Corruption(np.broadcast_to(mask, gaps.shape), True, pattern, typical, field,
+                          strokes=None if pattern else candidate[None], missing_value=missing_value,
+                          left=int((in_view & ~mask).sum()))
     pattern = _per_image_stripes(in_view, views)
     if pattern is not None:
-        for i, (g, v) in enumerate(zip(gaps, views)):
-            own = find_stripes(in_view[i], v, max_period=pattern.period)
+        masks, unstriped = np.zeros_like(gaps), 0
+        for g, v, m, own_gaps in zip(gaps, views, masks, in_view):
+            own = find_stripes(own_gaps, v, max_period=pattern.period)
             if own is not None and own.period == pattern.period and own.orientation == pattern.orientation:
-                in_view[i] |= g & own.mask(g.shape)
-        return Corruption(in_view, False, pattern, typical, field, missing_value=missing_value)
+                m[:] = g & own.mask(g.shape) | own_gaps & own.mask(g.shape, slack=1)
+            else:
+                unstriped += 1
+        return Corruption(masks, False, pattern, typical, field, missing_value=missing_value,
+                          left=int((in_view & ~masks).sum()), unstriped=unstriped)
     strokes = in_view if in_view.any() else gaps  # no gap inside any field of view: learn on the gaps as they are
     return Corruption(gaps, False, None, typical, field, strokes=strokes, missing_value=missing_value)
 

@@ -3,7 +3,8 @@
 A stripe mask crosses every line (an image row for vertical stripes) with the same run of `missing` pixels out of
 every `period`, shifted by an offset that is constant along the stripes (straight) or drifts (wavy). The fit looks
 only at `valid` pixels, so gaps that could be background elsewhere do not bias it, and it rebuilds the pattern
-over the whole image, where the data cannot show it.
+over the whole image, where the data cannot show it. A run along a line as long as a period cannot be one stripe:
+it is black beside the stripes (air in a lung, between arms and torso), so the fit of that period ignores it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class StripePattern:
     missing: int  # missing pixels in every period
     offsets: np.ndarray  # per line across the stripes: where the missing run starts, unwrapped (float, NaN-free)
     agreement: float  # share of valid pixels that the pattern explains
+    measured: np.ndarray  # per line: True where the offset was read from the line, not taken from its neighbours
 
     @property
     def duty(self) -> float:
@@ -47,12 +49,14 @@ class StripePattern:
         k = int(np.argmax(spectrum[1:]) + 1)
         return len(drift) / k
 
-    def mask(self, shape: tuple[int, int]) -> np.ndarray:
-        """The pattern over a whole (H, W) image."""
+    def mask(self, shape: tuple[int, int], slack: int = 0) -> np.ndarray:
+        """The pattern over a whole (H, W) image; with `slack`, each stripe widened by that many pixels either side
+        on the lines whose offset was not measured (wavy stripes drift from the neighbours' offset it took)."""
         h, w = shape
         lines, length = (h, w) if self.orientation == "vertical" else (w, h)
-        pos = (np.arange(length)[None, :] - np.rint(self.offsets)[:lines, None].astype(int)) % self.period
-        m = pos < self.missing
+        widen = np.where(self.measured[:lines], 0, slack)[:, None]
+        pos = (np.arange(length)[None, :] - np.rint(self.offsets)[:lines, None].astype(int) + widen) % self.period
+        m = pos < self.missing + 2 * widen
         return m if self.orientation == "vertical" else m.T
 
     def describe(self) -> str:
@@ -73,7 +77,9 @@ def find_stripes(mask: np.ndarray, valid: np.ndarray | None = None, max_period: 
 
 def _fit_lines(mask: np.ndarray, valid: np.ndarray, max_period: int, orientation: str) -> StripePattern | None:
     """Fit stripes that cross every row of `mask`: the smallest period whose agreement is (nearly) the best."""
-    fits = [f for p in range(2, min(max_period, mask.shape[1] // 2) + 1) if (f := _fit_period(mask, valid, p, orientation))]
+    runs = _run_lengths(mask & valid)
+    fits = [f for p in range(2, min(max_period, mask.shape[1] // 2) + 1)
+            if (f := _fit_period(mask, valid & (runs < p), p, orientation))]
     if not fits:
         return None
     best = max(f.agreement for f in fits)
@@ -103,4 +109,13 @@ def _fit_period(mask: np.ndarray, valid: np.ndarray, p: int, orientation: str) -
     known = lines[good]
     drift = np.unwrap(np.argmax(starts[good], axis=1).astype(np.float64), period=p)
     offsets = np.interp(np.arange(mask.shape[0]), known, drift)  # lines without data take their neighbours' offset
-    return StripePattern(orientation, p, k, offsets, agreement)
+    return StripePattern(orientation, p, k, offsets, agreement, np.isin(np.arange(mask.shape[0]), known))
+
+
+def _run_lengths(m: np.ndarray) -> np.ndarray:
+    """Per pixel of (lines, length) `m`: the length of the run of True along its line that holds it (0 where False)."""
+    def upto(a: np.ndarray) -> np.ndarray:  # pixels of the run so far, this one included
+        c = np.cumsum(a, axis=1)
+        return c - np.maximum.accumulate(np.where(a, 0, c), axis=1)
+
+    return np.where(m, upto(m) + upto(m[:, ::-1])[:, ::-1] - 1, 0)
