@@ -71,6 +71,17 @@ def test_the_python_api_fills_uint8_per_image_masks(tmp_path: Path) -> None:
     assert result.steps == 2 and result.weights.is_file()
 
 
+def test_the_budget_is_checked_before_detection_and_sampling(stripe_case, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    def slow(*args: object, **kwargs: object) -> None:
+        raise AssertionError("called before the budget was checked")
+
+    for name in ("detect_corruption", "images_from_generator", "images_from_path"):
+        monkeypatch.setattr(f"medinpaint.fillgaps.command.{name}", slow)
+    code, text = cli("-i", stripe_case[0], "-o", tmp_path / "out.npy", "--minutes", 0)
+    assert code == 2 and "--minutes above 0" in text, text
+
+
 def test_training_pairs_are_corrupted_like_the_target() -> None:
     clean = phantoms(5, 32)
     pool = np.stack([Stripes(4, 1, "vertical")(np.random.default_rng(s), (32, 32)) for s in range(2)])

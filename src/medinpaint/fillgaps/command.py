@@ -16,6 +16,7 @@ from medinpaint.fillgaps.figures import save_figures
 from medinpaint.fillgaps.pipeline import FillResult, fill_gaps
 from medinpaint.fillgaps.sources import images_from_generator, images_from_path
 from medinpaint.outputs import atomic_dir, atomic_file, check_output_path
+from medinpaint.training import TrainConfig
 
 
 def read_target(path: Path) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -90,6 +91,7 @@ def run_fill_gaps(
 
         if not torch.cuda.is_available():
             raise InputError("--device cuda: no CUDA device is available")
+    TrainConfig(minutes=minutes, steps=steps)  # refuses a bad budget now, not after detection and sampling
     images, source_shape = read_target(input)
     value = check_missing_value(missing_value, images.dtype)
     with about(input):
