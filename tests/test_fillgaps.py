@@ -16,7 +16,7 @@ from medinpaint.checkpoint import shipped_weights_dir
 from medinpaint.cli import app
 from medinpaint.errors import InputError
 from medinpaint.fillgaps import corrupted_pairs, fill_gaps, target_dataset
-from medinpaint.fillgaps.sources import images_from_generator
+from medinpaint.fillgaps.sources import _size_note, images_from_generator, resample
 from medinpaint.masks import BrushStrokes, Stripes
 
 runner = CliRunner()
@@ -80,6 +80,18 @@ def test_the_budget_is_checked_before_detection_and_sampling(stripe_case, tmp_pa
         monkeypatch.setattr(f"medinpaint.fillgaps.command.{name}", slow)
     code, text = cli("-i", stripe_case[0], "-o", tmp_path / "out.npy", "--minutes", 0)
     assert code == 2 and "--minutes above 0" in text, text
+
+
+def test_oblong_targets_get_training_slices_scaled_and_cropped_not_stretched() -> None:
+    square = np.zeros((1, 20, 20), np.float32)
+    square[0, 6:14, 6:14] = 1  # an 8x8 block
+    wide = resample(square, (10, 40))  # x2, then the middle 10 rows
+    assert wide.shape == (1, 10, 40) and wide[0, :, 14:26].min() > 0.99 and wide[0, :, :10].max() == 0
+    assert (wide[0, 5] > 0.5).sum() == 16  # the block is 16 wide, as it is tall
+    tall = resample(square, (40, 8))  # fewer pixels than the source, yet grown x2 to cover it: bilinear
+    assert tall.shape == (1, 40, 8) and (tall[0, :, 4] > 0.5).sum() == 16
+    assert ((tall > 0.01) & (tall < 0.99)).any()  # interpolated, not repeated as area averaging grows
+    assert _size_note((20, 20), (10, 40)) == ", resampled from 20x20 to 40x40 and cropped to its middle 40x10"
 
 
 def test_training_pairs_are_corrupted_like_the_target() -> None:

@@ -19,17 +19,30 @@ from medinpaint.errors import InputError
 NO_GENERATOR = "pass --train-images PATH (clean slices) or --generator PATH (a synthesis checkpoint)"
 
 
+def _scaled(before: tuple[int, ...], shape: tuple[int, int]) -> tuple[float, tuple[int, int]]:
+    """The scale that makes (h, w) slices cover an (H, W) target without stretching them, and their size then."""
+    scale = max(shape[0] / before[0], shape[1] / before[1])
+    return scale, (round(before[0] * scale), round(before[1] * scale))
+
+
 def resample(images: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """(N, h, w) slices -> float32 (N, H, W) in [0, 1]: area averaging to shrink, bilinear to grow."""
+    """(N, h, w) slices -> float32 (N, H, W) in [0, 1], scaled to cover the target (area averaging to shrink,
+    bilinear to grow) and cut to its middle: anatomy keeps its proportions on an oblong target."""
     images = to_unit(images)
     if images.shape[1:] == tuple(shape):
         return images
-    shrink = images.shape[1] * images.shape[2] > shape[0] * shape[1]
-    return resize_stack(images, shape, cv2.INTER_AREA if shrink else cv2.INTER_LINEAR).clip(0, 1)
+    scale, (h, w) = _scaled(images.shape[1:], shape)
+    images = resize_stack(images, (h, w), cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR).clip(0, 1)
+    top, left = (h - shape[0]) // 2, (w - shape[1]) // 2
+    return images[:, top:top + shape[0], left:left + shape[1]]
 
 
 def _size_note(before: tuple[int, ...], shape: tuple[int, int]) -> str:
-    return "" if tuple(before) == tuple(shape) else f", resampled from {before[1]}x{before[0]} to {shape[1]}x{shape[0]}"
+    if tuple(before) == tuple(shape):
+        return ""
+    h, w = _scaled(before, shape)[1]
+    crop = "" if (h, w) == tuple(shape) else f" and cropped to its middle {shape[1]}x{shape[0]}"
+    return f", resampled from {before[1]}x{before[0]} to {w}x{h}{crop}"
 
 
 def images_from_path(path: Path, shape: tuple[int, int], n: int, seed: int = 0) -> tuple[np.ndarray, str]:
