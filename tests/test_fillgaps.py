@@ -71,6 +71,18 @@ def test_the_python_api_fills_uint8_per_image_masks(tmp_path: Path) -> None:
     assert result.steps == 2 and result.weights.is_file()
 
 
+def test_the_report_says_when_black_may_be_filled_too(stripe_case, tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    truth = phantoms(6, 32, seed=7)
+    target = tmp_path / "brush.npy"
+    np.save(target, np.where(np.stack([BrushStrokes()(rng, (32, 32)) for _ in truth]), 0, truth).astype(np.uint8))
+    code, text = cli("-i", target, "-o", tmp_path / "out.npy", "--train-images", stripe_case[1], "--steps", 1,
+                     "--device", "cpu", "--no-progress")
+    assert code == 0, text
+    assert "every other pixel is returned unchanged" not in text and "are taken as background" not in text
+    assert "so true black may come back changed too; every pixel of another value is returned unchanged" in text
+
+
 def test_the_budget_is_checked_before_detection_and_sampling(stripe_case, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     def slow(*args: object, **kwargs: object) -> None:

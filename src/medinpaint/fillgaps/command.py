@@ -49,11 +49,16 @@ def report(input: Path, images: np.ndarray, missing_value: float, source: str, r
     m = cfg.network
     budget = " and ".join(b for b in (cfg.minutes and f"{cfg.minutes:g} min", cfg.steps and f"{cfg.steps} steps") if b)
     val = "n/a" if result.val_mae is None else f"{result.val_mae:.2f}"
+    c = result.corruption
+    kept = (f": every pixel holding the missing value{' in every image' if c.shared else ''}, as gaps cannot be told "
+            "from black there, so true black may come back changed too; every pixel of another value is returned "
+            "unchanged" if c.ambiguous else "; every other pixel is returned unchanged")
     return "\n".join([
         f"input: {input} ({len(images)} slices, {images.shape[2]}x{images.shape[1]}, {images.dtype}); "
         f"missing pixels hold exactly {missing_value:g}",
         f"corruption: {result.corruption.describe()}",
-        "  gaps outside each image's field of view (the convex hull of its known pixels) are taken as background;",
+        "  gaps outside each image's field of view (the convex hull of its known pixels) "
+        + ("cannot be told from background;" if c.ambiguous else "are taken as background;"),
         "  a shared mask is what is missing in every image, so background, which moves, is not mistaken for it",
         f"training slices: {source}",
         f"training masks: {'the target masks as they are' if not cfg.mask_symmetries else 'the target masks, turned and flipped'}"
@@ -62,7 +67,7 @@ def report(input: Path, images: np.ndarray, missing_value: float, source: str, r
         f"network: mask-aware U-Net from scratch (width {m.base_channels}, {m.depth} levels, {m.blocks_per_level} blocks "
         f"per level, no side inputs) on {device}; budget {budget}; trained {result.steps} steps",
         f"validation MAE (0..255) on held-out training slices under the target masks: {val}",
-        f"filled: {int(result.corruption.masks.sum())} pixels; every other pixel is returned unchanged",
+        f"filled: {int(c.masks.sum())} pixels{kept}",
     ])
 
 
