@@ -319,7 +319,8 @@ def fill_gaps(
     """Fill an unlabelled set's gaps, learnt from clean (by default synthetic) slices corrupted the same way.
 
     Finds the missing pixels, trains a U-Net from scratch on clean slices corrupted the same way, and fills the set:
-    same order, shape and dtype; known pixels unchanged."""
+    same order, shape and dtype; pixels of any value but the missing one unchanged, and known black ones too except
+    under free-form masks, where gaps cannot be told from black and every pixel of the missing value is filled."""
     from medinpaint.fillgaps.command import run_fill_gaps
 
     text = run_fill_gaps(input, output, train_images, generator, n_train, minutes, steps, missing_value,
