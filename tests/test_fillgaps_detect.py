@@ -8,6 +8,7 @@ from conftest import phantom
 
 from medinpaint.errors import InputError
 from medinpaint.fillgaps import detect_corruption, find_stripes
+from medinpaint.fillgaps.detect import fields_of_view
 from medinpaint.masks import Blobs, BrushStrokes, Stripes
 
 
@@ -34,6 +35,8 @@ def lung_phantoms(n: int, size: int = 64, seed: int = 0) -> tuple[np.ndarray, np
         Stripes(6, 1, "horizontal"),
         Stripes(5, 3, "vertical", amplitude=3, wavelength=32),
         Stripes(8, 2, "horizontal", amplitude=2, wavelength=16),
+        Stripes(4, 3, "vertical"),  # one known pixel of every four: no period 2 of the known ones
+        Stripes(6, 5, "horizontal", amplitude=2, wavelength=24),
     ],
     ids=str,
 )
@@ -199,7 +202,21 @@ def test_true_black_inside_the_body_off_per_image_stripes_is_left() -> None:
     assert c.masks[truth & body].all() and not (c.masks & ~truth & body).any()
     assert c.left >= len(images) * (lung & ~truth[0]).sum()
     text = c.describe()
-    assert "off the stripes and are left as they are" in text and "no stripes found in 1 image" in text
+    assert "off the stripes and are left as they are" in text and "no stripes of their own found in 1 image" in text
+
+
+def test_an_image_with_too_little_body_to_fit_takes_the_sets_stripes_at_its_own_phase() -> None:
+    images, lung = lung_phantoms(12, seed=14)
+    rng = np.random.default_rng(14)
+    truth = np.stack([Stripes(4, 2, "vertical")(rng, lung.shape) for _ in images])
+    images[-1] = 0
+    images[-1, 28:32, 26:34] = 120  # a sliver of body: too few stripes in view to fit its own
+    corrupted = np.where(truth, 0, images)
+    views = fields_of_view(corrupted != 0)
+    assert find_stripes((corrupted[-1] == 0) & views[-1], views[-1], max_period=4) is None  # its own fit fails
+    c = detect_corruption(corrupted)
+    assert not c.shared and c.unstriped == 0
+    assert c.masks[-1][truth[-1] & (images[-1] > 0)].all()  # its gaps over the body found all the same
 
 
 def test_air_between_arms_and_torso_neither_hides_the_stripes_nor_is_filled() -> None:

@@ -19,7 +19,7 @@ slice that holds the missing value.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -29,6 +29,7 @@ from medinpaint.fillgaps.pattern import StripePattern, find_stripes
 
 SHARED_MIN_EXPLAINED = 0.5  # median share of an image's in-view gaps a shared mask must explain
 PATTERN_SAMPLE = 16  # per-image masks checked for stripes before fitting them all
+STRIPED = 0.8  # share of the stripes in view that must hold gaps for an image to count as striped
 
 
 @dataclass
@@ -41,7 +42,7 @@ class Corruption:
     strokes: np.ndarray | None = None  # free-form: (N, H, W) in-view gaps (1 plane when shared), the training masks
     missing_value: float = 0
     left: int = 0  # in-view pixels of the missing value outside the mask: left as they are (black, or own gaps)
-    unstriped: int = 0  # per-image stripes: images where none were found, left as they are
+    unstriped: int = 0  # per-image stripes: images where none were found, whose in-view gaps are the mask
 
     @property
     def pool(self) -> np.ndarray:
@@ -78,8 +79,8 @@ class Corruption:
             text += (f"; {self.left} pixels inside the field of view hold the missing value {where} and are left as "
                      f"they are ({what})")
         if self.unstriped:
-            text += (f"; no stripes found in {self.unstriped} image{'s' if self.unstriped > 1 else ''}: "
-                     "all their pixels are left as they are")
+            text += (f"; no stripes of their own found in {self.unstriped} image{'s' if self.unstriped > 1 else ''}: "
+                     "their gaps in view are filled as they are")
         return text
 
 
@@ -91,6 +92,20 @@ def fields_of_view(known: np.ndarray) -> np.ndarray:
         if pts is not None:
             cv2.fillConvexPoly(o, cv2.convexHull(pts), 1)
     return out.astype(bool)
+
+
+def _set_pattern_at_its_phase(pattern: StripePattern, gaps: np.ndarray, view: np.ndarray) -> StripePattern | None:
+    """The set's stripes shifted to the phase that best covers this image's in-view `gaps`, where its own are too
+    few to fit (a small body); None when even that phase finds gaps under less than STRIPED of the stripes in view
+    (a clean slice: its black is anatomy, not stripes). Its lines count as unmeasured: their drift is the set's."""
+    best, covered = None, 0.0
+    for shift in range(pattern.period):
+        shifted = replace(pattern, offsets=pattern.offsets + shift, measured=np.zeros_like(pattern.measured))
+        stripes = shifted.mask(gaps.shape)
+        share = (gaps & stripes).sum() / max(int((view & stripes).sum()), 1)
+        if share > covered:
+            best, covered = shifted, share
+    return best if covered >= STRIPED else None
 
 
 def detect_corruption(images: np.ndarray, missing_value: float = 0) -> Corruption:
@@ -126,7 +141,9 @@ def detect_corruption(images: np.ndarray, missing_value: float = 0) -> Corruptio
             own = find_stripes(own_gaps, v, max_period=pattern.period)
             if own is not None and own.period == pattern.period and own.orientation == pattern.orientation:
                 m[:] = g & own.mask(g.shape) | own_gaps & own.mask(g.shape, slack=1)
-            else:
+            elif (shifted := _set_pattern_at_its_phase(pattern, own_gaps, v)) is not None:  # too little to fit alone
+                m[:] = g & shifted.mask(g.shape) | own_gaps & shifted.mask(g.shape, slack=1)
+            else:  # no stripes in it (a slice that came through clean): left as it is
                 unstriped += 1
         return Corruption(masks, False, pattern, typical, field, missing_value=missing_value,
                           left=int((in_view & ~masks).sum()), unstriped=unstriped)

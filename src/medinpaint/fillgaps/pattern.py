@@ -78,8 +78,10 @@ def find_stripes(mask: np.ndarray, valid: np.ndarray | None = None, max_period: 
 def _fit_lines(mask: np.ndarray, valid: np.ndarray, max_period: int, orientation: str) -> StripePattern | None:
     """Fit stripes that cross every row of `mask`: the smallest period whose agreement is (nearly) the best."""
     runs = _run_lengths(mask & valid)
+    gaps = int((mask & valid).sum())
+    # a period whose filter drops most of the gaps is too short for them (3 missing of every 4 is no period 2)
     fits = [f for p in range(2, min(max_period, mask.shape[1] // 2) + 1)
-            if (f := _fit_period(mask, valid & (runs < p), p, orientation))]
+            if 2 * int((mask & valid & (runs < p)).sum()) >= gaps and (f := _fit_period(mask, valid & (runs < p), p, orientation))]
     if not fits:
         return None
     best = max(f.agreement for f in fits)
