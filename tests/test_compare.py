@@ -158,6 +158,6 @@ def test_oblong_slices_are_not_taken_for_the_comparisons_square_size() -> None:
     from medinpaint.errors import InputError
 
     slices = SliceSet(["000_0", "001_0"], np.full((2, 48, 64), 100, np.uint8), tissue=np.full((2, 48, 64), 100, np.uint8))
-    with pytest.raises(InputError, match="square slices, got 48x64"):
+    with pytest.raises(InputError, match="64x48 slices are not square: pass --size 0"):
         clean_slices(slices, 64)
     assert clean_slices(slices, None).images.shape == (2, 48, 64)

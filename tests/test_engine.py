@@ -393,3 +393,21 @@ def test_a_batch_state_saved_on_another_kind_of_device_is_refused_softly() -> No
     assert restore_random_states(forged, gen) is False
     assert torch.equal(torch.rand(3), expected)  # torch's own state was restored
     assert restore_random_states(saved, torch.Generator()) is True
+
+
+
+class TermAtSetup(LineFit):
+    """LineFit whose process is sent SIGTERM while the run starts, before its first step."""
+
+    def setup(self, device: torch.device) -> None:
+        super().setup(device)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_sigterm_before_the_first_step_saves_what_it_says_and_the_same_command_resumes(tmp_path: Path) -> None:
+    cfg = EngineConfig(steps=4, batch_size=4, warmup_steps=1, val_every=100, log_every=1)
+    with pytest.raises(StoppedEarly):
+        fit(TermAtSetup(), tmp_path / "run", cfg, device="cpu", progress=False)
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 0
+    fit(LineFit(), tmp_path / "run", cfg, device="cpu", progress=False)  # resumed, not refused
+    assert [r["step"] for r in log(tmp_path / "run")] == ["1", "2", "3", "4"]

@@ -396,3 +396,17 @@ def test_copies_of_training_slices_are_found() -> None:
     twice = np.concatenate([train, train[:1]])  # a training slice present twice: its second neighbour is itself
     assert nearest_training(train[:1], twice).near_copies.tolist() == [True]
     assert nearest_training(train[:1], train[:1]).near_copies.tolist() == [True]  # and a training set of one
+
+
+def test_the_reports_held_out_slices_are_those_every_generator_held_out() -> None:
+    """Data without patients 450-499: the report's held-out side is the engine's hold-out, which no seed changes."""
+    from medinpaint.data.slices import SliceSet
+    from medinpaint.data.split import training_split
+    from medinpaint.synthesis.report import RealReference, ReportConfig
+
+    rng = np.random.default_rng(0)
+    ids = [f"{p:03d}_{k}" for p in range(10) for k in range(2)]
+    slices = SliceSet(ids, rng.integers(0, 255, (20, 32, 32)).astype(np.uint8),
+                      tissue=np.full((20, 32, 32), 100, np.uint8), vertebrae=np.full(20, 5))
+    real = RealReference(slices, 32, ReportConfig(n=4, progress=False), lambda x: x.reshape(len(x), -1)[:, :8].astype(float))
+    assert real.heldout.ids == [ids[i] for i in training_split(ids)[1]]

@@ -88,6 +88,9 @@ def clean_slices(slices: SliceSet, size: int | None) -> SliceSet:
     if size is None or slices.images.shape[-2:] == (size, size):
         return SliceSet(list(slices.ids), to_uint8(slices.clean), tissue=slices.tissue, vertebrae=slices.vertebrae,
                         layout=slices.layout, source=slices.source)
+    if slices.images.shape[1] != slices.images.shape[2]:
+        raise error_about(slices.source, f"its {slices.images.shape[2]}x{slices.images.shape[1]} slices are not square: "
+                                         "pass --size 0 to compare them at their own size")
     if slices.tissue is None:
         raise error_about(slices.source, "resizing (--size) needs tissue maps to resize with the slices; pass --size 0 to "
                                          "keep the size")

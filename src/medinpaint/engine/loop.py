@@ -190,7 +190,8 @@ def _fit(task: Task, output: Path, cfg: EngineConfig, device: str | None, progre
         log.close()
         if updating:  # interrupted inside an update (Ctrl-C): the weights are a step ahead of the count
             acc.print(f"interrupted inside step {step + 1}: {last} keeps the last periodic save")
-        elif step > 0 or not fresh:  # a run that failed in its first step leaves nothing to resume: it starts afresh
+        elif step > 0 or not fresh or request.signal is not None:  # a run that failed in its first step leaves
+            # nothing to resume (it starts afresh); one a SIGTERM stopped before it says it saved, and resumes
             save_state(rng_before_step if in_step else None)
     acc.wait_for_everyone()
     if request.signal:

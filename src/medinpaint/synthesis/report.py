@@ -55,9 +55,8 @@ class RealReference:
     """The real side of every comparison, at the generators' size: training slices (a random n of them for
     features) and held-out slices, with their features and nearest-training-slice distances."""
 
-    def __init__(self, slices: SliceSet, size: int, cfg: ReportConfig, features: Callable[[np.ndarray], np.ndarray],
-                 split_seed: int) -> None:
-        train_idx, val_idx = split_by_patient(slices.ids, seed=split_seed)
+    def __init__(self, slices: SliceSet, size: int, cfg: ReportConfig, features: Callable[[np.ndarray], np.ndarray]) -> None:
+        train_idx, val_idx = split_by_patient(slices.ids)  # the generators' own hold-out, whatever their seed
         if len(train_idx) < 2 or len(val_idx) < 2:
             raise InputError("the data need at least two training and two held-out slices (patients 450-499)")
         self.train, self.heldout = slices.subset(train_idx), slices.subset(val_idx)
@@ -96,17 +95,17 @@ def synth_report(weights: list[Path | None], data: Path, output: Path, cfg: Repo
     size = gens[0].size
     if any(g.size != size for g in gens):
         raise InputError("all checkpoints in one report must have the same size")
-    split_seed = gens[0].meta.training.seed  # the patient split the generators were trained with
+    seed = gens[0].meta.training.seed  # the report's encoder trains with the generators' seed
     with atomic_dir(output, overwrite=overwrite) as tmp:
         encoder_path = cfg.encoder or train_generator(
-            slices, tmp / "encoder", SynthTrainConfig(family="encoder", size=size, steps=cfg.encoder_steps, seed=split_seed),
+            slices, tmp / "encoder", SynthTrainConfig(family="encoder", size=size, steps=cfg.encoder_steps, seed=seed),
             device=cfg.device, progress=cfg.progress)
         encoder, encoder_meta = load_network(encoder_path, "encoder")
         if encoder_meta.preprocessing.size != size:
             raise InputError(f"{encoder_path}: an encoder of {encoder_meta.preprocessing.size}x{encoder_meta.preprocessing.size} "
                              f"slices; the generators make {size}x{size}")
         features = functools.partial(encode, encoder, device=cfg.device, progress=cfg.progress)
-        real = RealReference(slices, size, cfg, features, split_seed)
+        real = RealReference(slices, size, cfg, features)
         heldout = real.fidelity(real.heldout_features)
         body, fat = tissue_fractions(real.triples()[1])
         summary: dict = {
