@@ -48,7 +48,7 @@ def main() -> None:
     encoder, _ = load_network(args.encoder, "encoder")
     features = functools.partial(encode, encoder, device=args.device, progress=False)
     cfg = ReportConfig(n=args.n, seed=args.seed, device=args.device, progress=False)
-    real = RealReference(slices, gen.size, cfg, features, gen.meta.training.seed)
+    real = RealReference(slices, gen.size, cfg, features)
     floor = real.fidelity(real.heldout_features)
     device = torch.cuda.get_device_name() if args.device == "cuda" else f"cpu, {torch.get_num_threads()} threads"
     results = []
