@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from medinpaint.data.readers import as_images, load_npy
+from medinpaint.devices import check_device
 from medinpaint.errors import InputError, about
 from medinpaint.fillgaps.detect import detect_corruption
 from medinpaint.fillgaps.figures import save_figures
@@ -91,11 +92,7 @@ def run_fill_gaps(
         raise InputError("give --train-images or --generator, not both")
     input, output = Path(input), Path(output)
     check_outputs([p for p in (input, train_images, generator) if p is not None], output, figures, overwrite)
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise InputError("--device cuda: no CUDA device is available")
+    check_device(device)
     TrainConfig(minutes=minutes, steps=steps)  # refuses a bad budget now, not after detection and sampling
     images, source_shape = read_target(input)
     value = check_missing_value(missing_value, images.dtype)
