@@ -4,6 +4,7 @@ masked pixels, the simulator stays in soft tissue, and the protocol never trains
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -292,6 +293,15 @@ def test_the_cli_trains_both_learned_parts_and_uses_them(tmp_path: Path) -> None
         result = CliRunner().invoke(app, ["lesions", *map(str, args), "--overwrite"])
         assert result.exit_code == 2 and "output must not be a folder that holds the input" in result.output, result.output
     assert mask_weights.is_file() and painter_weights.is_file()
+    assert read_metadata(mask_weights).sampling["anatomy_names"] == ["background", "soft tissue", "fat"]
+    brain = tmp_path / "brain"  # as many classes as CT, other tissue: class 1 is grey matter, not soft tissue
+    shutil.copytree(tmp_path / "masks", brain)
+    (brain / "anatomy.json").write_text(json.dumps({"classes": ["background", "grey matter", "white matter"]}))
+    for args in (["masks", "--cases", brain, "--strategy", "learned", "--weights", mask_weights, "-o", tmp_path / "m5"],
+                 ["paint", "--cases", brain, "--painter", "inpainting", "--weights", painter_weights, "-o", tmp_path / "p5"]):
+        result = CliRunner().invoke(app, ["lesions", *map(str, args)])
+        assert result.exit_code == 2 and "anatomy classes are (background, grey matter, white matter)" in result.output, result.output
+        assert result.output.count("\n") == 1 and not args[-1].exists()
 
 
 def test_a_lesion_folder_round_trips(tmp_path: Path) -> None:

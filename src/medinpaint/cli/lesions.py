@@ -106,6 +106,8 @@ def masks_cmd(
     import numpy as np
 
     data = read_lesion_folder(cases, require_lesions=False)
+    if strategy == "learned":
+        generator.check_anatomy(data.anatomy_names, cases)
     rng = np.random.default_rng(seed)
     masks = np.stack([generator(data.images[i], data.anatomy[i], rng) for i in range(len(data))])
     with atomic_dir(output, overwrite=overwrite) as tmp:  # lesions the slices already hold keep their labels
@@ -140,6 +142,8 @@ def paint_cmd(
     import numpy as np
 
     data = read_lesion_folder(cases, require_lesions=True)
+    if isinstance(paint, InpaintingPainter):
+        paint.check_anatomy(data.anatomy_names, cases)
     images = paint(data.images, data.lesions, data.anatomy, np.random.default_rng(seed))
     with atomic_dir(output, overwrite=overwrite) as tmp:
         write_lesion_folder(tmp, LesionSet(data.ids, images, data.lesions, data.anatomy, data.anatomy_names))
@@ -187,7 +191,7 @@ def train_masks_cmd(
     data = read_lesion_folder(lesions, require_lesions=True)
     cfg = MaskGenTrainConfig(steps=steps, seed=seed)
     weights = train_mask_generator(data.lesions, data.anatomy, output, cfg, device=resolve_device(device), progress=not no_progress,
-                                   overwrite=overwrite)
+                                   overwrite=overwrite, anatomy_names=data.anatomy_names)
     typer.echo(f"weights: {weights}")
 
 

@@ -10,7 +10,7 @@ from N(0, I) for the anatomy around that centre.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -113,7 +113,8 @@ class MaskGenTask(Task):
     kind = KIND
     name = "training mask generator"
 
-    def __init__(self, masks: np.ndarray, anatomy: np.ndarray, cfg: MaskGenTrainConfig) -> None:
+    def __init__(self, masks: np.ndarray, anatomy: np.ndarray, cfg: MaskGenTrainConfig,
+                 anatomy_names: Sequence[str] | None = None) -> None:
         self.cfg = cfg
         self.network_config = replace(cfg.network, anatomy_classes=max(cfg.network.anatomy_classes, int(np.max(anatomy, initial=0)) + 1),
                                       patch=max(cfg.network.patch, fitting_patch(np.asarray(masks))))
@@ -123,6 +124,8 @@ class MaskGenTask(Task):
         self.pairs = torch.from_numpy(np.stack([windows.astype(np.uint8), anats], axis=1))  # (K, 2, P, P)
         self.train_slices = len(windows)
         self.sampling = placement(classes, depths, self.network_config.anatomy_classes)
+        if anatomy_names is not None:  # so that a user cannot apply it to other anatomy with as many classes
+            self.sampling["anatomy_names"] = list(anatomy_names)
 
     def build_network(self) -> MaskVAE:
         return MaskVAE(self.network_config)
@@ -153,10 +156,10 @@ class MaskGenTask(Task):
 
 
 def train_mask_generator(masks: np.ndarray, anatomy: np.ndarray, output: Path, cfg: MaskGenTrainConfig, device: str | None = None,
-                         progress: bool = True, overwrite: bool = False) -> Path:
-    """Train the mask VAE on every lesion of `masks` (N, H, W) with its `anatomy` class maps, writing `output/` (see
-    `engine.fit`); the weights' path."""
-    return fit(MaskGenTask(masks, anatomy, cfg), output, cfg, device=device, progress=progress, overwrite=overwrite)
+                         progress: bool = True, overwrite: bool = False, anatomy_names: Sequence[str] | None = None) -> Path:
+    """Train the mask VAE on every lesion of `masks` (N, H, W) with its `anatomy` class maps (named by
+    `anatomy_names`, recorded in the checkpoint), writing `output/` (see `engine.fit`); the weights' path."""
+    return fit(MaskGenTask(masks, anatomy, cfg, anatomy_names), output, cfg, device=device, progress=progress, overwrite=overwrite)
 
 
 class LearnedMasks:
@@ -168,6 +171,14 @@ class LearnedMasks:
         self.config = network.config
         self.shares = np.asarray(sampling["centre_classes"], dtype=np.float64)
         self.depths = [np.asarray(d, dtype=np.float64) for d in sampling["centre_depths"]]
+        names = sampling.get("anatomy_names")
+        self.anatomy_names = tuple(names) if names is not None else None  # None: a checkpoint from before names were kept
+
+    def check_anatomy(self, names: Sequence[str], source: Path) -> None:
+        """Refuse anatomy named otherwise than the training anatomy: class k of a brain map is not class k of CT."""
+        if self.anatomy_names is not None and tuple(names) != self.anatomy_names:
+            raise InputError(f"{source}: its anatomy classes are ({', '.join(names)}), but this mask generator was trained "
+                             f"on ({', '.join(self.anatomy_names)})")
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "cpu") -> LearnedMasks:

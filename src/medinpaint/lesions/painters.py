@@ -11,6 +11,7 @@ anatomy class maps.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from medinpaint.constants import TISSUE_LEVELS
 from medinpaint.data.slices import SliceSet
 from medinpaint.errors import InputError
 from medinpaint.inference import Inpainter
-from medinpaint.lesions.data import LesionSet
+from medinpaint.lesions.data import CT_ANATOMY, LesionSet
 
 
 @dataclass
@@ -48,6 +49,12 @@ class ClassicalPainter:
 class InpaintingPainter:
     def __init__(self, weights: Path, device: str = "cpu") -> None:
         self.inpainter = Inpainter.from_pretrained(weights, device=device, backend="torch")
+
+    def check_anatomy(self, names: Sequence[str], source: Path) -> None:
+        """Refuse non-CT anatomy for a painter that takes CT tissue: a map of as many classes means other tissue."""
+        if self.inpainter.config.tissue_classes and tuple(names) != CT_ANATOMY:
+            raise InputError(f"{source}: its anatomy classes are ({', '.join(names)}), but this lesion painter was trained "
+                             f"on CT tissue anatomy ({', '.join(CT_ANATOMY)})")
 
     def __call__(self, images: np.ndarray, masks: np.ndarray, anatomy: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Deterministic: `rng` is not used (the network paints the most likely lesion for the mask and anatomy)."""

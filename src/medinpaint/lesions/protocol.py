@@ -149,7 +149,8 @@ class Protocol:
 
             folder = self.work / "models" / "mask-generator"
             cfg = MaskGenTrainConfig(steps=c.mask_steps, minutes=None, seed=0, log_every=max(c.mask_steps // 10, 1))
-            weights = train_mask_generator(self.train.lesions, self.train.anatomy, folder, cfg, device=c.device, progress=False)
+            weights = train_mask_generator(self.train.lesions, self.train.anatomy, folder, cfg, device=c.device, progress=False,
+                                           anatomy_names=self.train.anatomy_names)
             write_ids(folder, self.train.ids)
             out["learned"] = LearnedMasks.from_pretrained(weights, device=c.device)
         return out
