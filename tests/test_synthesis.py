@@ -285,6 +285,20 @@ def test_fixed_seed_gives_the_same_samples(sampler: str, checkpoints: dict[str, 
     assert not np.array_equal(a.images, c.images)
 
 
+@pytest.mark.parametrize(("model", "sampler"), [("vae", None), ("diffusion", "ddim"), ("diffusion", "ddpm")])
+def test_samples_do_not_depend_on_the_batch_size_or_on_n(model: str, sampler: str | None, checkpoints: dict[str, Path]) -> None:
+    gen = load_generator(checkpoints[model])
+    kw = {"steps": 3, "sampler": sampler} if sampler else {}
+    five = gen.sample(5, seed=4, batch_size=5, **kw)
+    for other in (gen.sample(5, seed=4, batch_size=2, **kw), gen.sample(5, seed=4, batch_size=1, **kw)):
+        np.testing.assert_allclose(other.images, five.images, atol=1e-5)  # a batch's kernels may round otherwise
+        assert np.mean(other.tissue == five.tissue) > 0.999 and np.array_equal(other.vertebrae, five.vertebrae)
+    first = gen.sample(3, seed=4, batch_size=3, **kw)
+    np.testing.assert_allclose(first.images, five.images[:3], atol=1e-5)
+    assert np.array_equal(first.vertebrae, five.vertebrae[:3])
+    assert not np.allclose(five.images[0], five.images[1], atol=1e-3)  # each sample has noise of its own
+
+
 def test_stream_yields_chunks_that_make_up_sample(checkpoints: dict[str, Path]) -> None:
     gen = load_generator(checkpoints["vae"])
     chunks = list(gen.stream(10, seed=1, batch_size=4))

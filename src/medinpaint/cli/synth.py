@@ -15,8 +15,8 @@ from medinpaint.errors import InputError
 synth_app = typer.Typer(no_args_is_help=True, help="Generate synthetic slices with tissue maps; train and judge the generators.")
 
 SamplerSteps = Annotated[int | None, typer.Option("--steps", help="diffusion sampler steps (default: 25 for ddim, 1000 for ddpm, 10 for dpm++)")]
-SampleBatch = Annotated[int, typer.Option("--batch-size", min=1, help="samples per forward pass; the noise is seeded per batch, "
-                                         "so the samples depend on the seed and the batch size")]
+SampleBatch = Annotated[int, typer.Option("--batch-size", min=1, help="samples per forward pass; each sample's noise is "
+                                         "seeded by the seed and its index, so the batch size does not change the samples")]
 Sampler = Annotated[str | None, typer.Option("--sampler", help="ddim (deterministic given the seed), ddpm, or dpm++ (DPM-Solver++(2M), deterministic, few steps)")]
 
 

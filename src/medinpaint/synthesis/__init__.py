@@ -10,7 +10,7 @@ Stable API (used by `medinpaint fill-gaps` and the CLI)::
     # images float32 (n,1,H,W) in [0,1]; tissue uint8 (n,H,W) in {0,100,255}; vertebrae int16 (n,) in 0..24
     for chunk in gen.stream(n=100_000, seed=0, batch_size=512):   # chunk by chunk (a `Samples` each)
         ...
-    # the noise is seeded per chunk: the same seed and batch_size give the same samples, another batch_size others
+    # the noise is seeded per sample: the same seed gives the same samples whatever the batch_size
 
 `load_generator(path=None, size=None, device="cpu", compile=False)` accepts a diffusion or VAE checkpoint
 written by `medinpaint synth train`; `gen.size`, `gen.family` ("diffusion" or "vae"), `gen.name` and

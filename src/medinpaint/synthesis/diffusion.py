@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -102,7 +102,7 @@ class Diffusion:
         net: Denoiser,
         labels: torch.Tensor,
         shape: tuple[int, ...],
-        gen: torch.Generator,
+        gen: torch.Generator | Sequence[torch.Generator],
         steps: int = 25,
         eta: float = 0.0,
         temperature: float = 1.0,
@@ -112,7 +112,8 @@ class Diffusion:
         known: tuple[torch.Tensor, torch.Tensor] | None = None,
         shared_noise: bool = False,
     ) -> torch.Tensor:
-        """Samples of `shape` (B,C,H,W) in [-1, 1] for class `labels` (B,), drawn with `gen` (on the device).
+        """Samples of `shape` (B,C,H,W) in [-1, 1] for class `labels` (B,), drawn with `gen` (on the device), or
+        with one generator per sample (a sequence of B), so that a sample does not depend on the batch it is in.
         `solver` ddim (with `eta`) or dpm++ (DPM-Solver++(2M), deterministic: `eta` must be 0).
         `known` (x0, keep), both broadcast to `shape`: where keep is 1, every x_t is held at the forward-noised x0,
         sqrt(a_t) x0 + sqrt(1 - a_t) eps with the starting noise eps, so a denoiser trained on forward-noised known
@@ -122,8 +123,14 @@ class Diffusion:
         if solver not in ("ddim", "dpm++") or (solver == "dpm++" and eta != 0):
             raise ValueError(f"solver must be ddim (any eta) or dpm++ (eta 0), got {solver!r} with eta {eta}")
         dev = labels.device
-        noise_shape = (1, *shape[1:]) if shared_noise else shape
-        draw = lambda: torch.randn(noise_shape, generator=gen, device=dev).expand(shape)  # noqa: E731
+        if not isinstance(gen, torch.Generator):
+            if shared_noise or len(gen) != shape[0]:
+                raise ValueError(f"one generator per sample ({shape[0]}) and no shared noise, got {len(gen)} (shared {shared_noise})")
+            one = (1, *shape[1:])
+            draw = lambda: torch.cat([torch.randn(one, generator=g, device=dev) for g in gen])  # noqa: E731
+        else:
+            noise_shape = (1, *shape[1:]) if shared_noise else shape
+            draw = lambda: torch.randn(noise_shape, generator=gen, device=dev).expand(shape)  # noqa: E731
         start = draw()
         x = start * temperature
         times = self.step_times(steps, "logsnr" if solver == "dpm++" else "linear")

@@ -1,9 +1,10 @@
 """Load a trained generator (diffusion or VAE) and draw (slice, tissue map, vertebra level) triples.
 
 `SliceGenerator.stream` yields the samples chunk by chunk, so a caller can write 100,000 of them to disk
-without holding them in memory; `sample` gathers the chunks. Chunk k draws its noise from a generator seeded
-by (seed, k), and the vertebra levels are drawn once for all n from `seed`: the same seed, batch size and
-device give the same samples.
+without holding them in memory; `sample` gathers the chunks. Sample i draws its noise from its own generator
+seeded by (seed, i), and the vertebra levels are drawn once for all n from `seed`: the same seed and device give
+the same samples whatever the batch size (up to the rounding of the batch's kernels), and the first k of n samples
+are the k samples of the same seed.
 """
 
 from __future__ import annotations
@@ -119,8 +120,8 @@ class SliceGenerator:
                batch_size: int = 64, vertebrae: int | Sequence[int] | np.ndarray | None = None, guidance: float = 1.0,
                progress: bool = False) -> Iterator[Samples]:
         """An iterator over n samples in chunks of `batch_size`; the arguments are checked at once, not at the
-        first chunk. The noise is seeded per chunk, so the samples drawn depend on `seed` and `batch_size`: the
-        same pair gives the same samples. Diffusion: `sampler` ddim (default, 25 steps), ddpm (default 1000 steps) or dpm++
+        first chunk. The noise is seeded per sample, so the samples drawn depend on `seed`, not on `batch_size`
+        (see the module's docstring). Diffusion: `sampler` ddim (default, 25 steps), ddpm (default 1000 steps) or dpm++
         (DPM-Solver++(2M), default 10 steps); `guidance` > 1
         pushes samples towards their vertebra level. Both models: `temperature` scales the noise; `vertebrae` is
         one level for all, one per sample, or None to draw levels as often as they occur in the training data."""
@@ -131,24 +132,26 @@ class SliceGenerator:
     def _chunks(self, levels: np.ndarray, seed: int, steps: int, sampler: str, temperature: float, batch_size: int,
                 guidance: float, progress: bool) -> Iterator[Samples]:
         with tqdm(total=len(levels), unit="slice", desc=f"sampling ({self.family})", disable=not progress) as bar:
-            for k, start in enumerate(range(0, len(levels), batch_size)):
+            for start in range(0, len(levels), batch_size):
                 chunk = levels[start : start + batch_size]
-                gen = torch.Generator(self.device).manual_seed(int(np.random.SeedSequence([seed, k]).generate_state(1)[0]))
-                x = self._draw(torch.from_numpy(chunk.astype(np.int64)).to(self.device), gen, steps, sampler, temperature, guidance)
+                gens = [torch.Generator(self.device).manual_seed(int(np.random.SeedSequence([seed, i]).generate_state(1)[0]))
+                        for i in range(start, start + len(chunk))]
+                x = self._draw(torch.from_numpy(chunk.astype(np.int64)).to(self.device), gens, steps, sampler, temperature, guidance)
                 x = x.float().cpu().numpy()
                 yield Samples(np.clip(x[:, :1], 0, 1), quantise_tissue(x[:, 1]), chunk)
                 bar.update(len(chunk))
 
     @torch.inference_mode()
-    def _draw(self, labels: torch.Tensor, gen: torch.Generator, steps: int, sampler: str, temperature: float, guidance: float) -> torch.Tensor:
-        """One chunk as (B, 2, H, W) in [0, 1]: CT and tissue level."""
+    def _draw(self, labels: torch.Tensor, gens: list[torch.Generator], steps: int, sampler: str, temperature: float,
+              guidance: float) -> torch.Tensor:
+        """One chunk as (B, 2, H, W) in [0, 1]: CT and tissue level, sample b's noise drawn from gens[b]."""
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             if self.diffusion is None:
-                z = torch.randn((len(labels), self.net.config.latent_dim), generator=gen, device=self.device) * temperature
+                z = torch.cat([torch.randn((1, self.net.config.latent_dim), generator=g, device=self.device) for g in gens]) * temperature
                 return self.forward.decode(z, labels)
             shape = (len(labels), self.net.config.channels, self.size, self.size)
             solver, eta = SAMPLERS[sampler]
-            x = self.diffusion.sample(self.forward, labels, shape, gen, steps, eta, temperature, guidance, NULL_CLASS, solver)
+            x = self.diffusion.sample(self.forward, labels, shape, gens, steps, eta, temperature, guidance, NULL_CLASS, solver)
             return (x + 1) / 2
 
     def _check(self, n: int, steps: int | None, sampler: str | None, temperature: float, batch_size: int, guidance: float) -> tuple[int, str]:
