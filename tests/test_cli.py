@@ -152,6 +152,11 @@ def test_demo_runs_as_a_console_script(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "demo" / "report" / "cases.png").is_file()
     assert json.loads((tmp_path / "demo" / "report" / "summary.json").read_text())["n"] == 12
+    (tmp_path / "again" / "report").mkdir(parents=True)
+    (tmp_path / "again" / "report" / "mine.txt").write_text("a user's file")
+    code, out = cli("demo", "-o", tmp_path / "again")
+    assert code == 2 and "again/report: already exists" in out
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["report"]  # no half demo (predictions/) left
 
 
 def test_train_fine_tunes_a_checkpoint_without_repeating_its_shape(phantom_dataset: Path, tmp_path: Path) -> None:

@@ -54,6 +54,8 @@ def test_checkpoint_of_another_model_or_no_checkpoint(tmp_path: Path) -> None:
         Inpainter.from_pretrained(tmp_path / "junk.safetensors")
     with pytest.raises(InputError, match="no such checkpoint"):
         Inpainter.from_pretrained(tmp_path / "missing.safetensors")
+    with pytest.raises(InputError, match="a folder, not a checkpoint file"):
+        Inpainter.from_pretrained(tmp_path)
 
 
 def test_weights_that_do_not_match_their_config(tmp_path: Path) -> None:
@@ -135,6 +137,8 @@ def test_what_lies_under_the_mask_is_never_looked_at_and_bad_inputs_are_refused(
             model.predict(img, msk, **side)
     with pytest.raises(InputError, match="one level per slice"):
         model.predict_batch(image[None], mask[None], vertebrae=np.array([1, 2]))
+    empty = model.predict_batch(image[None][:0], mask[None][:0], vertebrae=np.zeros(0, np.int64))
+    assert empty.shape == (0, 32, 32)  # an empty batch with its (empty) levels, as without them
     with pytest.raises(InputError, match="the device must be cpu or cuda"):
         Inpainter.from_pretrained(tiny_checkpoint, device="gpu")
     assert Inpainter.from_pretrained((tiny_checkpoint, tiny_checkpoint), backend="torch").name.count("+") == 1

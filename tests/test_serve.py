@@ -97,6 +97,9 @@ def test_index_api_and_health(client: httpx.Client, tiny_checkpoint: Path) -> No
     seconds_up = lambda text: sum(float(x) * 60**k for k, x in enumerate(reversed(text.split(":"))))  # noqa: E731  H:MM:SS.s
     first = seconds_up(api["uptime"])
     assert re.fullmatch(r"\d+:\d\d:\d\d(\.\d+)?", api["uptime"]) and 0 <= first <= seconds_up(client.get("/api").json()["uptime"])
+    wrong_method = client.get("/predict")
+    assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"  # RFC 9110 asks for Allow
+    assert wrong_method.json() == {"detail": "Method Not Allowed", "field": None}
     health = client.get("/health").json()
     assert health["model"] == "tiny" and health["checksum"] == file_checksum(tiny_checkpoint)
     assert health["status"] == "ok" and health["max_batch"] == 8
@@ -373,3 +376,6 @@ def test_cli_serve_reports_a_taken_port_before_loading(tmp_path: Path) -> None:
     # the port is named, in one line, before the (missing) checkpoint is even looked at
     assert result.exit_code == 2 and f"127.0.0.1:{port}: cannot listen there" in result.output
     assert "no such checkpoint" not in result.output and "page:" not in result.output
+    assert "another server may hold it" in result.output
+    result = CliRunner().invoke(cli, ["serve", "--host", "nonsense.invalid", "--weights", str(tmp_path / "none.safetensors")])
+    assert result.exit_code == 2 and "check --host" in result.output and "another server" not in result.output, result.output

@@ -253,6 +253,9 @@ def test_a_nan_among_the_known_voxels_does_not_spread_into_the_fill(ct_inpainter
     assert np.array_equal(filled[~mask], hu[~mask], equal_nan=True)
     with pytest.raises(InputError, match="along all three axes"):
         ct_inpainter.predict_volume(hu, mask, spacing=(2.0, 2.0))
+    for level in (356.0, 100.7):  # the uint8 cast wrapped 356 onto 100 and cut 100.7 to it: both passed as body
+        with pytest.raises(InputError, match="tissue map values must be"):
+            ct_inpainter.predict_volume(np.nan_to_num(hu), mask, tissue=np.full(hu.shape, level))
 
 
 def test_the_cli_fills_a_volume_and_a_folder_and_refuses_bad_outputs(tmp_path: Path, tiny_checkpoint: Path) -> None:

@@ -161,6 +161,8 @@ def save_checkpoint(path: Path, network: torch.nn.Module, meta: CheckpointMeta, 
 def read_metadata(path: Path) -> CheckpointMeta:
     """The metadata of a checkpoint; an InputError if the file is not one of ours."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: a folder, not a checkpoint file (a run folder's weights are its model.safetensors)")
     if not path.is_file():
         raise InputError(f"{path}: no such checkpoint file")
     try:

@@ -115,7 +115,7 @@ class Inpainter:
         if vertebrae is not None:
             if vertebrae.shape != (len(images),):
                 raise InputError(f"vertebrae must be one level per slice, shape ({len(images)},), got {vertebrae.shape}")
-            if not np.issubdtype(vertebrae.dtype, np.integer) or vertebrae.min() < -1 or vertebrae.max() > MAX_VERTEBRA:
+            if not np.issubdtype(vertebrae.dtype, np.integer) or (vertebrae.size and (vertebrae.min() < -1 or vertebrae.max() > MAX_VERTEBRA)):
                 raise InputError(f"vertebra levels must be integers 0..{MAX_VERTEBRA} (-1: unknown), got {vertebrae[:5].tolist()}")
         seen = np.where(masks, 0, images)  # what lies under the mask is never looked at (not even a NaN)
         out = np.empty(images.shape, dtype=np.float32)

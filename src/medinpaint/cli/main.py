@@ -274,7 +274,11 @@ def demo(
     """Fill the bundled sample cases with the shipped model, then score them and draw the figure."""
     from medinpaint.samples import sample_dir
 
+    from medinpaint.outputs import check_output_path
+
     samples = sample_dir()
+    for part in ("predictions", "report"):  # both refused before any work: never half a demo written
+        check_output_path(output / part, [samples], overwrite)
     predict(input=samples, output=output / "predictions", weights=None, device="cpu", batch_size=4, flips=False,
             overwrite=overwrite, no_progress=True)
     evaluate(pred=output / "predictions", data=samples, output=output / "report", overwrite=overwrite)

@@ -148,8 +148,9 @@ def _job(item: PredictRequest | InpaintRequest, prefix: str) -> Job:
 
 
 def _add_error_handlers(app: FastAPI) -> None:
-    """Every error as `{"detail", "field"}`: 422 for bad fields, 400 for a body that does not parse, 413 for big
-    bodies; a 500 for our bugs is `RequestLog`'s."""
+    """Every error as `{"detail", "field"}`: 422 for bad fields and for a body that is not JSON (as FastAPI and
+    DM-i-AI's template answer), 400 for what Starlette cannot parse, 413 for big bodies, 404 and 405 (with its
+    Allow header); a 500 for our bugs is `RequestLog`'s."""
 
     @app.exception_handler(FieldError)
     async def bad_field(request: Request, exc: FieldError) -> JSONResponse:
@@ -168,7 +169,9 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:  # 400 (an unparsable body), 404, 405, 413
         if exc.status_code == 400:
             return error_response(400, f"body: {exc.detail}", "body")
-        return error_response(exc.status_code, str(exc.detail), "body" if exc.status_code == 413 else None)
+        response = error_response(exc.status_code, str(exc.detail), "body" if exc.status_code == 413 else None)
+        response.headers.update(exc.headers or {})  # a 405's Allow, as RFC 9110 asks
+        return response
 
 
 def app_from_env() -> FastAPI:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import subprocess
@@ -28,7 +29,8 @@ def require_free_port(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as e:
-            raise InputError(f"{host}:{port}: cannot listen there ({e.strerror}): another server may hold it; pass --port") from None
+            hint = ": another server may hold it; pass --port" if e.errno == errno.EADDRINUSE else ": check --host"
+            raise InputError(f"{host}:{port}: cannot listen there ({e.strerror}){hint}") from None
 
 
 def free_port() -> int:
