@@ -124,3 +124,12 @@ def test_an_interrupted_study_resumes_after_its_last_finished_block(phantoms: Pa
     assert not (tmp_path / ".study.partial").exists() and not (out / "rows.jsonl").exists()
     other = run_study(phantoms, tmp_path / "other", tiny(arms=("real",), seeds=1))  # another config starts afresh
     assert len(other) == 2
+
+
+def test_data_without_patients_450_to_499_is_refused_not_split_at_random(tmp_path: Path) -> None:
+    """A random tenth held out here would be another tenth in the engine, which trained on the patients scored."""
+    from medinpaint.errors import InputError
+
+    data = read_slices(write_dmiai(tmp_path / "p", list(range(20)), per_patient=1))
+    with pytest.raises(InputError, match="scores on validation patients 450-499: the data hold none"):
+        Study(data, tiny(arms=("real",), seeds=1), tmp_path / "work")

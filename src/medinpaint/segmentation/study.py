@@ -28,7 +28,7 @@ from medinpaint.constants import TISSUE_LEVELS
 from medinpaint.data import read_slices, split_by_patient
 from medinpaint.data.slices import SliceSet, to_uint8
 from medinpaint.engine.logs import training_seconds
-from medinpaint.data.split import patient_of
+from medinpaint.data.split import is_validation_patient, patient_of
 from medinpaint.errors import InputError
 from medinpaint.models import SegmenterConfig
 from medinpaint.outputs import atomic_file, check_output_path, resumable_dir, settings_key
@@ -112,6 +112,11 @@ class Study:
         require_triples(data, "study data")
         self.cfg, self.work = cfg, work
         self.data = small(data, cfg.size)
+        # only patients 450-499, never a random tenth: the engine would hold out another tenth of the smaller set
+        # it is given, and train on the patients scored here
+        val_idx = np.flatnonzero([is_validation_patient(patient_of(i)) for i in self.data.ids])
+        if len(val_idx) == 0:
+            raise InputError("the study scores on validation patients 450-499: the data hold none")
         self.patients = training_patients(self.data.ids)
         if not self.patients:
             raise InputError("the data hold no training patients (only validation patients 450-499)")
@@ -119,9 +124,6 @@ class Study:
         if too_many:
             raise InputError(f"--n {too_many[0]}: the data hold {len(self.patients)} training patients; give --n values up "
                              f"to {len(self.patients)}, or all")
-        _, val_idx = split_by_patient(self.data.ids)
-        if len(val_idx) == 0:
-            raise InputError("the study scores on validation patients 450-499: the data hold none")
         held = self.data.subset(val_idx)
         self.heldout = as_labelled(held.ids, held.images, held.tissue)
         self.validation = self.heldout.subset(np.linspace(0, len(held) - 1, min(64, len(held))).astype(int))
