@@ -106,9 +106,10 @@ def fill_stack(inpainter: Inpainter, values: np.ndarray, missing: np.ndarray, sp
     if len(todo) == 0:
         return filled, record
     unit, holes = mapping.to_unit(values[todo]), missing[todo]
-    if tissue is not None:
-        check_tissue_levels(tissue[todo])  # before the cast, which would wrap 356 onto 100
-    tis = None if tissue is None else tissue[todo].astype(np.uint8)
+    tis = None if tissue is None else tissue[todo]
+    if tis is not None:
+        check_tissue_levels(tis)  # before the cast, which would wrap 356 onto 100
+        tis = tis.astype(np.uint8)
     target = record["model_pixel_spacing_mm"]
     shape = values.shape[1:]
     if spacing and target and any(abs(s / target - 1) > SPACING_TOLERANCE for s in spacing):

@@ -272,9 +272,8 @@ def demo(
     overwrite: Overwrite = False,
 ) -> None:
     """Fill the bundled sample cases with the shipped model, then score them and draw the figure."""
-    from medinpaint.samples import sample_dir
-
     from medinpaint.outputs import check_output_path
+    from medinpaint.samples import sample_dir
 
     samples = sample_dir()
     for part in ("predictions", "report"):  # both refused before any work: never half a demo written

@@ -45,6 +45,11 @@ def cosine_alpha_bar(timesteps: int, offset: float = 0.008, max_beta: float = 0.
     return torch.cumprod(1 - torch.tensor(betas, dtype=torch.float64), dim=0)
 
 
+def randn_per_sample(gens: Sequence[torch.Generator], shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """(len(gens), *shape) standard normal noise, row b drawn from gens[b]: a sample's noise whatever its batch."""
+    return torch.cat([torch.randn((1, *shape), generator=g, device=device) for g in gens])
+
+
 class Diffusion:
     def __init__(self, timesteps: int = 1000) -> None:
         self.timesteps = timesteps
@@ -126,8 +131,7 @@ class Diffusion:
         if not isinstance(gen, torch.Generator):
             if shared_noise or len(gen) != shape[0]:
                 raise ValueError(f"one generator per sample ({shape[0]}) and no shared noise, got {len(gen)} (shared {shared_noise})")
-            one = (1, *shape[1:])
-            draw = lambda: torch.cat([torch.randn(one, generator=g, device=dev) for g in gen])  # noqa: E731
+            draw = lambda: randn_per_sample(gen, shape[1:], dev)  # noqa: E731
         else:
             noise_shape = (1, *shape[1:]) if shared_noise else shape
             draw = lambda: torch.randn(noise_shape, generator=gen, device=dev).expand(shape)  # noqa: E731

@@ -26,7 +26,7 @@ from medinpaint.devices import check_device
 from medinpaint.errors import InputError
 from medinpaint.synthesis.data import quantise_tissue
 from medinpaint.models.denoiser import NULL_CLASS
-from medinpaint.synthesis.diffusion import Diffusion
+from medinpaint.synthesis.diffusion import Diffusion, randn_per_sample
 from medinpaint.synthesis.registry import checkpoint_family, load_network
 
 SHIPPED_SIZES = (64, 256)
@@ -147,7 +147,7 @@ class SliceGenerator:
         """One chunk as (B, 2, H, W) in [0, 1]: CT and tissue level, sample b's noise drawn from gens[b]."""
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             if self.diffusion is None:
-                z = torch.cat([torch.randn((1, self.net.config.latent_dim), generator=g, device=self.device) for g in gens]) * temperature
+                z = randn_per_sample(gens, (self.net.config.latent_dim,), self.device) * temperature
                 return self.forward.decode(z, labels)
             shape = (len(labels), self.net.config.channels, self.size, self.size)
             solver, eta = SAMPLERS[sampler]
