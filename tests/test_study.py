@@ -133,3 +133,30 @@ def test_data_without_patients_450_to_499_is_refused_not_split_at_random(tmp_pat
     data = read_slices(write_dmiai(tmp_path / "p", list(range(20)), per_patient=1))
     with pytest.raises(InputError, match="scores on validation patients 450-499: the data hold none"):
         Study(data, tiny(arms=("real",), seeds=1), tmp_path / "work")
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("--size", "0"), "--size must be one of 64, 128, 256, got 0"),
+        (("--size", "3"), "--size must be one of 64, 128, 256, got 3"),
+        (("--seg-steps", "0"), "--seg-steps must be at least 1, got 0"),
+        (("--gen-steps", "-2"), "--gen-steps must be at least 1, got -2"),
+        (("--size", "128", "--arm", "real+all"), "no shipped generator for size 128 yet (shipped: 64x64): pass --reference or train"),
+        (("--size", "128", "--arm", "real+all", "--reference", "{shipped}"), "synth-vae-64.safetensors: the reference generator is 64x64, the study 128"),
+    ],
+)
+def test_the_study_refuses_its_settings_before_the_first_segmenter_trains(tmp_path: Path, args: tuple[str, ...], message: str,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from medinpaint.segmentation import study
+    from medinpaint.synthesis.generator import shipped_sizes, shipped_weights
+
+    if shipped_sizes() != [64] or shipped_weights(64).name != "synth-vae-64.safetensors":
+        pytest.skip("the reference cases are written for the one shipped generator being the 64x64 VAE")
+    monkeypatch.setattr(study, "train_segmenter", lambda *a, **k: pytest.fail("a segmenter trained before the check"))
+    data = write_dmiai(tmp_path / "phantoms", [0, 1, 450], per_patient=2, size=128)
+    argv = [a.format(shipped=shipped_weights(64)) for a in args]
+    result = CliRunner().invoke(app, ["segment", "study", "--data", str(data), "-o", str(tmp_path / "s"), "--n", "1", "--seeds", "1",
+                                      "--device", "cpu", *argv])
+    assert result.exit_code == 2 and message in result.output and result.output.count("\n") == 1, result.output
+    assert not (tmp_path / "s").exists() and not (tmp_path / ".s.partial").exists()

@@ -167,3 +167,37 @@ def test_sampling_never_replaces_the_folder_that_holds_its_generator(runs: dict[
         code, msg = cli("synth", "sample", "-n", 2, "--weights", weights, "-o", output, "--overwrite", "--device", "cpu", "--no-progress")
         assert code == 2 and "output must not be" in msg, msg
     assert weights.read_bytes() == runs["vae"].read_bytes()
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("--weights", "{diffusion}", "--steps", "0"), "--steps must be 1..1000, got 0"),
+        (("--weights", "{diffusion}", "--sampler", "euler"), "--sampler must be one of"),
+        (("--weights", "{vae}", "--encoder-steps", "0"), "--encoder-steps must be at least 1 (or give --encoder), got 0"),
+        (("--weights", "{vae}", "--utility-steps", "-1"), "--utility-steps must be 0 (no utility test) or more, got -1"),
+    ],
+)
+def test_report_refuses_its_arguments_before_its_encoder_trains(runs: dict[str, Path], tmp_path: Path, args: tuple[str, ...],
+                                                                message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from medinpaint.synthesis import report
+
+    monkeypatch.setattr(report, "train_generator", lambda *a, **k: pytest.fail("the encoder trained before the check"))
+    argv = [a.format(**{k: str(v) for k, v in runs.items()}) for a in args]
+    code, msg = cli("synth", "report", "--data", runs["data"], "-o", tmp_path / "r", *argv, "-n", 4, "--device", "cpu", "--no-progress")
+    assert code == 2 and msg.startswith(f"error: {message}") and msg.count("\n") == 1, msg
+    assert not (tmp_path / "r").exists()
+
+
+def test_report_on_larger_slices_measures_the_shipped_generator_at_its_size(tmp_path: Path) -> None:
+    """The real slices shrink to the shipped generator's size; asking for a shipped 128x128 one was wrong."""
+    from medinpaint.synthesis.generator import shipped_sizes
+
+    if 64 not in shipped_sizes() or 128 in shipped_sizes():
+        pytest.skip("needs a shipped 64x64 generator and none of 128x128")
+    big = write_dmiai(tmp_path / "phantoms-128", [0, 1, 2, 450, 451], per_patient=2, size=128)
+    code, out = cli("synth", "report", "--data", big, "-o", tmp_path / "r", "-n", 4, "--encoder-steps", 1,
+                    "--device", "cpu", "--no-progress")
+    assert code == 0, out
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["size"] == 64 and summary["models"][0]["weights"].startswith("shipped synth-")

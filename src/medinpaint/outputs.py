@@ -108,6 +108,12 @@ def fingerprint(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def partial_dir(output: Path) -> Path:
+    """The work folder `resumable_dir` keeps for `output` while the work is unfinished."""
+    output = Path(output)
+    return output.parent / f".{output.name}.partial"
+
+
 @contextmanager
 def resumable_dir(output: Path, key: str, overwrite: bool = False) -> Iterator[Path]:
     """`atomic_dir` for work long enough to be interrupted (a comparison, a study: an hour or more on a CPU). The
@@ -117,7 +123,7 @@ def resumable_dir(output: Path, key: str, overwrite: bool = False) -> Iterator[P
     output = Path(output)
     check_replaceable(output)
     make_parent(output)
-    work = output.parent / f".{output.name}.partial"
+    work = partial_dir(output)
     stamp = work / RESUME_KEY
     if work.exists() and not (stamp.is_file() and stamp.read_text() == key):
         shutil.rmtree(work)

@@ -118,7 +118,7 @@ def study_cmd(
     seeds: Annotated[int, typer.Option(help="seeds (each also draws the patients)")] = 3,
     ratio: Annotated[list[int] | None, typer.Option("--ratio", help="synthetic pairs per real slice (repeat); default 1 and 4")] = None,
     arm: Annotated[list[str] | None, typer.Option("--arm", help="real, real+own, real+all, synthetic (repeat); default all four")] = None,
-    size: Annotated[int, typer.Option(help="slice size the study works at")] = 64,
+    size: Annotated[int, typer.Option(help="slice size the study works at: 64, 128 or 256 (a generator size)")] = 64,
     generator: Annotated[str, typer.Option(help="family of the generator trained on the n patients: vae or diffusion")] = "vae",
     reference: Annotated[Path | None, typer.Option(help="generator trained on all training patients (default: the shipped one)")] = None,
     seg_steps: Annotated[int, typer.Option(help="segmenter training steps per run")] = 120,

@@ -31,13 +31,14 @@ from medinpaint.engine.logs import training_seconds
 from medinpaint.data.split import is_validation_patient, patient_of
 from medinpaint.errors import InputError
 from medinpaint.models import SegmenterConfig
-from medinpaint.outputs import atomic_file, check_output_path, resumable_dir, settings_key
+from medinpaint.outputs import atomic_file, check_output_path, partial_dir, resumable_dir, settings_key
 from medinpaint.segmentation.data import LabelledSet, coding, to_class_ids
 from medinpaint.segmentation.evaluate import score
 from medinpaint.segmentation.inference import Segmenter
 from medinpaint.segmentation.task import SegTrainConfig, train_segmenter
 from medinpaint.summaries import mean_sd
 from medinpaint.synthesis.data import require_triples, resize_pairs
+from medinpaint.synthesis.registry import check_choice
 
 ARMS = ("real", "real+own", "real+all", "synthetic")
 ROWS = "rows.jsonl"  # in the work folder of an unfinished study: the rows of its finished blocks
@@ -74,6 +75,11 @@ class StudyConfig:
             raise InputError("--seeds, every n and every ratio must be at least 1")
         if self.family not in ("vae", "diffusion"):  # before the first segmenter trains, not after
             raise InputError(f"--generator must be vae or diffusion (a family that samples slices), got {self.family!r}")
+        check_choice(self.family, self.size)  # a size the generators are built for
+        for option, value in (("--seg-steps", self.seg_steps), ("--seg-batch-size", self.seg_batch), ("--gen-steps", self.gen_steps),
+                              ("the generator's batch size", self.gen_batch), ("the sampler's steps", self.sample_steps)):
+            if value < 1:
+                raise InputError(f"{option} must be at least 1, got {value}")
 
 
 def training_patients(ids: list[str]) -> list[str]:
@@ -127,16 +133,19 @@ class Study:
         held = self.data.subset(val_idx)
         self.heldout = as_labelled(held.ids, held.images, held.tissue)
         self.validation = self.heldout.subset(np.linspace(0, len(held) - 1, min(64, len(held))).astype(int))
-        self._reference = None
+        # loaded now, so that a missing or mis-sized one is refused before the first segmenter trains
+        self.reference = self.load_reference() if "real+all" in cfg.arms else None
 
-    def reference(self):  # -> SliceGenerator
+    def load_reference(self):  # -> SliceGenerator
+        """The real+all arm's generator: --reference, else the one shipped for the study's size."""
         from medinpaint.synthesis import load_generator
+        from medinpaint.synthesis.generator import shipped_weights
 
-        if self._reference is None:
-            self._reference = load_generator(self.cfg.reference, None if self.cfg.reference else self.cfg.size, device=self.cfg.device)
-            if self._reference.size != self.cfg.size:
-                raise InputError(f"the reference generator is {self._reference.size}x{self._reference.size}, the study {self.cfg.size}")
-        return self._reference
+        path = self.cfg.reference or shipped_weights(self.cfg.size, option="--reference")
+        generator = load_generator(path, device=self.cfg.device)
+        if generator.size != self.cfg.size:
+            raise InputError(f"{path}: the reference generator is {generator.size}x{generator.size}, the study {self.cfg.size}")
+        return generator
 
     def own_generator(self, real: SliceSet, name: str, seed: int):  # -> SliceGenerator
         """A generator trained on `real` (the n patients' slices) and nothing else, with the block's seed (a new
@@ -212,7 +221,7 @@ class Study:
             if own is not None:
                 pools["own"] = self.sample(own, most, seed)
             if "real+all" in c.arms:
-                pools["all"] = self.sample(self.reference(), most, seed)
+                pools["all"] = self.sample(self.reference, most, seed)
             for ratio in c.ratios:
                 for arm, key in (("real+own", "own"), ("real+all", "all")):
                     if arm in c.arms:
@@ -284,6 +293,7 @@ def run_study(data: Path, output: Path, cfg: StudyConfig, overwrite: bool = Fals
     inputs = [data, *([Path(cfg.reference)] if cfg.reference else [])]
     check_output_path(output, inputs, overwrite)
     slices = read_slices(data)
+    study = Study(slices, cfg, partial_dir(output) / "runs")  # refuses the data and the reference before any folder is made
     with resumable_dir(output, settings_key(cfg, inputs), overwrite=overwrite) as tmp:
         kept = tmp / ROWS
         done = kept_rows(kept)
@@ -294,7 +304,6 @@ def run_study(data: Path, output: Path, cfg: StudyConfig, overwrite: bool = Fals
             with atomic_file(kept) as part:
                 part.write_text("".join(json.dumps(r) + "\n" for r in written))
 
-        study = Study(slices, cfg, tmp / "runs")
         rows = study.run(done, keep)
         kept.unlink(missing_ok=True)
         with open(tmp / "results.csv", "w", newline="") as f:

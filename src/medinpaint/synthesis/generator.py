@@ -65,14 +65,21 @@ def nearest_shipped_size(size: int) -> int | None:
     return size if size in present else min((s for s in present if s >= size), default=max(present))
 
 
-def shipped_weights(size: int) -> Path:
+def shipped_size_within(size: int) -> int:
+    """The largest shipped generator size not above `size`: the generator a report on `size` x `size` slices
+    measures (the real slices shrink to it; they cannot grow). `size` itself when none fits, so that
+    `shipped_weights` says what is missing."""
+    return max((s for s in shipped_sizes() if s <= size), default=size)
+
+
+def shipped_weights(size: int, option: str = "--weights") -> Path:
     """The generator shipped for `size` (the diffusion model where there is one, else the VAE); an InputError
-    that says what to do when there is none."""
+    that says what to do when there is none, naming the command's `option` for a checkpoint of one's own."""
     path = _shipped_file(size) if size in SHIPPED_SIZES else None
     if path is not None:
         return path
     present = [f"{s}x{s}" for s in shipped_sizes()]
-    raise InputError(f"no shipped generator for size {size} yet (shipped: {', '.join(present) or 'none'}): pass --weights or "
+    raise InputError(f"no shipped generator for size {size} yet (shipped: {', '.join(present) or 'none'}): pass {option} or "
                      f"train one with `medinpaint synth train --model diffusion --size {size} --data DIR --output RUN_DIR`")
 
 
@@ -125,7 +132,7 @@ class SliceGenerator:
         (DPM-Solver++(2M), default 10 steps); `guidance` > 1
         pushes samples towards their vertebra level. Both models: `temperature` scales the noise; `vertebrae` is
         one level for all, one per sample, or None to draw levels as often as they occur in the training data."""
-        steps, sampler = self._check(n, steps, sampler, temperature, batch_size, guidance)
+        steps, sampler = self.check_arguments(n, steps, sampler, temperature, batch_size, guidance)
         levels = self._levels(n, seed, vertebrae)
         return self._chunks(levels, seed, steps, sampler, temperature, batch_size, guidance, progress)
 
@@ -154,8 +161,10 @@ class SliceGenerator:
             x = self.diffusion.sample(self.forward, labels, shape, gens, steps, eta, temperature, guidance, NULL_CLASS, solver)
             return (x + 1) / 2
 
-    def _check(self, n: int, steps: int | None, sampler: str | None, temperature: float, batch_size: int, guidance: float) -> tuple[int, str]:
-        """Validate the arguments; (steps, sampler name) for the diffusion sampler."""
+    def check_arguments(self, n: int, steps: int | None = None, sampler: str | None = None, temperature: float = 1.0,
+                        batch_size: int = 64, guidance: float = 1.0) -> tuple[int, str]:
+        """Validate `sample`'s arguments, so that a command can refuse them before its long work, not after;
+        (steps, sampler name) for the diffusion sampler."""
         if n <= 0:
             raise InputError(f"the number of samples must be positive, got {n}")
         if batch_size <= 0:

@@ -29,7 +29,7 @@ from medinpaint.outputs import atomic_dir, check_output_path
 from medinpaint.synthesis.data import require_triples, resize_pairs
 from medinpaint.synthesis.features import encode, frechet_distance, precision_recall
 from medinpaint.synthesis.figures import Triples, plot_closest, plot_grid, plot_histograms, tissue_fractions
-from medinpaint.synthesis.generator import Samples, SliceGenerator, load_generator, shipped_weights
+from medinpaint.synthesis.generator import Samples, SliceGenerator, load_generator, shipped_size_within, shipped_weights
 from medinpaint.synthesis.memorisation import Neighbours, nearest_training, summarise, thumbnails
 from medinpaint.synthesis.registry import load_network
 from medinpaint.synthesis.task import SynthTrainConfig, train_generator
@@ -50,15 +50,31 @@ class ReportConfig:
     device: str = "cpu"
     progress: bool = True
 
+    def __post_init__(self) -> None:  # in the report's own option names, before any encoder trains
+        if self.n < 2:
+            raise InputError(f"-n must be at least 2 to compare distributions, got {self.n}")
+        if self.encoder is None and self.encoder_steps < 1:
+            raise InputError(f"--encoder-steps must be at least 1 (or give --encoder), got {self.encoder_steps}")
+        if self.utility_steps < 0:
+            raise InputError(f"--utility-steps must be 0 (no utility test) or more, got {self.utility_steps}")
+        if self.utility_base_channels < 1:
+            raise InputError(f"--utility-base-channels must be at least 1, got {self.utility_base_channels}")
+
 
 class RealReference:
     """The real side of every comparison, at the generators' size: training slices (a random n of them for
     features) and held-out slices, with their features and nearest-training-slice distances."""
 
-    def __init__(self, slices: SliceSet, size: int, cfg: ReportConfig, features: Callable[[np.ndarray], np.ndarray]) -> None:
-        train_idx, val_idx = split_by_patient(slices.ids)  # the generators' own hold-out, whatever their seed
+    @staticmethod
+    def split(slices: SliceSet) -> tuple[np.ndarray, np.ndarray]:
+        """(training, held-out) slice indices: the generators' own hold-out, whatever their seed."""
+        train_idx, val_idx = split_by_patient(slices.ids)
         if len(train_idx) < 2 or len(val_idx) < 2:
             raise InputError("the data need at least two training and two held-out slices (patients 450-499)")
+        return train_idx, val_idx
+
+    def __init__(self, slices: SliceSet, size: int, cfg: ReportConfig, features: Callable[[np.ndarray], np.ndarray]) -> None:
+        train_idx, val_idx = self.split(slices)
         self.train, self.heldout = slices.subset(train_idx), slices.subset(val_idx)
         self.train_pairs, self.heldout_pairs = resize_pairs(self.train, size), resize_pairs(self.heldout, size)
         rng = np.random.default_rng(cfg.seed)
@@ -84,17 +100,23 @@ class RealReference:
 
 
 def synth_report(weights: list[Path | None], data: Path, output: Path, cfg: ReportConfig, overwrite: bool = False) -> dict:
-    """Measure every generator in `weights` (None: the shipped generator of the data's size) against the
+    """Measure every generator in `weights` (None: the largest shipped generator not above the data's size) against the
     real slices of `data` (the data the generators were trained on) and write the report to `output`."""
-    if cfg.n < 2:
-        raise InputError(f"-n must be at least 2 to compare distributions, got {cfg.n}")
     check_output_path(output, [data, *(Path(w) for w in weights if w), *([Path(cfg.encoder)] if cfg.encoder else [])], overwrite)
     slices = read_slices(data)
     require_triples(slices, str(data))
-    gens = [load_generator(w, None if w else slices.images.shape[-1], device=cfg.device) for w in weights]
+    h, w = slices.images.shape[1:]
+    if h != w:
+        raise InputError(f"{data}: synthesis works on square slices, got {h}x{w}")
+    gens = [load_generator(p, None if p else shipped_size_within(h), device=cfg.device) for p in weights]
     size = gens[0].size
     if any(g.size != size for g in gens):
         raise InputError("all checkpoints in one report must have the same size")
+    if size > h:
+        raise InputError(f"{data}: the slices are {h}x{w}, smaller than the {size}x{size} generators")
+    for gen in gens:  # the sampler's arguments and the split are refused now, not after the encoder has trained
+        gen.check_arguments(cfg.n, batch_size=cfg.batch_size, **_sampler_args(gen, cfg))
+    RealReference.split(slices)
     seed = gens[0].meta.training.seed  # the report's encoder trains with the generators' seed
     with atomic_dir(output, overwrite=overwrite) as tmp:
         encoder_path = cfg.encoder or train_generator(
@@ -160,13 +182,17 @@ def _first(samples: Samples, n: int) -> Samples:
     return Samples(*(part[:n] for part in samples))
 
 
+def _sampler_args(gen: SliceGenerator, cfg: ReportConfig) -> dict:
+    """--steps and --sampler for a diffusion model; a VAE in the same report takes neither."""
+    diffusion = gen.family == "diffusion"
+    return {"steps": cfg.steps if diffusion else None, "sampler": cfg.sampler if diffusion else None}
+
+
 def _measure(gen: SliceGenerator, label: str, cfg: ReportConfig, real: RealReference,
              features: Callable[[np.ndarray], np.ndarray]) -> tuple[Samples, Neighbours, dict]:
     """Draw n samples from `gen` and measure them: (samples, their nearest training slices, summary entry)."""
-    diffusion = gen.family == "diffusion"
     t0 = time.perf_counter()
-    samples = gen.sample(cfg.n, seed=cfg.seed, steps=cfg.steps if diffusion else None, sampler=cfg.sampler if diffusion else None,
-                         batch_size=cfg.batch_size, progress=cfg.progress)
+    samples = gen.sample(cfg.n, seed=cfg.seed, batch_size=cfg.batch_size, progress=cfg.progress, **_sampler_args(gen, cfg))
     seconds = time.perf_counter() - t0
     nn = nearest_training(thumbnails(samples.images), real.thumbs, progress=cfg.progress)
     body, fat = tissue_fractions(samples.tissue)
