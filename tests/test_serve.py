@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import io
 import json
 import logging
@@ -365,6 +366,34 @@ def test_an_oversized_png_is_refused_from_its_header(client: httpx.Client, sampl
     assert large.status_code == bomb.status_code == 422
     assert large.json()["detail"] == "corrupted_image: expected a 256x256 image, got 9000x9000"
     assert bomb.json()["detail"].startswith("mask_image: image too large to decode")
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_cli_serve_holds_its_port_while_the_model_loads(workers: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A port found free and then left open while the model loads could be taken by another server meanwhile, and
+    uvicorn would fail after the load. Another bind (SO_REUSEADDR, as uvicorn binds) must fail during the load."""
+    from medinpaint.errors import InputError
+    from medinpaint.serve import server
+
+    port, seen = free_port(), []
+
+    def loading(*args, **kwargs):
+        with socket.socket() as other:
+            other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                other.bind(("127.0.0.1", port))
+                seen.append("bound")
+            except OSError as e:
+                seen.append(e.errno)
+        raise InputError("stopped in the load")
+
+    monkeypatch.setattr(server, "create_app", loading)
+    monkeypatch.setattr(server.Inpainter, "from_pretrained", loading)
+    result = CliRunner().invoke(cli, ["serve", "--port", str(port), "--workers", workers])
+    assert result.exit_code == 2 and "stopped in the load" in result.output
+    assert seen == [errno.EADDRINUSE]
+    with socket.socket() as again:  # and it is let go when the command fails
+        again.bind(("127.0.0.1", port))
 
 
 def test_cli_serve_reports_a_taken_port_before_loading(tmp_path: Path) -> None:

@@ -22,15 +22,19 @@ from medinpaint.inference import Inpainter
 from medinpaint.serve.app import create_app
 
 
-def require_free_port(host: str, port: int) -> None:
-    """Fail in one line before the model loads, rather than with uvicorn's log after it, when the port is taken."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a closed server's port is free
-        try:
-            probe.bind((host, port))
-        except OSError as e:
-            hint = ": another server may hold it; pass --port" if e.errno == errno.EADDRINUSE else ": check --host"
-            raise InputError(f"{host}:{port}: cannot listen there ({e.strerror}){hint}") from None
+def listen_on(host: str, port: int) -> socket.socket:
+    """A socket listening on host:port, taken before the model loads and handed to uvicorn: a taken port fails in
+    one line now, not in uvicorn's log after the load, and no other server can take it while the model loads."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a closed server's port is free
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)  # uvicorn's backlog
+    except OSError as e:
+        sock.close()
+        hint = ": another server may hold it; pass --port" if e.errno == errno.EADDRINUSE else ": check --host"
+        raise InputError(f"{host}:{port}: cannot listen there ({e.strerror}){hint}") from None
+    return sock
 
 
 def free_port() -> int:
@@ -49,32 +53,31 @@ def browser_url(host: str, port: int) -> str:
 def run(host: str = "127.0.0.1", port: int = 9050, weights: Path | None = None, device: str = "cpu",
         workers: int = 1, flips: bool = False, max_batch: int | None = None, backend: str = "auto") -> None:
     """Serve until interrupted. One worker gets the app object (load errors surface here, as InputErrors);
-    several are separate processes, each loading the model once and sharing the cores between their torch threads."""
-    require_free_port(host, port)
+    several are separate processes, each loading the model once and sharing the cores between their torch threads.
+    The port is held from the start (`listen_on`)."""
     url = browser_url(host, port)
-    common = {"host": host, "port": port, "access_log": False, "log_level": "info"}  # RequestLog is the access log
-    if workers == 1:
-        app = create_app(weights, device=device, flips=flips, max_batch=max_batch, backend=backend)
-        print(f"page: {url}/ui/  API docs: {url}/docs", file=sys.stderr, flush=True)  # once the model is loaded
-        uvicorn.run(app, **common)
-        return
-    # Loaded once here, so that a bad checkpoint, device or backend is one line now, not a traceback per worker
-    # restarted without end.
-    Inpainter.from_pretrained(weights, device=device, flips=flips, backend=backend)
-    print(f"page: {url}/ui/  API docs: {url}/docs", file=sys.stderr, flush=True)
-    os.environ.update({
-        "MEDINPAINT_WEIGHTS": str(weights or ""), "MEDINPAINT_DEVICE": device, "MEDINPAINT_FLIPS": "1" if flips else "0", "MEDINPAINT_BACKEND": backend,
-        "MEDINPAINT_MAX_BATCH": str(max_batch or ""), "MEDINPAINT_TORCH_THREADS": str(max(1, (os.cpu_count() or 1) // workers)),
-    })
-    uvicorn.run("medinpaint.serve.app:app_from_env", factory=True, workers=workers, **common)
+    common = {"access_log": False, "log_level": "info"}  # RequestLog is the access log
+    with listen_on(host, port) as sock:
+        if workers == 1:
+            app = create_app(weights, device=device, flips=flips, max_batch=max_batch, backend=backend)
+            print(f"page: {url}/ui/  API docs: {url}/docs", file=sys.stderr, flush=True)  # once the model is loaded
+            uvicorn.Server(uvicorn.Config(app, **common)).run(sockets=[sock])
+            return
+        # Loaded once here, so that a bad checkpoint, device or backend is one line now, not a traceback per worker
+        # restarted without end.
+        Inpainter.from_pretrained(weights, device=device, flips=flips, backend=backend)
+        print(f"page: {url}/ui/  API docs: {url}/docs", file=sys.stderr, flush=True)
+        os.environ.update({
+            "MEDINPAINT_WEIGHTS": str(weights or ""), "MEDINPAINT_DEVICE": device, "MEDINPAINT_FLIPS": "1" if flips else "0", "MEDINPAINT_BACKEND": backend,
+            "MEDINPAINT_MAX_BATCH": str(max_batch or ""), "MEDINPAINT_TORCH_THREADS": str(max(1, (os.cpu_count() or 1) // workers)),
+        })
+        uvicorn.run("medinpaint.serve.app:app_from_env", factory=True, workers=workers, fd=sock.fileno(), **common)
 
 
 @contextmanager
 def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", timeout: float = 30.0) -> Iterator[str]:
     """Run `app` on a free loopback port in a background thread; yields its base URL, stops it on exit."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))  # binding here, not in uvicorn, means no race for the port
+    sock = listen_on(host, 0)  # binding here, not in uvicorn, means no race for the port
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="medinpaint-server")
     thread.start()
