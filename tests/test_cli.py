@@ -65,7 +65,11 @@ def test_predict_refuses_to_overwrite_or_write_into_the_input(samples: Path, tin
     code, msg = cli("predict", "-i", samples, "-o", samples / "pred", "--weights", tiny_checkpoint)
     assert code == 2 and "inside the input folder" in msg and not (samples / "pred").exists()
     code, msg = cli("predict", "-i", samples, "-o", out, "--weights", tiny_checkpoint, "--overwrite", "--no-progress")
-    assert code == 0 and not (out / "keep.txt").exists() and len(list(out.iterdir())) == 12
+    assert code == 2 and f"{out}: holds keep.txt that medinpaint did not write" in msg and (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()
+    for _ in range(2):  # into the emptied folder, then over its own output
+        code, msg = cli("predict", "-i", samples, "-o", out, "--weights", tiny_checkpoint, "--overwrite", "--no-progress")
+        assert code == 0 and len(list(out.iterdir())) == 12, msg
 
 
 @pytest.mark.parametrize(

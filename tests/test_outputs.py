@@ -1,3 +1,4 @@
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,16 +15,47 @@ def test_atomic_dir_leaves_nothing_behind_on_failure(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_atomic_dir_replaces_only_when_asked(tmp_path: Path) -> None:
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "old.txt").write_text("old")
+def test_atomic_dir_replaces_only_when_asked_and_only_an_output_of_its_own(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with atomic_dir(out) as tmp:
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "old.txt").write_text("old")
     with pytest.raises(InputError, match="already exists"):
-        with atomic_dir(tmp_path / "out") as tmp:
+        with atomic_dir(out) as tmp:
             (tmp / "new.txt").write_text("new")
-    assert (tmp_path / "out" / "old.txt").exists() and len(list(tmp_path.iterdir())) == 1
-    with atomic_dir(tmp_path / "out", overwrite=True) as tmp:
+    assert (out / "sub" / "old.txt").exists() and sorted(p.name for p in tmp_path.iterdir()) == [".out.medinpaint-output.json", "out"]
+    with atomic_dir(out, overwrite=True) as tmp:
         (tmp / "new.txt").write_text("new")
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["new.txt"]
+    assert [p.name for p in out.iterdir()] == ["new.txt"]  # what it wrote is listed beside the folder, not in it
+    (out / "notes.txt").write_text("mine")  # a file of the user's, put in the output since: refused before the work
+    with pytest.raises(InputError, match=r"out: holds notes.txt that medinpaint did not write; --overwrite replaces only"):
+        with atomic_dir(out, overwrite=True):
+            pytest.fail("the work began")
+    (out / "notes.txt").unlink()
+    with pytest.raises(InputError, match="holds late.txt"):  # and one put there while the work ran: refused at the end
+        with atomic_dir(out, overwrite=True) as tmp:
+            (out / "late.txt").write_text("mine too")
+            (tmp / "new.txt").write_text("newer")
+    assert (out / "late.txt").read_text() == "mine too" and (out / "new.txt").read_text() == "new"
+    mine = tmp_path / "mine"  # a folder medinpaint never wrote
+    (mine / "a").mkdir(parents=True)
+    (mine / "a" / "x.txt").write_text("x")
+    (mine / "y.txt").write_text("y")
+    with pytest.raises(InputError, match=r"holds a/x.txt and 1 more files that medinpaint did not write"):
+        with atomic_dir(mine, overwrite=True):
+            pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.medinpaint-output.json", "mine", "out"]
+    shutil.rmtree(out)  # a folder made anew where an output was, with a file of the same name: not the one listed
+    out.mkdir()
+    (out / "new.txt").write_text("someone else's")
+    with pytest.raises(InputError, match="holds new.txt that medinpaint did not write"):
+        with atomic_dir(out, overwrite=True):
+            pass
+    (tmp_path / "notes.txt").write_text("mine")  # and a file is never replaced by a folder
+    with pytest.raises(InputError, match="notes.txt: is a file, and the output is a folder"):
+        with atomic_dir(tmp_path / "notes.txt", overwrite=True):
+            pass
+    assert (tmp_path / "notes.txt").read_text() == "mine" and (out / "new.txt").read_text() == "someone else's"
 
 
 def test_atomic_file_keeps_the_old_file_on_failure(tmp_path: Path) -> None:
@@ -112,8 +144,8 @@ def test_a_resumable_folder_survives_an_interruption_and_only_its_own_settings_r
             assert (work / "run-1").is_file()
             (work / "run-2").write_text("more")
             raise KeyboardInterrupt
-    (out).mkdir()
-    (out / "old").write_text("kept")
+    with atomic_dir(out) as earlier:  # an earlier output of the command
+        (earlier / "old").write_text("kept")
     with pytest.raises(InputError, match="already exists"):
         with resumable_dir(out, "settings A") as work:
             pass
@@ -133,9 +165,9 @@ def test_an_interrupted_replacement_keeps_the_old_output_whole(tmp_path: Path, m
     import os
 
     out = tmp_path / "out"
-    out.mkdir()
-    for k in range(5):
-        (out / f"old-{k}.txt").write_text("old")
+    with atomic_dir(out) as earlier:
+        for k in range(5):
+            (earlier / f"old-{k}.txt").write_text("old")
     real_replace, calls = os.replace, []
 
     def interrupted_swap(src, dst):  # the old output is renamed aside, then Ctrl-C as the new one moves in
@@ -150,7 +182,8 @@ def test_an_interrupted_replacement_keeps_the_old_output_whole(tmp_path: Path, m
             (tmp / "new.txt").write_text("new")
     monkeypatch.undo()
     assert sorted(p.name for p in out.iterdir()) == [f"old-{k}.txt" for k in range(5)]
-    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # neither the new work nor an aside copy is left
+    # neither the new work nor an aside copy is left, and the old output is still listed as medinpaint's
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.medinpaint-output.json", "out"]
 
 
 def test_overwrite_replaces_a_symbolic_link_and_not_what_it_points_to(tmp_path: Path) -> None:
@@ -165,7 +198,7 @@ def test_overwrite_replaces_a_symbolic_link_and_not_what_it_points_to(tmp_path: 
         (tmp / "new.txt").write_text("new")
     assert not (tmp_path / "out").is_symlink() and [p.name for p in (tmp_path / "out").iterdir()] == ["new.txt"]
     assert (target / "precious.txt").read_text() == "keep"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "out"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.medinpaint-output.json", "elsewhere", "out"]
 
 
 def test_an_output_where_no_folder_can_be_made_is_one_line(tmp_path: Path) -> None:

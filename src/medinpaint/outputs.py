@@ -26,9 +26,9 @@ def check_replaceable(output: Path) -> None:
         raise InputError(f"{output}: the output must be a file or folder of its own, not the current folder or one above it")
 
 
-def check_output_path(output: Path, inputs: list[Path], overwrite: bool) -> None:
-    """Refuse an output that is an input file, is or lies inside an input folder, holds an input (replacing it
-    would delete the input), or exists and is not empty."""
+def check_not_an_input(output: Path, inputs: list[Path]) -> None:
+    """Refuse an output that is an input file, is or lies inside an input folder, or holds an input (replacing it
+    would delete the input). All a run folder, which is resumed where it exists, is checked for."""
     out = output.resolve()
     for inp in inputs:
         src = inp.resolve()
@@ -38,9 +38,58 @@ def check_output_path(output: Path, inputs: list[Path], overwrite: bool) -> None
             raise InputError(f"{output}: output must not be inside the input folder {src}")
         if out in src.parents:
             raise InputError(f"{output}: output must not be a folder that holds the input {inp}")
+
+
+def check_output_path(output: Path, inputs: list[Path], overwrite: bool, kind: str = "folder") -> None:
+    """`check_not_an_input`, and refuse now, before the work, what writing the output would refuse after it: an
+    output that exists and is not empty (without `overwrite`), a folder output that medinpaint may not replace
+    (`check_ours`), a file output where a folder is. `kind`: folder, file, or any (not known yet)."""
+    check_not_an_input(output, inputs)
+    out = output.resolve()
+    if kind == "file" and out.is_dir():
+        raise InputError(f"{output}: is a folder; the output is a file")
     if out.exists() and not overwrite:
         if out.is_file() or any(out.iterdir()):
             raise InputError(f"{output}: already exists and is not empty (pass --overwrite to replace it)")
+    if overwrite and kind == "folder":
+        check_ours(output)
+
+
+def manifest_path(output: Path) -> Path:
+    """Beside every folder `atomic_dir` puts in place: the files it wrote there, and the folder's inode (a folder
+    deleted and made anew by someone else is not the one listed). Beside, not inside, so an output holds only what
+    the command writes (a predictions folder zipped for a challenge holds only predictions)."""
+    output = Path(output)
+    return output.parent / f".{output.name}.medinpaint-output.json"
+
+
+def _files_under(folder: Path) -> list[str]:
+    return sorted(str(f.relative_to(folder)) for f in folder.rglob("*") if not f.is_dir())
+
+
+def check_ours(output: Path) -> None:
+    """`--overwrite` replaces a folder only if medinpaint wrote everything in it: a file it did not write (one put
+    there since, or a folder that was never a medinpaint output) is refused by name, never deleted."""
+    output = Path(output)
+    if output.is_symlink() or not output.exists():
+        return  # a link is replaced, never followed
+    if not output.is_dir():
+        raise InputError(f"{output}: is a file, and the output is a folder (choose another output)")
+    try:
+        listed = json.loads(manifest_path(output).read_text())
+        written = set(listed["files"]) if listed["inode"] == output.stat().st_ino else set()
+    except (OSError, ValueError, KeyError, TypeError):
+        written = set()
+    foreign = [f for f in _files_under(output) if f not in written]
+    if foreign:
+        raise InputError(f"{output}: holds {foreign[0]}{f' and {len(foreign) - 1} more files' if len(foreign) > 1 else ''} that "
+                         f"medinpaint did not write; --overwrite replaces only an output of its own (move them, or choose "
+                         f"another output)")
+
+
+def _record_ours(output: Path, files: list[str]) -> None:
+    with atomic_file(manifest_path(output), suffix=".json") as part:
+        part.write_text(json.dumps({"inode": output.stat().st_ino, "files": files}))
 
 
 def current_umask() -> int:
@@ -74,6 +123,8 @@ def atomic_dir(output: Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside `output`; it replaces `output` only if the block succeeds."""
     output = Path(output)
     check_replaceable(output)
+    if overwrite:
+        check_ours(output)  # now, before the work, and again when it is done
     make_parent(output)
     tmp = Path(_unwritable_is_input_error(output, lambda: tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent)))
     os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it private; the result should look like any new folder
@@ -122,6 +173,8 @@ def resumable_dir(output: Path, key: str, overwrite: bool = False) -> Iterator[P
     other settings start it afresh. It replaces `output` only when the block succeeds."""
     output = Path(output)
     check_replaceable(output)
+    if overwrite:
+        check_ours(output)  # now, before the work, and again when it is done
     make_parent(output)
     work = partial_dir(output)
     stamp = work / RESUME_KEY
@@ -150,14 +203,18 @@ def kept_row(folder: Path, compute: Callable[[], dict]) -> dict:
 
 
 def _put_in_place(tmp: Path, output: Path, overwrite: bool) -> None:
-    """Rename the finished folder `tmp` onto `output`, replacing it only with `overwrite`. The old output is first
+    """Rename the finished folder `tmp` onto `output`, replacing it only with `overwrite` and only if it is an output
+    of medinpaint's own (`check_ours`; the list of what `tmp` holds is written beside it for that). The old output is first
     renamed aside and deleted only once the new one is in place, so an interruption leaves one of them whole (the
     old one, if it came before the swap, as `.NAME.old-*` beside it). A symbolic link is replaced, not followed."""
+    files = _files_under(tmp)
     if not (output.exists() or output.is_symlink()):
         os.replace(tmp, output)
+        _record_ours(output, files)
         return
     if not overwrite and (output.is_symlink() or output.is_file() or any(output.iterdir())):
         raise InputError(f"{output}: already exists (pass --overwrite to replace it)")
+    check_ours(output)
     aside = Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent)) / "old"
     os.replace(output, aside)
     try:
@@ -166,6 +223,7 @@ def _put_in_place(tmp: Path, output: Path, overwrite: bool) -> None:
         os.replace(aside, output)  # put the old one back
         aside.parent.rmdir()
         raise
+    _record_ours(output, files)
     if aside.is_dir() and not aside.is_symlink():
         shutil.rmtree(aside)
     else:

@@ -10,7 +10,7 @@ import typer
 
 from medinpaint.cli.options import DeviceOpt, NoProgress, Overwrite, Seed, resolve_device, user_errors
 from medinpaint.errors import InputError
-from medinpaint.outputs import check_output_path
+from medinpaint.outputs import check_not_an_input, check_output_path
 
 lesions_app = typer.Typer(no_args_is_help=True, help="Synthetic pathology: lesion masks, lesion painters, the protocol.")
 
@@ -166,7 +166,7 @@ def train_painter_cmd(
     from medinpaint.lesions.data import read_lesion_folder
     from medinpaint.lesions.painters import train_lesion_painter
 
-    check_output_path(output, [lesions], overwrite=True)  # a run folder, never inside the data
+    check_not_an_input(output, [lesions])  # a run folder, never inside the data
     data = read_lesion_folder(lesions, require_lesions=True)
     weights = train_lesion_painter(data, output, steps, base_channels, seed, resolve_device(device), not no_progress, overwrite)
     typer.echo(f"weights: {weights}")
@@ -187,7 +187,7 @@ def train_masks_cmd(
     from medinpaint.lesions.data import read_lesion_folder
     from medinpaint.lesions.learned import MaskGenTrainConfig, train_mask_generator
 
-    check_output_path(output, [lesions], overwrite=True)  # a run folder, never inside the data
+    check_not_an_input(output, [lesions])  # a run folder, never inside the data
     data = read_lesion_folder(lesions, require_lesions=True)
     cfg = MaskGenTrainConfig(steps=steps, seed=seed)
     weights = train_mask_generator(data.lesions, data.anatomy, output, cfg, device=resolve_device(device), progress=not no_progress,

@@ -56,7 +56,7 @@ def train(
     from medinpaint.inference import default_weights
     from medinpaint.models import UNetConfig
     from medinpaint.models.architectures import checkpoint_kind
-    from medinpaint.outputs import check_output_path
+    from medinpaint.outputs import check_not_an_input
     from medinpaint.training import TrainConfig, train as run_training
 
     if loss == "l1+perceptual":  # it needs an encoder, which `compare --perceptual-encoder` takes
@@ -69,7 +69,7 @@ def train(
                "tissue_classes": 0 if no_tissue else None, "use_vertebrae": False if no_vertebrae else None})
     cfg = TrainConfig(steps=steps, minutes=minutes, batch_size=batch_size, lr=lr, loss=loss, crop=crop, val_every=val_every,
                       compile=compile, weights_dtype=weights_dtype, seed=seed, network=network, init=init_path)
-    check_output_path(output, [data], overwrite=True)  # an existing run folder is resumed, but never one in the data
+    check_not_an_input(output, [data])  # an existing run folder is resumed, but never one in the data
     slices = read_slices(data)
     weights = run_training(slices, output, cfg, device=resolve_device(device), progress=not no_progress, overwrite=overwrite)
     if os.environ.get("RANK", "0") == "0":  # one line, not one per process, under torchrun / accelerate launch
@@ -116,7 +116,7 @@ def predict(
     from medinpaint.outputs import atomic_dir, check_output_path, check_replaceable
 
     check_replaceable(output)
-    check_output_path(output, [p for p in (input, mask, tissue, *(weights or [])) if p is not None], overwrite)
+    check_output_path(output, [p for p in (input, mask, tissue, *(weights or [])) if p is not None], overwrite, kind="any")  # a folder or a volume
     if is_nifti(input) or is_dicom_folder(input) or is_volume_folder(input):
         if mask is None and is_volume_folder(input) and (input / "masks").is_dir():  # README's images/ + masks/ layout
             mask = input / "masks"
@@ -225,7 +225,7 @@ def benchmark(
     from medinpaint.outputs import atomic_file, check_output_path
 
     if output is not None:
-        check_output_path(output, [data, *(weights or [])], overwrite)
+        check_output_path(output, [data, *(weights or [])], overwrite, kind="file")
 
     results = compare(data, weights or [None], limit=limit, device=resolve_device(device), flips=flips,
                       progress=not no_progress, ensemble=ensemble, backend=backend)

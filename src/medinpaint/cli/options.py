@@ -15,7 +15,7 @@ from medinpaint.errors import InputError, StoppedEarly
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, or auto (cuda when available)")]
 NoProgress = Annotated[bool, typer.Option("--no-progress", help="hide progress bars")]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="replace an existing output (a run folder: start a fresh run)")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="replace an existing output (a folder only if medinpaint wrote all it holds; a run folder: start a fresh run)")]
 Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the network (GPU)")]
 WeightsDtype = Annotated[str, typer.Option(help="dtype of the exported weights: float32, float16 or bfloat16")]
 Minutes = Annotated[float | None, typer.Option(help="training-time budget, in total across resumes")]

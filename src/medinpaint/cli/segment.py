@@ -45,10 +45,10 @@ def train_cmd(
     from medinpaint.models import SegmenterConfig
     from medinpaint.segmentation.data import read_labelled
     from medinpaint.segmentation.inference import SEGMENTER_KIND, default_weights
-    from medinpaint.outputs import check_output_path
+    from medinpaint.outputs import check_not_an_input
     from medinpaint.segmentation.task import SegTrainConfig, train_segmenter
 
-    check_output_path(output, [data], overwrite=True)  # an existing run folder is resumed, but never one in the data
+    check_not_an_input(output, [data])  # an existing run folder is resumed, but never one in the data
     labelled = read_labelled(data, tuple(class_value) if class_value else None, require_clean=True)
     network, init_path = network_to_train(
         SegmenterConfig, init, default_weights, (SEGMENTER_KIND,), defaults={"base_channels": 16, "depth": 4, "blocks_per_level": 1},

@@ -45,10 +45,10 @@ def train_cmd(
 ) -> None:
     """Train a generator (or the report's feature encoder); patients 450-499 are never trained on."""
     from medinpaint.data import read_slices
-    from medinpaint.outputs import check_output_path
+    from medinpaint.outputs import check_not_an_input
     from medinpaint.synthesis.task import SynthTrainConfig, train_generator
 
-    check_output_path(output, [data], overwrite=True)  # an existing run folder is resumed, but never one in the data
+    check_not_an_input(output, [data])  # an existing run folder is resumed, but never one in the data
     family, size, network, init_path = _generator_to_train(family, size, base_channels, blocks, init)
     cfg = SynthTrainConfig(family=family, size=size, steps=steps, minutes=minutes, batch_size=batch_size, lr=lr, seed=seed,
                            compile=compile, weights_dtype=weights_dtype, network=network, init=init_path)

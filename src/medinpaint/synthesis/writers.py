@@ -32,7 +32,7 @@ def write_npy(path: Path, chunks: Iterable[Samples], n: int, size: int, overwrit
     may be, or hold, one of `inputs` (the generator's checkpoint)."""
     paths = npy_paths(path)
     for p in paths.values():
-        check_output_path(p, list(inputs), overwrite)
+        check_output_path(p, list(inputs), overwrite, kind="file")
     specs = {"images": (np.float32, (n, 1, size, size)), "tissue": (np.uint8, (n, size, size)), "vertebrae": (np.int16, (n,))}
     with ExitStack() as stack:
         arrays = {}
