@@ -275,6 +275,18 @@ def test_packed_cache_round_trips_in_shards_under_the_limit(phantom_dataset: Pat
     assert np.array_equal(back.tissue, s.tissue) and np.array_equal(back.vertebrae, s.vertebrae)
 
 
+def test_label_maps_count_towards_the_shard_limit(phantom_dataset: Path, tmp_path: Path) -> None:
+    """Uncompressed, what a shard holds stays under the limit, whatever the compression achieves."""
+    s = read_slices(phantom_dataset)
+    s.labels, s.masks = (s.tissue > 0).astype(np.uint8), None  # clean slices, tissue and labels: three whole planes
+    limit = 3 * 64 * 64 * 5
+    shards = pack(s, tmp_path / "cache", max_shard_bytes=limit)
+    for shard in shards:
+        with np.load(shard) as held:
+            assert sum(held[k].nbytes for k in held.files if k != "ids") <= limit
+    assert np.array_equal(read_slices(tmp_path / "cache").labels, s.labels)
+
+
 @pytest.mark.parametrize("damage, what", [
     (lambda c: (c / INDEX).write_text("{not json"), "JSONDecodeError"),
     (lambda c: (c / INDEX).write_text("{}"), "KeyError"),

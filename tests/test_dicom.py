@@ -216,3 +216,25 @@ def test_an_empty_rescale_is_the_identity_in_and_out(tmp_path: Path, tiny_checkp
     assert np.array_equal(back.values[mask == 0], vol.raw[mask == 0])
     first = pydicom.dcmread(sorted((tmp_path / "out").glob("*.dcm"))[0])
     assert list(first.ImageType) == ["DERIVED", "SECONDARY"]
+
+
+def test_a_colour_or_multi_frame_image_in_a_series_is_named(tmp_path: Path) -> None:
+    import pydicom
+
+    folder = write_series(tmp_path / "series", hu_volume(), shuffle=False)
+    colour = sorted(folder.glob("*.dcm"))[1]
+    ds = pydicom.dcmread(colour)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.PixelData = np.zeros((ds.Rows, ds.Columns, 3), np.uint8).tobytes()
+    ds.save_as(colour)
+    with pytest.raises(InputError, match=re.escape(f"{colour}: 3 samples per pixel and 1 frames; a series must hold one grey slice per file")):
+        read_dicom_series(folder)
+
+
+def test_a_folder_of_nifti_volumes_with_a_stray_dicom_file_is_not_a_series(tmp_path: Path) -> None:
+    import nibabel as nib
+
+    folder = write_series(tmp_path / "mixed", hu_volume())
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 2), np.int16), np.eye(4)), str(folder / "case.nii.gz"))
+    assert not is_dicom_folder(folder) and is_dicom_folder(write_series(tmp_path / "pure", hu_volume()))

@@ -176,8 +176,9 @@ def test_an_npz_archive_is_one_clear_line(stripe_case, tmp_path: Path) -> None:
         (["-o", "{tmp}/out.txt"], "must be a .npy file"),
         (["-o", "{tmp}/out.npy", "--generator", "g.safetensors"], "not both"),
         (["-o", "{tmp}/out.npy", "--missing-value", "3"], "must lie in \\[0, 1\\] for float images"),
+        (["-o", "{tmp}/out.npy", "--missing-value", "nan"], "--missing-value must be a finite number"),
     ],
-    ids=["output-is-input", "output-is-training-set", "not-npy", "two-sources", "missing-value"],
+    ids=["output-is-input", "output-is-training-set", "not-npy", "two-sources", "missing-value", "missing-value-nan"],
 )
 def test_bad_options_are_one_clear_line(stripe_case, tmp_path: Path, extra: list[str], message: str) -> None:
     target, train = stripe_case[:2]
@@ -201,3 +202,35 @@ def test_the_figures_never_replace_the_folder_of_the_training_set(stripe_case, t
                      "--overwrite", "--steps", 1)
     assert code == 2 and f"{folder}: output must not be a folder that holds the input {train}" in text, text
     assert train.read_bytes() == stripe_case[1].read_bytes() and not (tmp_path / "out.npy").exists()
+
+
+def test_outputs_that_could_not_be_written_are_refused_before_training(stripe_case, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A figures folder with a file of the user's, or a folder where the .npy goes, would be refused only once
+    the network had trained, and the work lost."""
+    monkeypatch.setattr("medinpaint.fillgaps.command.fill_gaps", lambda *a, **k: pytest.fail("trained before the check"))
+    figures = tmp_path / "figs"
+    figures.mkdir()
+    (figures / "notes.txt").write_text("mine")
+    code, text = cli("-i", stripe_case[0], "-o", tmp_path / "out.npy", "--train-images", stripe_case[1], "--figures", figures,
+                     "--overwrite", "--steps", 1)
+    assert code == 2 and f"{figures}: holds notes.txt that medinpaint did not write" in text and text.count("\n") == 1, text
+    (tmp_path / "taken.npy").mkdir()
+    code, text = cli("-i", stripe_case[0], "-o", tmp_path / "taken.npy", "--train-images", stripe_case[1], "--steps", 1)
+    assert code == 2 and f"{tmp_path / 'taken.npy'}: is a folder; the output is a file" in text, text
+    assert (figures / "notes.txt").read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "figs", "taken.npy", "target.npy", "train.npy"]
+
+
+def test_corrupted_slices_are_not_taken_for_clean_training_images(stripe_case, tmp_path: Path) -> None:
+    """A set with masks and no truth holds corrupted slices: trained on, they would teach that the gaps are black."""
+    from conftest import write_dmiai
+
+    folder = write_dmiai(tmp_path / "dmiai", [0, 1], per_patient=2)
+    for kind in ("ct", "tissue", "vertebrae"):  # corrupted/ and mask/ left
+        for f in (folder / kind).iterdir():
+            f.unlink()
+        (folder / kind).rmdir()
+    code, text = cli("-i", stripe_case[0], "-o", tmp_path / "out.npy", "--train-images", folder, "--steps", 1)
+    assert code == 2 and "the slices have masks but no clean version" in text and text.count("\n") == 1, text
+    assert not (tmp_path / "out.npy").exists()

@@ -440,3 +440,30 @@ def test_the_cli_fills_an_images_and_masks_folder_as_volumes(tmp_path: Path, tin
         assert refused.exit_code == 2 and refused.output.count("\n") == 1, refused.output
         assert refused.output.startswith(f"error: {slices}: {option[0]} ") and "volume" in refused.output
     assert not (tmp_path / "sl").exists() and run("-i", slices, "-o", tmp_path / "sl").exit_code == 0
+
+
+@pytest.mark.parametrize(("stored", "found"), [(300, "0..300"), (-3, "-3..1"), (1.5, "0..1.5")])
+def test_a_label_map_outside_0_to_255_or_fractional_is_refused_not_clipped(tmp_path: Path, stored: float, found: str) -> None:
+    """Clipped, label 300 became 255 and -3 background; truncated, 1.5 became 1: classes silently merged."""
+    root = volume_folder(tmp_path / "vols", cases=1)
+    labels = root / "labels" / "case0.nii.gz"
+    values = np.asarray(nib.load(labels).dataobj).astype(np.float32)
+    values[0, 0, 0] = stored
+    save(labels, values, nib.load(labels).affine)
+    with pytest.raises(InputError, match=re.escape(f"{labels}: label maps must hold whole numbers 0..255 (one per class), found {found}")):
+        read_slices(root)
+
+
+def test_label_maps_stored_as_whole_floats_are_read() -> None:
+    from medinpaint.data.volume_slices import whole_labels
+
+    out = whole_labels(np.array([[0.0, 1.0], [255.0, 2.0]], np.float32), Path("l.nii.gz"))
+    assert out.dtype == np.uint8 and out.tolist() == [[0, 1], [255, 2]]
+
+
+def test_dicom_out_folders_with_dots_in_their_names_get_records_of_their_own() -> None:
+    from medinpaint.volume_inference import record_path
+
+    assert record_path(Path("out/filled.nii.gz")) == Path("out/filled.json")
+    assert record_path(Path("out/series.v1")) != record_path(Path("out/series.v2"))
+    assert record_path(Path("out/series.v1")) == Path("out/series.v1.json")

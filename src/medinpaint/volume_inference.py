@@ -142,8 +142,8 @@ def fill_nifti(inpainter: Inpainter, image: Path, mask: Path, output: Path, tiss
     check_replaceable(output)
     if not dicom_out and not is_nifti(output):
         raise InputError(f"{output}: the output of a NIfTI volume must end in .nii.gz or .nii")
-    for target in (output, record_path(output)):
-        check_output_path(target, [Path(p) for p in (image, mask, tissue) if p is not None], overwrite)
+    for target, kind in ((output, "folder" if dicom_out else "file"), (record_path(output), "file")):
+        check_output_path(target, [Path(p) for p in (image, mask, tissue) if p is not None], overwrite, kind=kind)
     volume = read_dicom_series(image, series) if Path(image).is_dir() else read_nifti(image)
     if dicom_out and volume.dicom is None:
         raise InputError(f"{image}: --dicom-out needs a DICOM series as input, not a NIfTI volume")
@@ -177,8 +177,9 @@ def fill_nifti(inpainter: Inpainter, image: Path, mask: Path, output: Path, tiss
 
 
 def record_path(output: Path) -> Path:
-    """`filled.nii.gz` -> `filled.json`, the record written beside it."""
-    return output.with_name(nifti_stem(output) + ".json") if is_nifti(output) else output.with_suffix(".json")
+    """`filled.nii.gz` -> `filled.json`, the record written beside it; a --dicom-out folder `series.v1` ->
+    `series.v1.json` (its whole name: `series.v2` beside it has a record of its own)."""
+    return output.with_name((nifti_stem(output) if is_nifti(output) else output.name) + ".json")
 
 
 def volume_pairs(images: Path, masks: Path) -> list[tuple[Path, Path, str]]:

@@ -27,7 +27,7 @@ def pack(slices: SliceSet, folder: Path, max_shard_bytes: int = MAX_SHARD_BYTES)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     h, w = slices.images.shape[1:]
-    planes = 1 + (slices.masks is not None) + (slices.tissue is not None)
+    planes = 1 + (slices.masks is not None) + (slices.tissue is not None) + (slices.labels is not None)  # masks: bits, counted whole
     per_case = h * w * planes + 64
     per_shard = max(1, max_shard_bytes // per_case)
     shards = []

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from medinpaint.data.files import reading
-from medinpaint.data.volumes import Volume
+from medinpaint.data.volumes import Volume, is_nifti
 from medinpaint.errors import InputError
 
 SPACING_TOLERANCE_MM = 0.01  # slice gaps that differ by more than this (and by more than 1 %) are uneven
@@ -74,10 +74,15 @@ def _values(ds, tag: str) -> list[str]:
 
 
 def _pixels(path: Path, ds) -> np.ndarray:
+    """One slice's grey values, (rows, columns): a colour image or a multi-frame file is refused by name."""
     try:
-        return ds.pixel_array
+        pixels = ds.pixel_array
     except Exception as exc:  # pydicom raises many kinds: short data, a compression with no decoder installed
         raise InputError(f"{path}: unreadable pixel data ({type(exc).__name__}: {exc})") from None
+    if pixels.ndim != 2:
+        raise InputError(f"{path}: {int(ds.get('SamplesPerPixel', 1))} samples per pixel and {int(ds.get('NumberOfFrames', 1) or 1)} "
+                         f"frames; a series must hold one grey slice per file")
+    return pixels
 
 
 def read_dicom_series(folder: Path, series: str | None = None) -> Volume:
@@ -166,7 +171,7 @@ def write_dicom_series(folder: Path, volume: Volume, overwrite: bool = False, no
 
 def is_dicom_folder(path: Path) -> bool:
     """A folder with at least one file that starts like DICOM (the 'DICM' mark at byte 128) and no NIfTI volume."""
-    if not path.is_dir():
+    if not path.is_dir() or any(is_nifti(p) for p in path.iterdir()):
         return False
     for p in path.iterdir():
         if p.is_file():

@@ -25,6 +25,16 @@ SLICE_SIZE = 256
 VOLUME_LAYOUT = "nifti"
 
 
+def whole_labels(values: np.ndarray, path: Path) -> np.ndarray:
+    """A NIfTI label map -> uint8. Stored as floats often, but each value a class 0..255: a fraction, a negative
+    or a label above 255 is refused, not clipped or truncated into another class."""
+    finite = np.isfinite(values).all()
+    if values.size and not (finite and np.array_equal(values, np.round(values)) and values.min() >= 0 and values.max() <= 255):
+        found = f"{values.min():g}..{values.max():g}" if finite else "NaN or infinite values"
+        raise InputError(f"{path}: label maps must hold whole numbers 0..255 (one per class), found {found}")
+    return values.astype(np.uint8)
+
+
 def volume_folder(path: Path) -> Path:
     """The folder of a volume folder's images: its `images/`, if it has one, else the folder itself."""
     return path / "images" if (path / "images").is_dir() else path
@@ -79,7 +89,7 @@ def read_volume_slices(path: Path) -> SliceSet:
             if kind == "masks":
                 fitted = _fit(stack.astype(bool), spacing, resize_mask, False)
             else:
-                fitted = _fit(np.clip(stack, 0, 255).astype(np.uint8), spacing, resize_labels, 0)
+                fitted = _fit(whole_labels(stack, found), spacing, resize_labels, 0)
             parts[kind].append(fitted)
         ids += [f"{case}:z{k:04d}" for k in range(len(values))]
     if len(kinds) > 1:

@@ -3,6 +3,7 @@ the result next to a report and figures. Checks come first, so a bad path fails 
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -26,6 +27,8 @@ def read_target(path: Path) -> tuple[np.ndarray, tuple[int, ...]]:
 
 
 def check_missing_value(value: float, dtype: np.dtype) -> float:
+    if not math.isfinite(value):
+        raise InputError(f"--missing-value must be a finite number (the value the gaps hold), got {value:g}")
     if dtype == np.uint8 and (value != int(value) or not 0 <= value <= 255):
         raise InputError(f"--missing-value must be an integer 0..255 for uint8 images, got {value:g}")
     if dtype != np.uint8 and not 0 <= value <= 1:
@@ -40,8 +43,9 @@ def check_outputs(inputs: list[Path], output: Path, figures: Path | None, overwr
         raise InputError(f"{output}: the output must be a .npy file")
     if figures is not None and figures.resolve() == output.resolve():
         raise InputError(f"{figures}: --figures must be a folder other than the output file")
-    for path in (output, figures) if figures is not None else (output,):
-        check_output_path(path, inputs, overwrite)
+    check_output_path(output, inputs, overwrite, kind="file")
+    if figures is not None:
+        check_output_path(figures, inputs, overwrite)
 
 
 def report(input: Path, images: np.ndarray, missing_value: float, source: str, result: FillResult, device: str) -> str:
@@ -106,11 +110,11 @@ def run_fill_gaps(
     with tempfile.TemporaryDirectory(prefix="medinpaint-fill-gaps-") as work:
         result = fill_gaps(images, clean, Path(work), corruption, minutes, steps, device=device, seed=seed, progress=progress)
         text = report(input, images, missing_value, source, result, device) + f"\noutput: {output}"
+        with atomic_file(output) as tmp:  # the result first: figures are not worth it, should they fail
+            np.save(tmp, result.filled.reshape(source_shape))
         if figures is not None:
             with atomic_dir(figures, overwrite=overwrite) as tmp:
                 save_figures(tmp, clean, images, result.filled, corruption.masks, corruption.pool, source, seed)
                 shutil.copy(Path(work) / "progress.png", tmp / "training_progress.png")
                 (tmp / "report.txt").write_text(text + "\n")
-    with atomic_file(output) as tmp:
-        np.save(tmp, result.filled.reshape(source_shape))
     return text

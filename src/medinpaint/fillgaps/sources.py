@@ -48,7 +48,12 @@ def _size_note(before: tuple[int, ...], shape: tuple[int, int]) -> str:
 def images_from_path(path: Path, shape: tuple[int, int], n: int, seed: int = 0) -> tuple[np.ndarray, str]:
     """Up to `n` clean slices, picked at random, from a .npy stack or any dataset `read_slices` reads."""
     path = Path(path)
-    clean = load_npy_images(path)[0] if path.is_file() and path.suffix == ".npy" else read_slices(path).clean
+    if path.is_file() and path.suffix == ".npy":
+        clean = load_npy_images(path)[0]
+    else:
+        slices = read_slices(path)
+        slices.require_clean()  # corrupted slices with their masks would teach that the gaps are black
+        clean = slices.clean
     pick = np.sort(np.random.default_rng(seed).choice(len(clean), size=min(n, len(clean)), replace=False))
     note = f"{len(pick)} of {len(clean)} clean slices from {path}{_size_note(clean.shape[1:], shape)}"
     return resample(clean[pick], shape), note
