@@ -307,10 +307,17 @@ def test_a_resumed_run_keeps_its_record_its_log_in_order_and_says_what_changed(t
 def test_a_run_killed_before_its_first_checkpoint_starts_again_and_bad_settings_are_refused(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.json").write_text("{}")
+    (run / "config.json").write_text('{"kind": "line", "engine": {}}')  # what a run writes first
     (run / "log.csv").write_text("step,elapsed_s,lr,loss,images_per_s\r\n1,0.1,0.01,0.5,10\r\n")
     fit(LineFit(), run, EngineConfig(steps=2, batch_size=8, warmup_steps=1, log_every=1), device="cpu", progress=False)
     assert [r["step"] for r in log(run)] == ["1", "2"]
+    mine = tmp_path / "mine"  # a user's own files by the same names: not a killed run, never cleared
+    (mine / "tensorboard").mkdir(parents=True)
+    (mine / "config.json").write_text('{"my": "experiment settings"}')
+    (mine / "tensorboard" / "events.mine").write_text("important")
+    with pytest.raises(InputError, match="holds no checkpoint to resume"):
+        fit(LineFit(), mine, EngineConfig(steps=1, batch_size=8), device="cpu", progress=False)
+    assert (mine / "tensorboard" / "events.mine").read_text() == "important" and "experiment" in (mine / "config.json").read_text()
     (tmp_path / "afile").write_text("x")
     with pytest.raises(InputError, match="is a file"):
         fit(LineFit(), tmp_path / "afile", EngineConfig(steps=1), device="cpu", progress=False)
@@ -411,3 +418,12 @@ def test_a_sigterm_before_the_first_step_saves_what_it_says_and_the_same_command
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 0
     fit(LineFit(), tmp_path / "run", cfg, device="cpu", progress=False)  # resumed, not refused
     assert [r["step"] for r in log(tmp_path / "run")] == ["1", "2", "3", "4"]
+
+
+def test_a_run_resumes_only_with_its_own_seed(tmp_path: Path) -> None:
+    """The batches go on from the saved random stream, so a new seed would be recorded but not used."""
+    fit(LineFit(), tmp_path / "run", EngineConfig(steps=2, batch_size=8, warmup_steps=1, seed=0), device="cpu", progress=False)
+    with pytest.raises(InputError, match=r"run: a run of seed 0, resumed with --seed 7: give its seed"):
+        fit(LineFit(), tmp_path / "run", EngineConfig(steps=4, batch_size=8, warmup_steps=1, seed=7), device="cpu", progress=False)
+    fit(LineFit(), tmp_path / "run", EngineConfig(steps=4, batch_size=8, warmup_steps=1, seed=0), device="cpu", progress=False)
+    assert log(tmp_path / "run")[-1]["step"] == "4"

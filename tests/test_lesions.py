@@ -317,3 +317,57 @@ def test_a_lesion_folder_round_trips(tmp_path: Path) -> None:
     (tmp_path / "f" / "anatomy.json").write_text('{"classes": ["background"]}')
     with pytest.raises(InputError, match="needs a name for each class"):
         read_lesion_folder(tmp_path / "f", False)
+
+
+def test_train_masks_never_trains_on_patients_450_to_499(lesion_cases: LesionSet, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from medinpaint.lesions import learned
+
+    renamed = [f"{450 + int(i[:3])}{i[3:]}" if int(i[:3]) < 4 else i for i in lesion_cases.ids]  # patients 0-3 -> 450-453
+    cases = LesionSet(renamed, lesion_cases.images, lesion_cases.lesions, lesion_cases.anatomy, lesion_cases.anatomy_names)
+    (tmp_path / "les").mkdir()
+    write_lesion_folder(tmp_path / "les", cases)
+    seen: list[int] = []
+    monkeypatch.setattr(learned, "train_mask_generator", lambda masks, *a, **k: (seen.append(len(masks)), tmp_path / "w")[1])
+    ok("train-masks", "--lesions", tmp_path / "les", "-o", tmp_path / "run", "--steps", "1", "--device", "cpu", "--no-progress")
+    assert seen == [sum(not i.startswith("45") for i in renamed)] and seen[0] < len(renamed)
+    validation_only = LesionSet([f"{450 + int(i[:3])}{i[3:]}" for i in lesion_cases.ids], lesion_cases.images, lesion_cases.lesions,
+                                lesion_cases.anatomy, lesion_cases.anatomy_names)
+    (tmp_path / "val").mkdir()
+    write_lesion_folder(tmp_path / "val", validation_only)
+    result = CliRunner().invoke(app, ["lesions", "train-masks", "--lesions", str(tmp_path / "val"), "-o", str(tmp_path / "r2"),
+                                      "--steps", "1", "--device", "cpu"])
+    assert result.exit_code == 2 and "no lesions outside the validation patients 450-499" in result.output, result.output
+    assert seen == [seen[0]]  # nothing trained
+
+
+def test_the_protocol_refuses_zero_steps_and_other_anatomy_before_training(lesion_cases: LesionSet, tmp_path: Path) -> None:
+    from medinpaint.lesions.protocol import Protocol
+
+    for option in ("seg_steps", "painter_steps", "mask_steps"):
+        with pytest.raises(InputError, match=f"--{option.replace('_', '-')} must be at least 1, got 0"):
+            ProtocolConfig(**{option: 0})
+    brain = LesionSet(lesion_cases.ids, lesion_cases.images, lesion_cases.lesions, lesion_cases.anatomy,
+                      ("background", "grey matter", "white matter"))
+    with pytest.raises(InputError, match=r"anatomy classes are \(background, soft tissue, fat\), the healthy cases' \(background, grey"):
+        Protocol(lesion_cases, brain, ProtocolConfig(progress=False), tmp_path / "work")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--strategy", "learned", "--weights", "w.safetensors", "--radius", "1", "2"], "--radius does not apply to --strategy learned"),
+    (["--strategy", "spheres", "--tissue", "2", "--junction", "1,2"], "--tissue and --junction do not apply to --strategy spheres"),
+    (["--strategy", "spheres", "--weights", "w.safetensors"], "--weights does not apply to --strategy spheres"),
+    (["--strategy", "anatomy", "--tissue", "2", "--junction", "1,2"], "give --tissue or --junction, not both"),
+])
+def test_masks_refuses_options_its_strategy_does_not_use(tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / "cases").mkdir()
+    result = CliRunner().invoke(app, ["lesions", "masks", "--cases", str(tmp_path / "cases"), "-o", str(tmp_path / "m"), *args])
+    assert result.exit_code == 2 and message in result.output and result.output.count("\n") == 1, result.output
+
+
+def test_the_protocol_refuses_options_no_strategy_of_it_uses(tmp_path: Path) -> None:
+    base = ["lesions", "protocol", "--lesions", str(tmp_path), "--healthy", str(tmp_path), "-o", str(tmp_path / "p")]
+    result = CliRunner().invoke(app, [*base, "--strategy", "learned", "--radius", "1", "2"])
+    assert result.exit_code == 2 and "--radius does not apply to a protocol of learned masks only" in result.output
+    result = CliRunner().invoke(app, [*base, "--strategy", "spheres", "--tissue", "2"])
+    assert result.exit_code == 2 and "--tissue does not apply to a protocol without --strategy anatomy" in result.output

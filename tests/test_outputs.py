@@ -130,7 +130,8 @@ def test_a_sigterm_ends_a_command_through_its_cleanup(tmp_path: Path) -> None:
     assert signal.getsignal(signal.SIGTERM) is before
 
 
-def test_a_resumable_folder_survives_an_interruption_and_only_its_own_settings_resume_it(tmp_path: Path) -> None:
+def test_a_resumable_folder_survives_an_interruption_and_only_its_own_settings_resume_it(tmp_path: Path,
+                                                                                          capsys: pytest.CaptureFixture) -> None:
     from medinpaint.outputs import resumable_dir
 
     out = tmp_path / "report"
@@ -157,8 +158,9 @@ def test_a_resumable_folder_survives_an_interruption_and_only_its_own_settings_r
         with resumable_dir(tmp_path / "b", "settings A") as work:
             (work / "x").write_text("")
             raise KeyboardInterrupt
-    with resumable_dir(tmp_path / "b", "settings B") as work:  # other settings: afresh
+    with resumable_dir(tmp_path / "b", "settings B") as work:  # other settings: afresh, and said so
         assert [p.name for p in work.iterdir()] == [".resume-key"]
+    assert f"note: {tmp_path / '.b.partial'} held the unfinished work of other settings" in capsys.readouterr().err
 
 
 def test_an_interrupted_replacement_keeps_the_old_output_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -60,6 +60,23 @@ def test_resuming_on_other_data_says_so(phantom_dataset: Path, tmp_path: Path, c
     fewer = data.subset(np.r_[0:10, 20:24])  # five training patients of the ten, and the validation ones
     train(fewer, tmp_path / "run", config(steps=3), device="cpu", progress=False)
     assert "training_slices 20 -> 10" in capsys.readouterr().out
+    inverted = SliceSet(fewer.ids, 255 - fewer.images, masks=fewer.masks, truth=255 - fewer.truth, tissue=fewer.tissue,
+                        vertebrae=fewer.vertebrae, layout=fewer.layout)  # as many slices, other pixels
+    train(inverted, tmp_path / "run", config(steps=4), device="cpu", progress=False)
+    note = capsys.readouterr().out
+    assert "note: resuming with other settings than the run had: training_data" in note and "training_slices" not in note
+    train(inverted, tmp_path / "run", config(steps=5), device="cpu", progress=False)
+    assert "note: resuming" not in capsys.readouterr().out  # the same data again: nothing to say
+
+
+def test_runs_of_several_seeds_are_validated_on_the_same_slices_and_masks(phantom_dataset: Path) -> None:
+    from medinpaint.training import InpaintingTask
+
+    real = read_slices(phantom_dataset)
+    data = SliceSet(real.ids, real.truth, tissue=real.tissue, vertebrae=real.vertebrae, layout=real.layout)  # clean: masks drawn
+    pool = np.random.default_rng(0).random((8, 64, 64)) > 0.7
+    one, other = (InpaintingTask(data, config(steps=1, seed=s, val_cases=2), mask_pool=pool).val for s in (0, 3))
+    assert one.ids == other.ids and np.array_equal(one.masks, other.masks) and np.array_equal(one.images, other.images)
 
 
 def test_resume_accepts_a_checkpoint_saved_before_a_config_field_existed(phantom_dataset: Path, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -179,6 +180,8 @@ def resumable_dir(output: Path, key: str, overwrite: bool = False) -> Iterator[P
     work = partial_dir(output)
     stamp = work / RESUME_KEY
     if work.exists() and not (stamp.is_file() and stamp.read_text() == key):
+        print(f"note: {work} held the unfinished work of other settings (or other input data): it is discarded, and "
+              "the work starts afresh", file=sys.stderr, flush=True)
         shutil.rmtree(work)
     work.mkdir(exist_ok=True)
     stamp.write_text(key)

@@ -7,6 +7,7 @@ twice. Everything else (budget, schedule, EMA, resume, logs, export) is the engi
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,6 +129,16 @@ def build_mask_pool(slices: SliceSet, n_generated: int, seed: int) -> np.ndarray
     return np.concatenate(parts).astype(bool)
 
 
+def slice_digest(slices: SliceSet) -> str:
+    """12 hex digits of the slices' ids and pixels (and masks): a run resumed on other data says so, whatever its size."""
+    digest = hashlib.blake2b(digest_size=6)
+    digest.update("\n".join(slices.ids).encode())
+    for part in (slices.images, slices.truth, slices.masks):
+        if part is not None:
+            digest.update(np.ascontiguousarray(part).data)
+    return digest.hexdigest()
+
+
 def validation_set(slices: SliceSet, n: int, seed: int, pool: np.ndarray, ambiguous_value: int | None = None) -> SliceSet:
     """Up to `n` validation slices with fixed masks: their own when they have them, else seeded draws from `pool`
     (with every pixel equal to `ambiguous_value` added, as the training batches do)."""
@@ -167,9 +178,11 @@ class InpaintingTask(Task):
         self.train_set = data.subset(train_idx)
         self.pool = build_mask_pool(self.train_set, cfg.generated_masks, cfg.seed) if mask_pool is None else mask_pool.astype(bool)
         self.notes = () if len(val_idx) else (one_patient_note(data.source),)
-        self.val = validation_set(data.subset(val_idx) if len(val_idx) else self.train_set, cfg.val_cases, cfg.seed,
+        # seed 0, not the run's: runs of several seeds are measured on one validation set (as `compare`'s table is)
+        self.val = validation_set(data.subset(val_idx) if len(val_idx) else self.train_set, cfg.val_cases, 0,
                                   self.pool, cfg.ambiguous_value)
         self.cfg, self.network_config, self.train_slices = cfg, cfg.network, len(self.train_set)
+        self.train_digest = slice_digest(self.train_set)
         self.window, self.spacing = data.intensity_window, data.pixel_spacing_mm
         self.kind = checkpoint_kind(cfg.architecture)
 

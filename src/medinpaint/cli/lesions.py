@@ -17,7 +17,15 @@ lesions_app = typer.Typer(no_args_is_help=True, help="Synthetic pathology: lesio
 Cases = Annotated[Path, typer.Option("--cases", help="slices with anatomy: images/ + anatomy/ (+ labels/) PNGs, or a DM-i-AI folder / packed cache with tissue maps")]
 Output = Annotated[Path, typer.Option("--output", "-o", help="new lesion folder: images/, labels/ (255 = lesion), anatomy/")]
 LabelledLesions = Annotated[Path, typer.Option("--lesions", help="labelled lesion cases: images/ + labels/ + anatomy/ PNGs")]
-Radius = Annotated[tuple[float, float], typer.Option(help="lesion radius range in pixels (low high)")]
+Radius = Annotated[tuple[float, float] | None, typer.Option(help="lesion radius range in pixels (low high); default 2 6")]
+DEFAULT_RADIUS = (2.0, 6.0)
+
+
+def refuse_unused(where: str, **given: object) -> None:
+    """Options given (not None) that `where` does not use: one line, rather than silently ignored."""
+    unused = [f"--{name.replace('_', '-')}" for name, value in given.items() if value is not None]
+    if unused:
+        raise InputError(f"{' and '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to {where}")
 
 
 def pair(text: str | None) -> tuple[int, int] | None:
@@ -78,9 +86,10 @@ def masks_cmd(
     output: Output,
     strategy: Annotated[str, typer.Option(help="spheres, anatomy (distorted ellipsoids in a tissue) or learned")] = "anatomy",
     weights: Annotated[Path | None, typer.Option(help="for --strategy learned: a `lesions train-masks` checkpoint")] = None,
-    tissue: Annotated[int, typer.Option(help="anatomy: the class lesions are centred in")] = 1,
-    junction: Annotated[str | None, typer.Option(help="anatomy: centre on the junction of two classes, e.g. 1,2 (grey/white)")] = None,
-    radius: Radius = (2.0, 6.0),
+    tissue: Annotated[int | None, typer.Option(help="anatomy: the class lesions are centred in (default 1)")] = None,
+    junction: Annotated[str | None, typer.Option(help="anatomy: centre on the junction of two classes, e.g. 1,2 (grey/white), "
+                                                      "instead of in --tissue")] = None,
+    radius: Radius = None,
     seed: Seed = 0,
     overwrite: Overwrite = False,
 ) -> None:
@@ -92,10 +101,15 @@ def masks_cmd(
 
     check_output_path(output, [cases, *([weights] if weights else [])], overwrite)
     if strategy == "spheres":
-        generator = Spheres(radius=radius)
+        refuse_unused("--strategy spheres", weights=weights, tissue=tissue, junction=junction)
+        generator = Spheres(radius=radius or DEFAULT_RADIUS)
     elif strategy == "anatomy":
-        generator = AnatomyShapes(centre_in=(tissue,), junction=pair(junction), radius=radius)
+        refuse_unused("--strategy anatomy", weights=weights)
+        if tissue is not None and junction is not None:
+            raise InputError("give --tissue or --junction, not both: a junction's lesions are centred where its two classes meet")
+        generator = AnatomyShapes(centre_in=(1 if tissue is None else tissue,), junction=pair(junction), radius=radius or DEFAULT_RADIUS)
     elif strategy == "learned":
+        refuse_unused("--strategy learned (its shapes, sizes and places are learnt)", tissue=tissue, junction=junction, radius=radius)
         if weights is None:
             raise InputError("--strategy learned needs --weights (train one with `medinpaint lesions train-masks`)")
         from medinpaint.lesions.learned import LearnedMasks
@@ -188,7 +202,12 @@ def train_masks_cmd(
     from medinpaint.lesions.learned import MaskGenTrainConfig, train_mask_generator
 
     check_not_an_input(output, [lesions])  # a run folder, never inside the data
+    from medinpaint.data.split import outside_validation
+
     data = read_lesion_folder(lesions, require_lesions=True)
+    data = data.subset(outside_validation(data.ids))  # never the validation patients 450-499
+    if not data.lesions.any():
+        raise InputError(f"{lesions}: no lesions outside the validation patients 450-499, which are never trained on")
     cfg = MaskGenTrainConfig(steps=steps, seed=seed)
     weights = train_mask_generator(data.lesions, data.anatomy, output, cfg, device=resolve_device(device), progress=not no_progress,
                                    overwrite=overwrite, anatomy_names=data.anatomy_names)
@@ -209,8 +228,8 @@ def protocol_cmd(
     mask_steps: Annotated[int, typer.Option(help="learned mask generator steps")] = 400,
     synthetic_ratio: Annotated[float, typer.Option(help="synthetic lesion slices per real lesion slice")] = 1.0,
     test_fraction: Annotated[float, typer.Option(help="share of lesion patients held out for the test")] = 0.3,
-    tissue: Annotated[int, typer.Option(help="the anatomy class the anatomy strategy centres lesions in")] = 1,
-    radius: Radius = (2.0, 6.0),
+    tissue: Annotated[int | None, typer.Option(help="the anatomy class the anatomy strategy centres lesions in (default 1)")] = None,
+    radius: Radius = None,
     device: DeviceOpt = "cpu",
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
@@ -219,10 +238,15 @@ def protocol_cmd(
     from medinpaint.lesions.data import read_healthy_folder, read_lesion_folder
     from medinpaint.lesions.protocol import PAINTERS, STRATEGIES, ProtocolConfig, run_protocol
 
-    cfg = ProtocolConfig(strategies=tuple(strategy or STRATEGIES), painters=tuple(painter or PAINTERS), seeds=seeds,
+    strategies = tuple(strategy or STRATEGIES)
+    if "anatomy" not in strategies:
+        refuse_unused("a protocol without --strategy anatomy", tissue=tissue)
+    if not {"spheres", "anatomy"} & set(strategies):
+        refuse_unused("a protocol of learned masks only (their sizes are learnt)", radius=radius)
+    cfg = ProtocolConfig(strategies=strategies, painters=tuple(painter or PAINTERS), seeds=seeds,
                          seg_steps=seg_steps, painter_steps=painter_steps, mask_steps=mask_steps, synthetic_ratio=synthetic_ratio,
-                         test_fraction=test_fraction, tissue=tissue, radius=radius, device=resolve_device(device),
-                         progress=not no_progress)
+                         test_fraction=test_fraction, tissue=1 if tissue is None else tissue, radius=radius or DEFAULT_RADIUS,
+                         device=resolve_device(device), progress=not no_progress)
     real, normal = read_lesion_folder(lesions, require_lesions=True), read_healthy_folder(healthy)
     run_protocol(real, normal, output, cfg, [lesions, healthy], overwrite=overwrite)
     typer.echo((output / "results.md").read_text() + f"plot: {output / 'results.png'}  examples: {output / 'examples.png'}")

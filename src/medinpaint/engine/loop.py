@@ -23,6 +23,7 @@ from accelerate import Accelerator
 
 from medinpaint.checkpoint import Training, save_checkpoint
 from medinpaint.devices import check_device
+from medinpaint.errors import InputError
 from medinpaint.engine import runstate
 from medinpaint.engine.config import EngineConfig
 from medinpaint.engine.ema import EMA
@@ -86,7 +87,8 @@ def _fit(task: Task, output: Path, cfg: EngineConfig, device: str | None, progre
     # before the choice existed still resume)
     chosen = {} if cfg.optimizer == "adamw" else {"optimizer": cfg.optimizer}
     ident = runstate.identity(task.kind, task.network_config, **task.resume_key(), **chosen)
-    settings = {**cfg.to_dict(), "training_slices": task.train_slices}  # saved in last.pt; a resume notes changes
+    settings = {**cfg.to_dict(), "training_slices": task.train_slices,  # saved in last.pt; a resume notes changes
+                **({"training_data": task.train_digest} if task.train_digest else {})}
     resumed = runstate.resume(last, ident, type(task.network_config), network, ema.network, opt, say=acc.print,
                               critic=critic, critic_opt=critic_opt)
     step, elapsed = resumed.step, resumed.elapsed_s
@@ -94,6 +96,9 @@ def _fit(task: Task, output: Path, cfg: EngineConfig, device: str | None, progre
         started_from = resumed.started_from if resumed.started_from is not None else (runstate.origin(cfg.init) if cfg.init else "")
         if cfg.init:
             acc.print(f"note: --init is not used when a run resumes ({output} goes on from its own last.pt)")
+        if "seed" in resumed.config and resumed.config["seed"] != cfg.seed:  # the run's batches, masks and validation set
+            raise InputError(f"{output}: a run of seed {resumed.config['seed']}, resumed with --seed {cfg.seed}: give its seed to go "
+                             "on with it, or --overwrite (or another --output) for a run of the new seed")
         changed = runstate.changed_settings(resumed.config, settings)
         if changed:
             acc.print(f"note: resuming with other settings than the run had: {'; '.join(changed)}")

@@ -38,6 +38,16 @@ class Resumed:
     rng: dict[str, torch.Tensor] | None = None  # the random states at the save (None: saved before they were kept)
 
 
+def _written_by_the_engine(config: Path) -> bool:
+    """Whether `config` is the config.json a run writes first (a folder of a user's own files by those names is not
+    a killed run, and is never cleared)."""
+    try:
+        written = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(written, dict) and {"kind", "engine"} <= written.keys()
+
+
 def prepare_folder(output: Path, overwrite: bool) -> None:
     """Make `output` ready: `overwrite` removes every file of an earlier run (and nothing else); without it, a
     non-empty folder must hold a run to resume, or only what a run killed before its first checkpoint left (which
@@ -46,7 +56,7 @@ def prepare_folder(output: Path, overwrite: bool) -> None:
         raise InputError(f"{output}: is a file; the output of a training run is a folder")
     if not overwrite and output.exists() and not (output / LAST).exists():
         entries = {p.name for p in output.iterdir()}
-        if entries and entries <= set(EARLY_FILES):
+        if entries and entries <= set(EARLY_FILES) and _written_by_the_engine(output / "config.json"):
             overwrite = True
     if overwrite:
         for name in RUN_FILES:

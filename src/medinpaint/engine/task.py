@@ -23,6 +23,7 @@ class Task(ABC):
     val_fields: tuple[str, ...] = ()  # the CSV columns `validate` returns, each starting with "val_"
     network_config: Any  # the network's config dataclass
     train_slices: int = 0  # training examples, for the checkpoint's record
+    train_digest: str = ""  # a digest of the training examples: a resume on other data of the same count is noted
     notes: tuple[str, ...] = ()  # what the user should know before the run starts, printed by the engine
 
     @abstractmethod

@@ -184,8 +184,16 @@ class LearnedMasks:
     def from_pretrained(cls, path: str | Path, device: str = "cpu") -> LearnedMasks:
         path = Path(path)
         state, meta = load_checkpoint(path, KIND, PREPROCESSING)
-        if meta.sampling is None:
+        sampling = meta.sampling
+        if sampling is None:
             raise InputError(f"{path}: the metadata lacks the lesion placement ('sampling')")
+        try:
+            shares, depths = sampling["centre_classes"], sampling["centre_depths"]
+            well_formed = len(shares) == len(depths) > 0 and all(isinstance(d, list) for d in depths)
+        except (KeyError, TypeError):
+            well_formed = False
+        if not well_formed:
+            raise InputError(f"{path}: malformed lesion placement ('sampling' needs centre_classes and centre_depths, one per class)")
         return cls(load_state(MaskVAE(config_from(meta, MaskVAEConfig, path)), state, path), meta.sampling, device)
 
     def centre(self, anatomy: np.ndarray, rng: np.random.Generator) -> tuple[int, int] | None:

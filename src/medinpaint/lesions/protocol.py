@@ -68,6 +68,9 @@ class ProtocolConfig:
             raise InputError("--seeds must be at least 1")
         if not self.synthetic_ratio > 0:
             raise InputError(f"--synthetic-ratio must be above 0, got {self.synthetic_ratio:g}")
+        for option, steps in (("--seg-steps", self.seg_steps), ("--painter-steps", self.painter_steps), ("--mask-steps", self.mask_steps)):
+            if steps < 1:  # in the protocol's own option names, before any model trains
+                raise InputError(f"{option} must be at least 1, got {steps}")
 
 
 def split_patients(cases: LesionSet, test_fraction: float, seed: int = 0) -> tuple[list[str], list[str]]:
@@ -127,6 +130,9 @@ class Protocol:
     def __init__(self, lesions: LesionSet, healthy: LesionSet, cfg: ProtocolConfig, work: Path) -> None:
         if lesions.images.shape[1:] != healthy.images.shape[1:]:
             raise InputError(f"lesion slices are {lesions.images.shape[1:]}, healthy ones {healthy.images.shape[1:]}: give one size")
+        if lesions.anatomy_names != healthy.anatomy_names:  # class k must mean one tissue on both sides
+            raise InputError(f"the lesion cases' anatomy classes are ({', '.join(lesions.anatomy_names)}), the healthy cases' "
+                             f"({', '.join(healthy.anatomy_names)}): give cases of one anatomy")
         self.cfg, self.work = cfg, work
         kept_lesions, kept_healthy = outside_validation(lesions.ids), outside_validation(healthy.ids)
         self.dropped_validation = len(lesions) - len(kept_lesions) + len(healthy) - len(kept_healthy)
