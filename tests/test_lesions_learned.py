@@ -105,3 +105,20 @@ def test_patches_grow_to_hold_the_largest_lesion() -> None:
     for k in range(3):  # three 14 px lobes touching corner to corner: one 42 px lesion, as lesions are counted
         lobes[0, 14 * k : 14 * (k + 1), 14 * k : 14 * (k + 1)] = True
     assert fitting_patch(lobes) == 56
+
+
+@pytest.mark.parametrize("spoil", [lambda s: s.pop("centre_depths"), lambda s: s["centre_classes"].pop(), lambda s: s.clear()],
+                         ids=["no-depths", "lengths-differ", "empty"])
+def test_a_malformed_placement_record_is_one_line(bar_training: tuple[Path, np.ndarray], tmp_path: Path, spoil) -> None:
+    import json
+
+    from safetensors.torch import load_file, safe_open, save_file
+
+    weights, _ = bar_training
+    with safe_open(str(weights), framework="pt") as f:
+        meta = json.loads(f.metadata()["medinpaint"])
+    spoil(meta["sampling"])
+    bad = tmp_path / "bad.safetensors"
+    save_file(load_file(str(weights)), str(bad), metadata={"medinpaint": json.dumps(meta)})
+    with pytest.raises(InputError, match=r"bad.safetensors: (malformed lesion placement|the metadata lacks the lesion placement)"):
+        LearnedMasks.from_pretrained(bad)
