@@ -235,8 +235,8 @@ def results_table(rows: list[dict], protocol: Protocol) -> str:
     dropped = ", ".join(f"{n} {what} dropped" for n, what in ((protocol.dropped_healthy, "of test patients"),
                                                               (protocol.dropped_validation, "of patients 450-499")) if n)
     lines = [f"{len(protocol.train_patients)} training and {len(protocol.test_patients)} test lesion patients "
-             f"({len(protocol.train)} / {len(protocol.test)} slices; each run holds a tenth of the training patients out "
-             f"for its validation curve: column `real` of results.csv), {len(protocol.healthy)} healthy slices"
+             f"({len(protocol.train)} / {len(protocol.test)} slices; each run holds a tenth of the training patients "
+             f"(at least one) out for its validation curve: column `real` of results.csv), {len(protocol.healthy)} healthy slices"
              f"{f' ({dropped})' if dropped else ''}; {c.seg_steps} segmenter steps, {c.seeds} seed(s)", "",
              "| arm | Dice | coverage | false positives / case | synthetic slices |", "|---|---:|---:|---:|---:|"]
     for arm, rs in sorted(groups.items(), key=lambda kv: -statistics.mean(r["dice"] for r in kv[1])):
