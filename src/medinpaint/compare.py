@@ -199,6 +199,8 @@ def trials_table(trials: list[dict]) -> str:
     for t in sorted(trials, key=lambda t: t["mae"]):
         lines.append(f"| {t['trial']} | {t['lr']:.2e} | {t['optimizer']} | {t['base_channels']} | {t['dropout']} | "
                      f"{t['mae']:.3f} | {t['ssim']:.4f} |")
+    lines += ["", "The best trial was chosen on these validation slices, so its MAE is optimistic as an estimate of the "
+              "settings' worth: compare them with the table above through a run of their own, with its seeds."]
     return "\n".join(lines) + "\n"
 
 
