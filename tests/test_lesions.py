@@ -371,3 +371,11 @@ def test_the_protocol_refuses_options_no_strategy_of_it_uses(tmp_path: Path) -> 
     assert result.exit_code == 2 and "--radius does not apply to a protocol of learned masks only" in result.output
     result = CliRunner().invoke(app, [*base, "--strategy", "spheres", "--tissue", "2"])
     assert result.exit_code == 2 and "--tissue does not apply to a protocol without --strategy anatomy" in result.output
+
+
+def test_masks_refuses_a_class_the_anatomy_does_not_have(lesion_cases: LesionSet, tmp_path: Path) -> None:
+    (tmp_path / "cases").mkdir()
+    write_lesion_folder(tmp_path / "cases", lesion_cases)
+    result = CliRunner().invoke(app, ["lesions", "masks", "--cases", str(tmp_path / "cases"), "-o", str(tmp_path / "m"), "--tissue", "9"])
+    assert result.exit_code == 2 and "its anatomy has no class 9 (it has 0 background, 1 soft tissue, 2 fat)" in result.output
+    assert not (tmp_path / "m").exists()

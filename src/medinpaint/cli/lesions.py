@@ -122,6 +122,11 @@ def masks_cmd(
     data = read_lesion_folder(cases, require_lesions=False)
     if strategy == "learned":
         generator.check_anatomy(data.anatomy_names, cases)
+    if strategy == "anatomy":  # a class the anatomy maps do not name would give every slice an empty mask
+        unknown = [k for k in (*generator.centre_in, *(generator.junction or ())) if k >= len(data.anatomy_names)]
+        if unknown:
+            named = ", ".join(f"{k} {n}" for k, n in enumerate(data.anatomy_names))
+            raise InputError(f"{cases}: its anatomy has no class {unknown[0]} (it has {named})")
     rng = np.random.default_rng(seed)
     masks = np.stack([generator(data.images[i], data.anatomy[i], rng) for i in range(len(data))])
     with atomic_dir(output, overwrite=overwrite) as tmp:  # lesions the slices already hold keep their labels
