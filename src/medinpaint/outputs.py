@@ -29,7 +29,7 @@ def check_replaceable(output: Path) -> None:
 
 def check_not_an_input(output: Path, inputs: list[Path]) -> None:
     """Refuse an output that is an input file, is or lies inside an input folder, or holds an input (replacing it
-    would delete the input). All a run folder, which is resumed where it exists, is checked for."""
+    would delete the input). The only check of a run folder, which is resumed where it exists."""
     out = output.resolve()
     for inp in inputs:
         src = inp.resolve()
