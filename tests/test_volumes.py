@@ -218,6 +218,10 @@ def test_volume_folders_are_matched_by_case_name(tmp_path: Path) -> None:
     (tmp_path / "msk" / "b.nii").write_bytes(b"")
     assert [(i.name, m.name, c) for i, m, c in volume_pairs(tmp_path / "img", tmp_path / "msk")] == [
         ("a_0000.nii.gz", "a.nii.gz", "a"), ("b_0000.nii.gz", "b.nii", "b")]
+    (tmp_path / "msk" / "c.nii.gz").write_bytes(b"")  # meant for a volume that is not there: never filled
+    with pytest.raises(InputError, match=r"c.nii.gz: a mask with no image in .*img"):
+        volume_pairs(tmp_path / "img", tmp_path / "msk")
+    (tmp_path / "msk" / "c.nii.gz").unlink()
     (tmp_path / "msk" / "b.nii").unlink()
     with pytest.raises(InputError, match="no mask named b"):
         volume_pairs(tmp_path / "img", tmp_path / "msk")
@@ -238,6 +242,8 @@ def test_volumes_that_share_a_case_name_keep_their_own_masks_and_outputs(tmp_pat
     (tmp_path / "cmsk" / "brain.nii.gz").write_bytes(b"")
     assert [(m.name, c) for _, m, c in volume_pairs(tmp_path / "chan", tmp_path / "cmsk")] == [
         ("brain.nii.gz", "brain_0000"), ("brain.nii.gz", "brain_0001")]
+    (tmp_path / "cmsk" / "brain_0001.nii.gz").write_bytes(b"")  # channel 1's own mask: brain.nii.gz is channel 0's only
+    assert [m.name for _, m, _ in volume_pairs(tmp_path / "chan", tmp_path / "cmsk")] == ["brain.nii.gz", "brain_0001.nii.gz"]
     (tmp_path / "img" / "pt_0001.nii").write_bytes(b"")
     with pytest.raises(InputError, match="pt_0001.nii.gz has the same name"):
         volume_pairs(tmp_path / "img", tmp_path / "msk")
@@ -335,6 +341,29 @@ def test_a_folder_of_volumes_reads_packs_and_trains_as_slices(tmp_path: Path) ->
     weights = train(s, tmp_path / "run", TrainConfig(steps=1, batch_size=2, val_cases=2, network=TINY), device="cpu", progress=False)
     prep = read_metadata(weights).preprocessing
     assert prep.intensity_window == DMIAI_WINDOW_HU and prep.pixel_spacing_mm == DMIAI_PIXEL_SPACING_MM
+
+
+def test_two_channels_of_one_case_are_one_patient_to_the_validation_split(tmp_path: Path) -> None:
+    """nnU-Net's `a_0000`, `a_0001` are two contrasts of one patient: validating on one after training on the other
+    would score anatomy the network has seen. Patients numbered `pt_0000`, `pt_0001` stay patients."""
+    from medinpaint.data.split import patient_of, split_by_patient
+    from medinpaint.data.volumes import channels_of_cases
+
+    rng = np.random.default_rng(12)
+    (tmp_path / "chan").mkdir()
+    for case in ("a", "b", "c"):
+        for channel in ("0000", "0001"):
+            save(tmp_path / "chan" / f"{case}_{channel}.nii.gz", ct_volume(rng, (40, 40, 2)), RAS_2MM)
+    s = read_slices(tmp_path / "chan")
+    assert s.ids[:3] == ["a:c0000:z0000", "a:c0000:z0001", "a:c0001:z0000"]
+    assert sorted({patient_of(i) for i in s.ids}) == ["a", "b", "c"]
+    train_idx, val_idx = split_by_patient(s.ids, val_fraction=0.34)
+    assert len(val_idx) == 4 and not {patient_of(s.ids[i]) for i in train_idx} & {patient_of(s.ids[i]) for i in val_idx}
+    names = lambda *stems: [Path(f"{n}.nii.gz") for n in stems]  # noqa: E731
+    assert channels_of_cases(names("pt_0000", "pt_0001", "pt_0002")) == {}  # one prefix: patients numbered
+    assert channels_of_cases(names("a_0000", "a_0001", "b_0000")) == {}  # b lacks a channel: not nnU-Net's layout
+    assert channels_of_cases(names("a_0001", "a_0002", "b_0001", "b_0002")) == {}  # channels count from 0000
+    assert channels_of_cases(names("a_0000", "a_0001", "b")) == {}
 
 
 def test_a_nifti2_volume_is_written_back_as_nifti2(tmp_path: Path, ct_inpainter: Inpainter) -> None:

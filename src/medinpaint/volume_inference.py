@@ -20,6 +20,7 @@ import numpy as np
 
 from medinpaint.data.volumes import (AXIS_NAMES, case_names, case_volume, display_spacing, display_stack, is_nifti,
                                      nifti_stem, read_like, read_mask, read_nifti, write_nifti)
+from medinpaint.data.readers import no_mask_without_image
 from medinpaint.data.resample import resize_labels, resize_mask, resize_stack
 from medinpaint.data.slices import check_tissue_levels
 from medinpaint.errors import InputError, about
@@ -195,4 +196,6 @@ def volume_pairs(images: Path, masks: Path) -> list[tuple[Path, Path, str]]:
     clash = [p for p in found if counts[names[p]] > 1]  # scan.nii beside scan.nii.gz
     if clash:
         raise InputError(f"{clash[0]}: {clash[1].name} has the same name; keep one of them")
-    return [(p, case_volume(masks, p, "mask"), names[p]) for p in found]
+    pairs = [(p, case_volume(masks, p, "mask"), names[p]) for p in found]
+    no_mask_without_image({m.name: m for m in masks.iterdir() if is_nifti(m)}, [m for _, m, _ in pairs], images)
+    return pairs

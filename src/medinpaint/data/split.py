@@ -10,13 +10,13 @@ from medinpaint.errors import error_about
 
 VALIDATION_PATIENTS = range(450, 500)  # this project's fixed validation split of the DM-i-AI set
 
-_VOLUME_SLICE = re.compile(r"^(.+):z\d+$")  # slice k of a volume read by `volume_slices`: `case:zNNNN`
+_VOLUME_SLICE = re.compile(r"^(.+?)(?::c\d+)?:z\d+$")  # slice k of a volume read by `volume_slices`: `case[:cCCCC]:zNNNN`
 _PATIENT_SLICE = re.compile(r"^(.+)_\d+$")  # slice k of a patient: `PATIENT_K` (DM-i-AI: `PPP_k`)
 
 
 def patient_of(case_id: str) -> str:
     """The patient of a case id: `PATIENT` of `PATIENT_K` (DM-i-AI's `PPP_k`, `sub01_3`), `case` of a volume's
-    slice `case:zNNNN`; any other id (`17`, `synth-000003`) is its own patient."""
+    slice `case:zNNNN` or of its channel `case:cCCCC:zNNNN`; any other id (`17`, `synth-000003`) is its own patient."""
     m = _VOLUME_SLICE.match(case_id) or _PATIENT_SLICE.match(case_id)
     return m.group(1) if m else case_id
 

@@ -4,8 +4,9 @@ The folder holds the volumes themselves, or `images/` with optional `masks/` and
 (nnU-Net style: `images/case_0000.nii.gz` with `masks/case.nii.gz`). Every volume is cut into axial slices in the
 radiological view, mapped to 0..255 the way `predict` maps a volume (CT through the DM-i-AI window of -150..250 HU,
 MRI by robust percentiles), resampled to the DM-i-AI pixel size of 2 mm and padded or cropped to 256x256, so that
-a model trained on them records, and later expects, what the shipped model does. Slice ids are `case:zNNNN`, so
-the validation split takes whole volumes, never slices of one volume on both sides.
+a model trained on them records, and later expects, what the shipped model does. Slice ids are `case:zNNNN`
+(`case:cCCCC:zNNNN` for channel CCCC of a multi-channel nnU-Net case), so the validation split takes whole cases,
+never slices of one volume, nor two channels of one case, on both sides.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from medinpaint.constants import DMIAI_PIXEL_SPACING_MM, DMIAI_WINDOW_HU
 from medinpaint.data.resample import resize_labels, resize_mask, resize_stack
 from medinpaint.data.slices import SliceSet, to_uint8
-from medinpaint.data.volumes import case_names, case_volume, display_spacing, display_stack, is_nifti, read_like, read_mask, read_nifti
+from medinpaint.data.volumes import case_name, case_names, case_volume, channels_of_cases, display_spacing, display_stack, is_nifti, read_like, read_mask, read_nifti
 from medinpaint.errors import InputError
 
 SLICE_SIZE = 256
@@ -71,7 +72,7 @@ def read_volume_slices(path: Path) -> SliceSet:
     parts: dict[str, list[np.ndarray]] = {"images": [], "masks": [], "labels": []}
     ids: list[str] = []
     kinds = set()
-    names = case_names(volumes)
+    names, channels = case_names(volumes), channels_of_cases(volumes)
     for image_path in volumes:
         case = names[image_path]
         volume = read_nifti(image_path)
@@ -91,7 +92,8 @@ def read_volume_slices(path: Path) -> SliceSet:
             else:
                 fitted = _fit(whole_labels(stack, found), spacing, resize_labels, 0)
             parts[kind].append(fitted)
-        ids += [f"{case}:z{k:04d}" for k in range(len(values))]
+        source = f"{case_name(image_path)}:c{channels[image_path]}" if image_path in channels else case
+        ids += [f"{source}:z{k:04d}" for k in range(len(values))]
     if len(kinds) > 1:
         raise InputError(f"{path}: some volumes look like CT in Hounsfield units and some do not; train on one kind")
     arrays = {k: np.concatenate(v) if v else None for k, v in parts.items()}

@@ -47,6 +47,23 @@ def case_names(images: list[Path]) -> dict[Path, str]:
     return {p: c if cases.count(c) == 1 else nifti_stem(p) for p, c in zip(images, cases)}
 
 
+def channels_of_cases(images: list[Path]) -> dict[Path, str]:
+    """The channel (`0001`) of each image that is one channel of a multi-channel case, nnU-Net style: the folder
+    holds at least two cases and each has the same channels 0000..000k (k >= 1), `a_0000`, `a_0001`, `b_0000`,
+    `b_0001`. Any other folder ({} here) is one volume per patient: `pt_0001`, `pt_0002` or `pt_0000..pt_0099`
+    are patients numbered, not channels of `pt`."""
+    channels: dict[str, set[str]] = {}
+    for p in images:
+        name = nifti_stem(p)
+        if case_name(p) == name:
+            return {}
+        channels.setdefault(case_name(p), set()).add(name[-4:])
+    wanted = {f"{k:04d}" for k in range(len(next(iter(channels.values()), ())))}
+    if len(channels) < 2 or len(wanted) < 2 or any(c != wanted for c in channels.values()):
+        return {}
+    return {p: nifti_stem(p)[-4:] for p in images}
+
+
 def case_volume(folder: Path, image: Path, what: str) -> Path:
     """The `what` (mask, tissue map, ...) of `image` in `folder`: the volume of the image's own name, else of its case
     name (nnU-Net style: `case.nii.gz` for `case_0000.nii.gz`); a one-line InputError if there is neither."""
