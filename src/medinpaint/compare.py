@@ -3,7 +3,8 @@ scored on the same validation slices, as one table, one plot of validation MAE a
 
 Fair by construction: every run goes through the one training engine with the same `TrainConfig` but for the
 architecture, its loss and its seed; the mask pool (brush strokes, or stripes) is drawn once; the validation slices
-and their masks are drawn once from the validation patients and scored with the same metrics, in 0..255 units:
+are drawn once from the validation patients, their masks once from that pool (the patients are unseen, the mask
+shapes are the training's: every run meets the same ones), and scored with the same metrics, in 0..255 units:
 MAE over the whole image (the challenge's score) and in the mask, PSNR, SSIM, and, for body composition, the Dice
 and Jaccard of the fat that `baselines.threshold_tissue` finds in the mask of the filled slice against the truth,
 with the cosine similarity of the filled and true pixels in the mask.
