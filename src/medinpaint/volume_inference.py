@@ -197,5 +197,5 @@ def volume_pairs(images: Path, masks: Path) -> list[tuple[Path, Path, str]]:
     if clash:
         raise InputError(f"{clash[0]}: {clash[1].name} has the same name; keep one of them")
     pairs = [(p, case_volume(masks, p, "mask"), names[p]) for p in found]
-    no_mask_without_image({m.name: m for m in masks.iterdir() if is_nifti(m)}, [m for _, m, _ in pairs], images)
+    no_mask_without_image((m for m in masks.iterdir() if is_nifti(m)), (m for _, m, _ in pairs), images)
     return pairs

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -135,9 +136,9 @@ def _check_vertebrae(values: np.ndarray, where: Path | list[Path]) -> None:
     _check_levels(values, VERTEBRAE, where, f"expected one integer 0..{MAX_VERTEBRA}")
 
 
-def no_mask_without_image(masks: dict[str, Path], used: list[Path], images: Path) -> None:
+def no_mask_without_image(masks: Iterable[Path], used: Iterable[Path], images: Path) -> None:
     """A mask that no image uses would be dropped silently, so the slice it was meant for would never be filled."""
-    extra = sorted(set(masks.values()) - set(used))
+    extra = sorted(set(masks) - set(used))
     if extra:
         raise InputError(f"{extra[0]}: a mask with no image in {images}")
 
@@ -158,7 +159,7 @@ def _read_dmiai(path: Path, workers: int) -> SliceSet:
         arrays[kind] = _stack(files, workers, shape)
         shape = arrays[kind].shape[1:]
         if kind == "mask":
-            no_mask_without_image(present[kind], files, path / main)
+            no_mask_without_image(present[kind].values(), files, path / main)
             arrays[kind] = _as_mask(arrays[kind], files)
         if kind == "tissue":
             _check_tissue(arrays[kind], files)
@@ -339,7 +340,7 @@ def _read_png_pairs(path: Path, workers: int) -> SliceSet:
         files = _png_files(path / part, prefix)
         paired = _paired(images, files)
         if part == "masks":
-            no_mask_without_image(files, list(paired.values()), path / "images")
+            no_mask_without_image(files.values(), paired.values(), path / "images")
         missing = [i for i in ids if i not in paired]
         if missing:
             raise InputError(f"{path / part}: no file for {images[missing[0]].relative_to(path)}")

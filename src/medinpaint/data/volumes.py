@@ -52,16 +52,15 @@ def channels_of_cases(images: list[Path]) -> dict[Path, str]:
     holds at least two cases and each has the same channels 0000..000k (k >= 1), `a_0000`, `a_0001`, `b_0000`,
     `b_0001`. Any other folder ({} here) is one volume per patient: `pt_0001`, `pt_0002` or `pt_0000..pt_0099`
     are patients numbered, not channels of `pt`."""
-    channels: dict[str, set[str]] = {}
+    if any(case_name(p) == nifti_stem(p) for p in images):
+        return {}  # a volume with no channel suffix
+    channel = {p: nifti_stem(p)[-4:] for p in images}
+    per_case: dict[str, set[str]] = {}
     for p in images:
-        name = nifti_stem(p)
-        if case_name(p) == name:
-            return {}
-        channels.setdefault(case_name(p), set()).add(name[-4:])
-    wanted = {f"{k:04d}" for k in range(len(next(iter(channels.values()), ())))}
-    if len(channels) < 2 or len(wanted) < 2 or any(c != wanted for c in channels.values()):
-        return {}
-    return {p: nifti_stem(p)[-4:] for p in images}
+        per_case.setdefault(case_name(p), set()).add(channel[p])
+    sets = list(per_case.values())
+    wanted = {f"{k:04d}" for k in range(len(sets[0]))} if sets else set()
+    return channel if len(sets) >= 2 and len(wanted) >= 2 and all(c == wanted for c in sets) else {}
 
 
 def case_volume(folder: Path, image: Path, what: str) -> Path:
