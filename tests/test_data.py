@@ -252,6 +252,18 @@ def test_split_keeps_patients_whole_and_uses_450_to_499_for_validation() -> None
     assert len(val_p) == 4 and not train_p & val_p and len(train) + len(val) == len(ids)
 
 
+def test_only_dmiai_ids_fall_into_the_fixed_validation_patients() -> None:
+    from medinpaint.data.split import outside_validation
+
+    stack = [str(i) for i in range(600)]  # a .npy stack's slice numbers: 600 patients of one slice, none DM-i-AI
+    train, val = split_by_patient(stack, val_fraction=0.1)
+    assert len(val) == 60 and not set(range(450, 500)) <= set(val.tolist())  # a seeded tenth, not slices 450-499
+    assert len(outside_validation(stack)) == 600
+    pngs = [f"{i:04d}" for i in range(440, 460)]  # PNG pairs `0440.png`..`0459.png`
+    assert len(outside_validation(pngs)) == 20 and len(split_by_patient(pngs)[1]) == 2
+    assert outside_validation(["449_9", "450_0", "499_3", "500_0"]).tolist() == [0, 3]
+
+
 def test_named_patients_keep_their_slices_together() -> None:
     from medinpaint.data import patient_of
 

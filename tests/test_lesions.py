@@ -163,10 +163,10 @@ def test_the_protocol_never_trains_on_a_test_patient(lesion_cases: LesionSet, tm
     assert len(test) == 3
     trained = [json.loads(f.read_text()) for f in out.rglob("train_ids.json")]
     assert len(trained) == 2 * 7 + 2  # every segmenter run, the lesion painter and the mask generator
-    from medinpaint.data.split import is_validation_patient, patient_of, training_split
+    from medinpaint.data.split import is_validation_case, patient_of, training_split
 
     sources = [i.split("_from_")[1] if i.startswith("synthetic_") else i for ids in trained for i in ids]
-    assert all(patient_of(i) not in test and not is_validation_patient(patient_of(i)) for i in sources)
+    assert all(patient_of(i) not in test and not is_validation_case(i) for i in sources)
     assert "(6 of test patients dropped, 4 of patients 450-499 dropped)" in (out / "results.md").read_text()
     real = json.loads((out / "runs" / "real-s1" / "train_ids.json").read_text())  # what the engine trained on
     train = lesion_cases.of_patients(set(lesion_cases.patients) - test)

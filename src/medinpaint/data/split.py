@@ -12,6 +12,7 @@ VALIDATION_PATIENTS = range(450, 500)  # this project's fixed validation split o
 
 _VOLUME_SLICE = re.compile(r"^(.+?)(?::c\d+)?:z\d+$")  # slice k of a volume read by `volume_slices`: `case[:cCCCC]:zNNNN`
 _PATIENT_SLICE = re.compile(r"^(.+)_\d+$")  # slice k of a patient: `PATIENT_K` (DM-i-AI: `PPP_k`)
+_DMIAI_SLICE = re.compile(r"^(\d{3})_\d+$")  # DM-i-AI's `PPP_k`: three-digit patient, slice k
 
 
 def patient_of(case_id: str) -> str:
@@ -21,15 +22,17 @@ def patient_of(case_id: str) -> str:
     return m.group(1) if m else case_id
 
 
-def is_validation_patient(patient: str) -> bool:
-    """Whether `patient` is one of the DM-i-AI validation patients 450-499 (the ids `450`..`499`)."""
-    return patient.isdigit() and int(patient) in VALIDATION_PATIENTS
+def is_validation_case(case_id: str) -> bool:
+    """Whether `case_id` is a slice of the DM-i-AI validation patients 450-499 (`450_0`..`499_9`). Only DM-i-AI's
+    `PPP_k` ids: a `.npy` stack's slice numbers (`0`..`N-1`) or a PNG named `0450.png` are not DM-i-AI patients."""
+    m = _DMIAI_SLICE.match(case_id)
+    return bool(m) and int(m.group(1)) in VALIDATION_PATIENTS
 
 
 def outside_validation(ids: list[str]) -> np.ndarray:
     """Indices of the ids not of validation patients 450-499 (all of them for data of other ids): the slices
     anything learnt may see, with no random hold-out as `split_by_patient` makes for other data."""
-    return np.flatnonzero([not is_validation_patient(patient_of(i)) for i in ids])
+    return np.flatnonzero([not is_validation_case(i) for i in ids])
 
 
 def split_by_patient(
@@ -38,7 +41,7 @@ def split_by_patient(
     """Indices (train, val). DM-i-AI ids use patients 450-499 as validation when any are present;
     otherwise a seeded random `val_fraction` of patients is held out."""
     patients = [patient_of(i) for i in ids]
-    fixed = {p for p in patients if is_validation_patient(p)}
+    fixed = {p for p, i in zip(patients, ids) if is_validation_case(i)}
     if fixed:
         val_patients = fixed
     else:

@@ -28,7 +28,7 @@ from medinpaint.constants import TISSUE_LEVELS
 from medinpaint.data import read_slices, split_by_patient
 from medinpaint.data.slices import SliceSet, to_uint8
 from medinpaint.engine.logs import training_seconds
-from medinpaint.data.split import is_validation_patient, patient_of
+from medinpaint.data.split import is_validation_case, patient_of
 from medinpaint.errors import InputError
 from medinpaint.models import SegmenterConfig
 from medinpaint.outputs import atomic_file, check_output_path, partial_dir, resumable_dir, settings_key
@@ -120,7 +120,7 @@ class Study:
         self.data = small(data, cfg.size)
         # only patients 450-499, never a random tenth: the engine would hold out another tenth of the smaller set
         # it is given, and train on the patients scored here
-        val_idx = np.flatnonzero([is_validation_patient(patient_of(i)) for i in self.data.ids])
+        val_idx = np.flatnonzero([is_validation_case(i) for i in self.data.ids])
         if len(val_idx) == 0:
             raise InputError("the study scores on validation patients 450-499: the data hold none")
         self.patients = training_patients(self.data.ids)
