@@ -42,6 +42,33 @@ def test_dice_and_jaccard_equal_hand_computed_values() -> None:
     assert m.aggregate()["mean_dice"] == pytest.approx((2 / 3 + 2 / 3) / 2)
 
 
+def test_a_class_nowhere_is_left_out_of_the_mean_and_one_foreground_class_has_no_fraction() -> None:
+    m = SegmentationMetrics(("background", "body", "fat", "bone"))  # bone declared, in no label nor prediction
+    m("a", np.array([[0, 1, 2, 2]]), np.array([[0, 1, 1, 2]]))
+    summary = m.aggregate()
+    assert summary["dice_bone"] == 1.0 and summary["absent_classes"] == ["bone"]
+    assert summary["mean_dice"] == pytest.approx((2 / 3 + 2 / 3) / 2)
+    m("b", np.array([[3, 0, 0, 0]]), np.array([[0, 0, 0, 0]]))  # predicted once: scored, and wrong
+    assert "absent_classes" not in m.aggregate() and m.aggregate()["dice_bone"] == 0.5
+    binary = SegmentationMetrics(("background", "lesion"))
+    row = binary("a", np.array([[0, 1]]), np.array([[1, 1]]))
+    assert not any("fraction" in k for k in [*row, *binary.aggregate()])
+
+
+def test_segment_evaluate_refuses_fractional_labels_and_reads_a_stack_file(tmp_path: Path) -> None:
+    images, labels = shapes(4)
+    data = write_npy_set(tmp_path / "shapes", images, labels)
+    np.save(tmp_path / "pred.npy", labels.astype(np.float32))
+    code, out = cli("segment", "evaluate", "--pred", tmp_path / "pred.npy", "--data", data, "-o", tmp_path / "r1")
+    assert code == 0, out
+    assert json.loads((tmp_path / "r1" / "summary.json").read_text())["mean_dice"] == 1.0
+    np.save(tmp_path / "pred.npy", labels.astype(np.float32) * 0.9)  # 1.8 would be read as class 1
+    code, out = cli("segment", "evaluate", "--pred", tmp_path / "pred.npy", "--data", data, "-o", tmp_path / "r2")
+    assert code != 0 and "pred.npy: label maps must hold integers" in out and not (tmp_path / "r2").exists()
+    code, out = cli("segment", "evaluate", "--pred", tmp_path / "nope.npy", "--data", data, "-o", tmp_path / "r3")
+    assert code != 0 and "nope.npy: no such file" in out
+
+
 def shapes(n: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Bright squares (class 1) and dark discs (class 2) on a mid-grey background: a task a U-Net learns at once."""
     rng = np.random.default_rng(seed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,10 @@ def test_the_study_command_says_what_is_wrong_in_one_line(phantoms: Path, tmp_pa
     assert result.exit_code == 2 and "--n 1000: the data hold" in result.output and result.output.count("\n") == 1
     result = CliRunner().invoke(app, ["segment", "study", "--data", str(phantoms), "-o", str(tmp_path / "s"), "--generator", "encoder"])
     assert result.exit_code == 2 and "--generator must be vae or diffusion" in result.output
+    shutil.copytree(phantoms, tmp_path / "no-tissue")
+    shutil.rmtree(tmp_path / "no-tissue" / "tissue")
+    result = CliRunner().invoke(app, ["segment", "study", "--data", str(tmp_path / "no-tissue"), "-o", str(tmp_path / "s")])
+    assert result.exit_code == 2 and f"{tmp_path / 'no-tissue'}: synthesis needs tissue maps" in result.output
 
 
 def test_an_interrupted_study_resumes_after_its_last_finished_block(phantoms: Path, tmp_path: Path,

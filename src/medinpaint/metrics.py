@@ -101,6 +101,7 @@ class SegmentationMetrics:
     def __init__(self, names: tuple[str, ...]) -> None:
         self.names = tuple(names)
         self.rows: list[dict[str, float | str]] = []
+        self._seen: set[str] = set()  # foreground classes met in some label or prediction
 
     def __call__(self, case_id: str, pred: np.ndarray, truth: np.ndarray) -> dict[str, float | str]:
         """`pred` and `truth`: (H, W) class ids, 0 the background."""
@@ -108,23 +109,39 @@ class SegmentationMetrics:
         for k, name in enumerate(self.names[1:], start=1):
             row[f"dice_{name}"] = dice(pred == k, truth == k)
             row[f"jaccard_{name}"] = jaccard(pred == k, truth == k)
-        last = len(self.names) - 1
-        share = lambda a: float((a == last).sum() / max(1, (a > 0).sum()))  # noqa: E731
-        row[f"{self.names[-1]}_fraction_true"] = share(truth)
-        row[f"{self.names[-1]}_fraction_error"] = share(pred) - share(truth)
+        if self._has_fraction:
+            last = len(self.names) - 1
+            share = lambda a: float((a == last).sum() / max(1, (a > 0).sum()))  # noqa: E731
+            row[f"{self.names[-1]}_fraction_true"] = share(truth)
+            row[f"{self.names[-1]}_fraction_error"] = share(pred) - share(truth)
+        for k in np.union1d(np.unique(pred), np.unique(truth)):
+            if 0 < k < len(self.names):
+                self._seen.add(self.names[int(k)])
         self.rows.append(row)
         return row
 
-    def aggregate(self) -> dict[str, float]:
+    @property
+    def _has_fraction(self) -> bool:
+        """The last class's share of the foreground means something only with two foreground classes or more: with
+        one it is always 1, its error always 0."""
+        return len(self.names) > 2
+
+    def aggregate(self) -> dict[str, float | list[str]]:
         """Means over cases: mean Dice over foreground classes first, then each class, the mean absolute fraction
-        error, and the count."""
+        error (two or more foreground classes), and the count. A class in no label and no prediction of any case
+        scores Dice 1.0 on every case by convention; it is left out of `mean_dice` (which it would only inflate)
+        and named in `absent_classes`."""
         def mean(key: str) -> float:
             return float(np.mean([r[key] for r in self.rows]))
 
         fg = self.names[1:]
-        out = {"mean_dice": float(np.mean([mean(f"dice_{n}") for n in fg]))}
+        present = [n for n in fg if n in self._seen]
+        out: dict[str, float | list[str]] = {"mean_dice": float(np.mean([mean(f"dice_{n}") for n in present])) if present else float("nan")}
         out.update({f"dice_{n}": mean(f"dice_{n}") for n in fg})
         out.update({f"jaccard_{n}": mean(f"jaccard_{n}") for n in fg})
-        out[f"{self.names[-1]}_fraction_abs_error"] = float(np.mean([abs(r[f"{self.names[-1]}_fraction_error"]) for r in self.rows]))
+        if self._has_fraction:
+            out[f"{self.names[-1]}_fraction_abs_error"] = float(np.mean([abs(r[f"{self.names[-1]}_fraction_error"]) for r in self.rows]))
+        if len(present) < len(fg):
+            out["absent_classes"] = [n for n in fg if n not in self._seen]
         out["n"] = len(self.rows)
         return out

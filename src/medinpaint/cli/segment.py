@@ -89,7 +89,7 @@ def predict_cmd(
 @segment_app.command("evaluate")
 @user_errors
 def evaluate_cmd(
-    pred: Annotated[Path, typer.Option("--pred", help="label maps written by `medinpaint segment predict`")],
+    pred: Annotated[Path, typer.Option("--pred", help="label maps written by `medinpaint segment predict`: a folder of <case id>.png, or a .npy stack")],
     data: Annotated[Path, typer.Option("--data", help="the dataset with its label maps")],
     output: Annotated[Path, typer.Option("--output", "-o", help="report folder")],
     class_value: Values = None,

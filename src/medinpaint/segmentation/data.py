@@ -45,13 +45,18 @@ def coding(values: tuple[int, ...]) -> tuple[str, ...]:
 
 
 def to_class_ids(raw: np.ndarray, values: tuple[int, ...], name: str) -> np.ndarray:
-    """Label-map values -> uint8 class ids; a value outside `values` is an error naming `name` and the value."""
+    """Label-map values -> uint8 class ids; a value outside `values`, or a float that is not a whole number, is an
+    error naming `name` and the value."""
     if len(values) > 255:
         raise InputError(f"{name}: at most 255 classes, got {len(values)}")
     outside = [v for v in values if not 0 <= v <= 255]
     if outside or len(set(values)) != len(values):
         raise InputError(f"class values (--class-value) {list(values)}: each must be a distinct label value in 0..255")
     raw = np.asarray(raw)
+    if np.issubdtype(raw.dtype, np.floating):  # 1.7 would be truncated to class 1 and scored as if it were
+        fractional = ~np.isfinite(raw) | (raw != np.round(raw))
+        if fractional.any():
+            raise InputError(f"{name}: label maps must hold integers (one value per class), found {raw[fractional].flat[0]:.4g}")
     if raw.size and (raw.min() < 0 or raw.max() > 255):
         raise InputError(f"{name}: label values must lie in 0..255, found {int(raw.min())}..{int(raw.max())}")
     lut = np.full(256, 255, dtype=np.uint8)  # 255: not a declared class

@@ -28,16 +28,19 @@ def score(data: LabelledSet, pred: np.ndarray) -> SegmentationMetrics:
 
 
 def read_segmentations(folder: Path, data: LabelledSet) -> np.ndarray:
-    """Predictions for every case of `data`, as class ids, from `<case id>.png` files or a `labels.npy` stack."""
+    """Predictions for every case of `data`, as class ids, from `<case id>.png` files or a `labels.npy` stack
+    (`folder` may name the stack itself)."""
     folder = Path(folder)
-    npy = folder / "labels.npy"
+    npy = folder if folder.suffix == ".npy" else folder / "labels.npy"
+    if folder.is_file() and npy != folder:
+        raise InputError(f"{folder}: not a folder of <case id>.png label maps nor a .npy stack of them")
     if npy.is_file():
         raw = load_npy(npy)
         if raw.shape != data.images.shape:
             raise InputError(f"{npy}: shape {raw.shape} does not match the data {data.images.shape}")
         return to_class_ids(raw, data.values, str(npy))
     if not folder.is_dir():
-        raise InputError(f"{folder}: no such folder")
+        raise InputError(f"{folder}: no such {'file' if npy == folder else 'folder'}")
     return np.stack([to_class_ids(img, data.values, str(f)) for f, img in read_case_pngs(folder, data.ids, data.images.shape[1:])])
 
 

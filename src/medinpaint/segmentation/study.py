@@ -115,7 +115,7 @@ class Study:
     """Runs the arms; every trained network lives under `work`."""
 
     def __init__(self, data: SliceSet, cfg: StudyConfig, work: Path) -> None:
-        require_triples(data, "study data")
+        require_triples(data, data.source or "study data")
         self.cfg, self.work = cfg, work
         self.data = small(data, cfg.size)
         # only patients 450-499, never a random tenth: the engine would hold out another tenth of the smaller set

@@ -56,7 +56,7 @@ class GeneratorTask(Task):
     """(CT, tissue level) pairs of the training patients with their vertebra levels."""
 
     def __init__(self, data: SliceSet, cfg: SynthTrainConfig, hold_out: bool = True) -> None:
-        require_triples(data, "training data")
+        require_triples(data, data.source or "training data")
         data.require_clean()
         train_idx, val_idx = training_split(data.ids, data.source) if hold_out else (np.arange(len(data)), np.arange(0))
         self.cfg, self.kind, self.name = cfg, KINDS[cfg.family], f"training {cfg.family}"
