@@ -300,6 +300,14 @@ def test_bad_input_is_a_4xx_naming_the_field(client: httpx.Client, path: str, bo
     assert error["field"] == field and error["detail"].startswith(field), error
 
 
+def test_a_body_that_is_no_json_object_is_told_what_to_send(client: httpx.Client) -> None:
+    for content, kind in ((b'{"corrupted_image": "x"}', "text/plain"), (b"{corrupted_image:", "application/json")):
+        answer = client.post("/predict", content=content, headers={"content-type": kind})
+        assert answer.status_code == 422 and answer.json()["field"] == "body"
+        assert answer.json()["detail"].endswith("send a JSON object of the fields, with Content-Type: application/json")
+    assert "(Expecting property name enclosed in double quotes)" in answer.json()["detail"]
+
+
 def test_body_over_the_limit_is_refused_before_it_is_read(client: httpx.Client) -> None:
     huge = b"{" + b" " * (1 << 20) + b"}"
     declared = client.post("/predict", content=huge, headers={"content-type": "application/json"})

@@ -186,6 +186,25 @@ def test_a_new_slice_after_a_sample_sends_none_of_the_samples_side_information(p
     assert set(json.loads(sent.value.post_data)) == {"corrupted_image", "mask_image"}
 
 
+def test_a_refused_or_cleared_tissue_map_is_not_sent(page, samples: Path, tmp_path: Path) -> None:
+    page.select_option("#sample", "453_3")  # the sample brings its tissue map
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('Filled')")
+    small = tmp_path / "small.png"
+    write_gray_png(small, np.zeros((2, 2), np.uint8))
+    page.set_input_files("#tissue-file", str(small))
+    page.wait_for_function("document.getElementById('status').textContent.includes('the tissue map must be 256×256')")
+    with page.expect_request("**/inpaint") as sent:
+        page.click("#fill")
+    assert "tissue_image" not in json.loads(sent.value.post_data)
+    page.set_input_files("#tissue-file", str(samples / "tissue" / "tissue_453_3.png"))
+    page.wait_for_function("state.tissue !== null")
+    page.set_input_files("#tissue-file", [])  # cleared by the user
+    page.wait_for_function("state.tissue === null")
+    with page.expect_request("**/inpaint") as sent:
+        page.click("#fill")
+    assert "tissue_image" not in json.loads(sent.value.post_data)
+
+
 def test_only_the_latest_fill_is_shown_and_a_non_json_answer_is_reported(page) -> None:
     held = []
     page.route("**/inpaint", lambda route: held.append(route))  # hold every fill until the test lets it through

@@ -161,8 +161,11 @@ def _add_error_handlers(app: FastAPI) -> None:
         errors = exc.errors()
         first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request"}
         loc = [str(part) for part in first["loc"]]
-        whole_body = first.get("type") == "json_invalid" or loc == ["body"]
-        field = "body" if whole_body else ".".join(loc[1:] if loc[0] == "body" else loc)
+        if first.get("type") == "json_invalid" or loc == ["body"]:  # no JSON object came: say what to send
+            why = first.get("ctx", {}).get("error") if first.get("type") == "json_invalid" else None
+            return error_response(422, f"body: {first['msg']}" + (f" ({why})" if why else "")
+                                  + ": send a JSON object of the fields, with Content-Type: application/json", "body")
+        field = ".".join(loc[1:] if loc[0] == "body" else loc)
         return error_response(422, f"{field}: {first['msg']}" + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""), field)
 
     @app.exception_handler(HTTPException)

@@ -113,17 +113,18 @@ $("mask-file").addEventListener("change", async () => {
   render();
 });
 
+// The tissue map is optional: the one sent is the one the input holds, none once it is cleared or its file refused
+// (a sample's map, or an earlier file's, must not travel with a slice it was not chosen for).
 $("tissue-file").addEventListener("change", async () => {
+  let tissue = null;
   try {
-    const tissue = await loadGray($("tissue-file"), "the tissue map");
-    if (tissue) {
-      state.tissue = tissue;
-      dropResult();
-    }
+    tissue = await loadGray($("tissue-file"), "the tissue map");
   } catch (err) {
     $("tissue-file").value = "";
     say(err.message, true);
   }
+  state.tissue = tissue;
+  dropResult();
 });
 
 $("vertebrae").addEventListener("input", dropResult);
