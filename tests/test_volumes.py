@@ -452,6 +452,9 @@ def test_the_cli_fills_an_images_and_masks_folder_as_volumes(tmp_path: Path, tin
     assert given.exit_code == 0, given.output
     inside = run("-i", root, "-o", root / "out", "--modality", "mri")
     assert inside.exit_code == 2 and "inside the input folder" in inside.output
+    named_as_file = run("-i", root, "-o", tmp_path / "out.nii.gz", "--modality", "mri")
+    assert named_as_file.exit_code == 2 and "a folder of volumes fills a folder" in named_as_file.output
+    assert not (tmp_path / "out.nii.gz").exists()
     (tmp_path / "bare" / "images").mkdir(parents=True)
     save(tmp_path / "bare" / "images" / "case_0000.nii.gz", hu, RAS_2MM)
     no_masks = run("-i", tmp_path / "bare", "-o", tmp_path / "out3")

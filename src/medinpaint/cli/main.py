@@ -161,6 +161,8 @@ def _predict_volumes(inpainter: Inpainter, input: Path, mask: Path, output: Path
     pairs = volume_pairs(input, mask)
     if dicom_out:
         raise InputError(f"{input}: --dicom-out needs a DICOM series as input, not a folder of NIfTI volumes")
+    if is_nifti(output):  # a folder of volumes named like one volume would pass for a file it is not
+        raise InputError(f"{output}: a folder of volumes fills a folder, not a .nii.gz file: name a folder")
     with atomic_dir(output, overwrite=overwrite) as tmp:
         for image, mask_path, case in pairs:
             tissue_path = None if tissue is None else case_volume(tissue, image, "tissue map")
