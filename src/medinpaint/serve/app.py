@@ -161,8 +161,9 @@ def _add_error_handlers(app: FastAPI) -> None:
         errors = exc.errors()
         first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request"}
         loc = [str(part) for part in first["loc"]]
-        if first.get("type") == "json_invalid" or loc == ["body"]:  # no JSON object came: say what to send
-            why = first.get("ctx", {}).get("error") if first.get("type") == "json_invalid" else None
+        not_json = first.get("type") == "json_invalid"
+        if not_json or loc == ["body"]:  # no JSON object came: say what to send
+            why = first.get("ctx", {}).get("error") if not_json else None
             return error_response(422, f"body: {first['msg']}" + (f" ({why})" if why else "")
                                   + ": send a JSON object of the fields, with Content-Type: application/json", "body")
         field = ".".join(loc[1:] if loc[0] == "body" else loc)
