@@ -64,6 +64,9 @@ def test_predict_refuses_to_overwrite_or_write_into_the_input(samples: Path, tin
     assert code == 2 and "already exists" in msg and (out / "keep.txt").read_text() == "mine"
     code, msg = cli("predict", "-i", samples, "-o", samples / "pred", "--weights", tiny_checkpoint)
     assert code == 2 and "inside the input folder" in msg and not (samples / "pred").exists()
+    code, msg = cli("predict", "-i", samples, "-o", tmp_path / "preds.png", "--weights", tiny_checkpoint)
+    assert code == 2 and "the output of a set of slices is a folder, and a name ending in .png" in msg
+    assert not (tmp_path / "preds.png").exists()
     code, msg = cli("predict", "-i", samples, "-o", out, "--weights", tiny_checkpoint, "--overwrite", "--no-progress")
     assert code == 2 and f"{out}: holds keep.txt that medinpaint did not write" in msg and (out / "keep.txt").read_text() == "mine"
     (out / "keep.txt").unlink()

@@ -236,6 +236,14 @@ def test_missing_empty_and_unknown_folders(tmp_path: Path) -> None:
         detect_layout(tmp_path / "nope")
     with pytest.raises(InputError, match="not a dataset"):
         detect_layout(tmp_path)
+    (tmp_path / "scan.nii.gz").write_bytes(b"")  # one volume: a folder of them is the dataset
+    with pytest.raises(InputError, match="scan.nii.gz: not a dataset .*folder of NIfTI volumes; put this volume in a folder"):
+        detect_layout(tmp_path / "scan.nii.gz")
+    (tmp_path / "scan.nii.gz").unlink()
+    (tmp_path / "slice.dcm").write_bytes(b"")
+    with pytest.raises(InputError, match="slice.dcm: not a dataset .*fills a DICOM series, read from the folder of its files"):
+        detect_layout(tmp_path / "slice.dcm")
+    (tmp_path / "slice.dcm").unlink()
     (tmp_path / "ct").mkdir()
     with pytest.raises(InputError, match="the folder is empty"):
         read_slices(tmp_path)

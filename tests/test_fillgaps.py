@@ -191,6 +191,8 @@ def test_bad_options_are_one_clear_line(stripe_case, tmp_path: Path, extra: list
 def test_a_missing_training_path_is_a_clear_error(stripe_case, tmp_path: Path) -> None:
     code, text = cli("-i", stripe_case[0], "-o", tmp_path / "o.npy", "--train-images", tmp_path / "none.npy")
     assert code == 2 and "none.npy: no such file or folder" in text
+    code, text = cli("-i", tmp_path / "gone.npy", "-o", tmp_path / "o.npy", "--train-images", stripe_case[1])
+    assert code == 2 and text.strip().endswith("gone.npy: no such file"), text
 
 
 def test_the_figures_never_replace_the_folder_of_the_training_set(stripe_case, tmp_path: Path) -> None:

@@ -51,11 +51,16 @@ def test_atomic_dir_replaces_only_when_asked_and_only_an_output_of_its_own(tmp_p
     with pytest.raises(InputError, match="holds new.txt that medinpaint did not write"):
         with atomic_dir(out, overwrite=True):
             pass
-    (tmp_path / "notes.txt").write_text("mine")  # and a file is never replaced by a folder
-    with pytest.raises(InputError, match="notes.txt: is a file, and the output is a folder"):
-        with atomic_dir(tmp_path / "notes.txt", overwrite=True):
+    (tmp_path / "notes").write_text("mine")  # and a file is never replaced by a folder
+    with pytest.raises(InputError, match="notes: is a file, and the output is a folder"):
+        with atomic_dir(tmp_path / "notes", overwrite=True):
             pass
-    assert (tmp_path / "notes.txt").read_text() == "mine" and (out / "new.txt").read_text() == "someone else's"
+    assert (tmp_path / "notes").read_text() == "mine" and (out / "new.txt").read_text() == "someone else's"
+    for named_like_a_file in ("preds.png", "out.nii.gz", "Scan.NII"):  # a folder must not pass for a file
+        with pytest.raises(InputError, match="this output is a folder, and a name ending in"):
+            with atomic_dir(tmp_path / named_like_a_file):
+                pass
+        assert not (tmp_path / named_like_a_file).exists()
 
 
 def test_atomic_file_keeps_the_old_file_on_failure(tmp_path: Path) -> None:
@@ -76,8 +81,10 @@ def test_output_checks(tmp_path: Path) -> None:
         check_output_path(data / "out", [data], overwrite=True)
     with pytest.raises(InputError, match="the input itself"):
         check_output_path(tmp_path / "x.npy", [tmp_path / "x.npy"], overwrite=True)
-    check_output_path(tmp_path / "y.npy", [tmp_path / "x.npy"], overwrite=False)  # beside an input file is fine
+    check_output_path(tmp_path / "y.npy", [tmp_path / "x.npy"], overwrite=False, kind="file")  # beside an input file is fine
     check_output_path(tmp_path / "empty", [data], overwrite=False)
+    with pytest.raises(InputError, match=r"x\.npy: already exists \(pass --overwrite"):  # an empty file is still a file
+        check_output_path(tmp_path / "x.npy", [data], overwrite=False, kind="file")
 
 
 def test_results_get_ordinary_permissions(tmp_path: Path) -> None:

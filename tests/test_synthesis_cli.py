@@ -117,6 +117,7 @@ def test_report_writes_all_four_measures(runs: dict[str, Path], tmp_path: Path) 
         (("sample", "-n", "2", "-o", "{tmp}/x.npy", "--weights", "{vae}", "--sampler", "ddim"), "apply to diffusion checkpoints"),
         (("sample", "-n", "2", "-o", "{tmp}/x.npy", "--weights", "{diffusion}", "--vertebrae", "30"), "must lie in 0..24"),
         (("report", "--data", "{encoder}", "-o", "{tmp}/r", "--weights", "{vae}"), "not a dataset"),
+        (("sample", "-n", "2", "-o", "{tmp}/x.png", "--weights", "{vae}"), "x.png: this output is a folder, and a name ending in .png"),
     ],
 )
 def test_bad_input_is_one_line(runs: dict[str, Path], tmp_path: Path, args: tuple[str, ...], message: str) -> None:
@@ -126,7 +127,7 @@ def test_bad_input_is_one_line(runs: dict[str, Path], tmp_path: Path, args: tupl
         argv += ["--data", str(runs["data"]), "-o", str(tmp_path / "run")]
     code, msg = cli("synth", *argv, "--device", "cpu", "--no-progress")
     assert code == 2 and message in msg and msg.startswith("error: ") and msg.count("\n") == 1, msg
-    assert not (tmp_path / "x.npy").exists() and not (tmp_path / "run").exists()
+    assert not any((tmp_path / name).exists() for name in ("x.npy", "x.png", "run"))
 
 
 def test_an_encoder_of_another_size_and_a_negative_seed_are_refused(runs: dict[str, Path], tmp_path: Path) -> None:

@@ -401,6 +401,11 @@ def test_fill_nifti_never_writes_over_its_inputs_or_an_earlier_output(tmp_path: 
     assert not out.exists()
     fill_nifti(ct_inpainter, scan, mask_path, out, overwrite=True)
     assert out.read_bytes() == written
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"reader": "me"}')  # a JSON file of the record's name that medinpaint did not write
+    with pytest.raises(InputError, match=re.escape(f"{notes}: is not a record medinpaint wrote")):
+        fill_nifti(ct_inpainter, scan, mask_path, tmp_path / "notes.nii.gz", overwrite=True)
+    assert notes.read_text() == '{"reader": "me"}' and not (tmp_path / "notes.nii.gz").exists()
     (tmp_path / "empty").mkdir()
     monkeypatch.chdir(tmp_path / "empty")
     for here in (Path("."), Path(".."), Path("a/..")):  # no name of its own: it cannot be replaced
@@ -453,7 +458,7 @@ def test_the_cli_fills_an_images_and_masks_folder_as_volumes(tmp_path: Path, tin
     inside = run("-i", root, "-o", root / "out", "--modality", "mri")
     assert inside.exit_code == 2 and "inside the input folder" in inside.output
     named_as_file = run("-i", root, "-o", tmp_path / "out.nii.gz", "--modality", "mri")
-    assert named_as_file.exit_code == 2 and "a folder of volumes fills a folder" in named_as_file.output
+    assert named_as_file.exit_code == 2 and "the output of a folder of volumes is a folder" in named_as_file.output
     assert not (tmp_path / "out.nii.gz").exists()
     (tmp_path / "bare" / "images").mkdir(parents=True)
     save(tmp_path / "bare" / "images" / "case_0000.nii.gz", hu, RAS_2MM)

@@ -27,6 +27,19 @@ def check_replaceable(output: Path) -> None:
         raise InputError(f"{output}: the output must be a file or folder of its own, not the current folder or one above it")
 
 
+FILE_SUFFIXES = (".nii.gz", ".nii", ".npy", ".npz", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".json", ".csv", ".txt",
+                 ".safetensors", ".onnx", ".pt", ".zip")  # endings a folder output must not have
+
+
+def check_folder_name(output: Path, what: str = "this output") -> None:
+    """Refuse a folder output named like a file (`preds.png`, `out.nii.gz`): the folder made under that name would
+    pass for a file it is not, and a user who meant a file gets a folder."""
+    suffix = next((s for s in FILE_SUFFIXES if Path(output).name.lower().endswith(s)), None)
+    if suffix is not None:
+        raise InputError(f"{output}: {what} is a folder, and a name ending in {suffix} would pass for a file it is not: "
+                         "name a folder")
+
+
 def check_not_an_input(output: Path, inputs: list[Path]) -> None:
     """Refuse an output that is an input file, is or lies inside an input folder, or holds an input (replacing it
     would delete the input). The only check of a run folder, which is resumed where it exists."""
@@ -50,8 +63,12 @@ def check_output_path(output: Path, inputs: list[Path], overwrite: bool, kind: s
     if kind == "file" and out.is_dir():
         raise InputError(f"{output}: is a folder; the output is a file")
     if out.exists() and not overwrite:
-        if out.is_file() or any(out.iterdir()):
+        if out.is_file():
+            raise InputError(f"{output}: already exists (pass --overwrite to replace it)")
+        if any(out.iterdir()):
             raise InputError(f"{output}: already exists and is not empty (pass --overwrite to replace it)")
+    if kind == "folder":
+        check_folder_name(output)
     if overwrite and kind == "folder":
         check_ours(output)
 
@@ -124,6 +141,7 @@ def atomic_dir(output: Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside `output`; it replaces `output` only if the block succeeds."""
     output = Path(output)
     check_replaceable(output)
+    check_folder_name(output)
     if overwrite:
         check_ours(output)  # now, before the work, and again when it is done
     make_parent(output)
@@ -174,6 +192,7 @@ def resumable_dir(output: Path, key: str, overwrite: bool = False) -> Iterator[P
     other settings start it afresh. It replaces `output` only when the block succeeds."""
     output = Path(output)
     check_replaceable(output)
+    check_folder_name(output)
     if overwrite:
         check_ours(output)  # now, before the work, and again when it is done
     make_parent(output)

@@ -145,6 +145,8 @@ def fill_nifti(inpainter: Inpainter, image: Path, mask: Path, output: Path, tiss
         raise InputError(f"{output}: the output of a NIfTI volume must end in .nii.gz or .nii")
     for target, kind in ((output, "folder" if dicom_out else "file"), (record_path(output), "file")):
         check_output_path(target, [Path(p) for p in (image, mask, tissue) if p is not None], overwrite, kind=kind)
+    if overwrite:
+        check_record_ours(record_path(output))
     volume = read_dicom_series(image, series) if Path(image).is_dir() else read_nifti(image)
     if dicom_out and volume.dicom is None:
         raise InputError(f"{image}: --dicom-out needs a DICOM series as input, not a NIfTI volume")
@@ -181,6 +183,23 @@ def record_path(output: Path) -> Path:
     """`filled.nii.gz` -> `filled.json`, the record written beside it; a --dicom-out folder `series.v1` ->
     `series.v1.json` (its whole name: `series.v2` beside it has a record of its own)."""
     return output.with_name((nifti_stem(output) if is_nifti(output) else output.name) + ".json")
+
+
+RECORD_KEYS = frozenset({"input", "mask", "output", "model", "checksum"})  # in every record fill_nifti writes
+
+
+def check_record_ours(path: Path) -> None:
+    """`--overwrite` replaces the record beside a volume output only if it is one: a JSON file of the same name that
+    medinpaint did not write (a user's notes, a sidecar of another tool) is refused by name, never replaced."""
+    if not path.is_file():
+        return
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        found = None
+    if not (isinstance(found, dict) and RECORD_KEYS <= found.keys()):
+        raise InputError(f"{path}: is not a record medinpaint wrote, and the record of this fill goes there; --overwrite "
+                         "replaces only its own (move it, or choose another output)")
 
 
 def volume_pairs(images: Path, masks: Path) -> list[tuple[Path, Path, str]]:

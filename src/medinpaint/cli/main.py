@@ -113,7 +113,7 @@ def predict(
     from medinpaint.data.volumes import is_nifti
     from medinpaint.data.writers import write_predictions
     from medinpaint.inference import Inpainter
-    from medinpaint.outputs import atomic_dir, check_output_path, check_replaceable
+    from medinpaint.outputs import atomic_dir, check_folder_name, check_output_path, check_replaceable
 
     check_replaceable(output)
     check_output_path(output, [p for p in (input, mask, tissue, *(weights or [])) if p is not None], overwrite, kind="any")  # a folder or a volume
@@ -134,6 +134,7 @@ def predict(
     if given:
         raise InputError(f"{input}: {', '.join(given)} {'is' if len(given) == 1 else 'are'} only for a volume (NIfTI or DICOM), "
                          f"and this is a set of slices ({detect_layout(input)} layout)")
+    check_folder_name(output, "the output of a set of slices")
     slices = read_slices(input, require_masks=True)
     inpainter = Inpainter.from_pretrained(weights or None, device=resolve_device(device), flips=flips, backend=backend)
     filled = inpainter.predict_slices(slices, batch_size=batch_size, progress=not no_progress)
@@ -148,7 +149,7 @@ def _predict_volumes(inpainter: Inpainter, input: Path, mask: Path, output: Path
     nnU-Net style)."""
     from medinpaint.data.dicom import is_dicom_folder
     from medinpaint.data.volumes import case_volume, is_nifti
-    from medinpaint.outputs import atomic_dir
+    from medinpaint.outputs import atomic_dir, check_folder_name
     from medinpaint.volume_inference import fill_nifti, volume_pairs
 
     if is_nifti(input) or is_dicom_folder(input):
@@ -161,8 +162,7 @@ def _predict_volumes(inpainter: Inpainter, input: Path, mask: Path, output: Path
     pairs = volume_pairs(input, mask)
     if dicom_out:
         raise InputError(f"{input}: --dicom-out needs a DICOM series as input, not a folder of NIfTI volumes")
-    if is_nifti(output):  # a folder of volumes named like one volume would pass for a file it is not
-        raise InputError(f"{output}: a folder of volumes fills a folder, not a .nii.gz file: name a folder")
+    check_folder_name(output, "the output of a folder of volumes")
     with atomic_dir(output, overwrite=overwrite) as tmp:
         for image, mask_path, case in pairs:
             tissue_path = None if tissue is None else case_volume(tissue, image, "tissue map")

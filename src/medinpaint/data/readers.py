@@ -27,6 +27,7 @@ from medinpaint.data.png import read_gray_png
 from medinpaint.constants import MASK_LEVELS, MAX_VERTEBRA, TISSUE_LEVELS, VERTEBRA_LEVELS
 from medinpaint.data.slices import SliceSet, in_levels
 from medinpaint.data.volume_slices import is_volume_folder, read_volume_slices
+from medinpaint.data.volumes import is_nifti
 from medinpaint.errors import InputError
 
 DMIAI_KINDS = ("corrupted", "mask", "ct", "tissue")
@@ -42,7 +43,13 @@ def detect_layout(path: Path) -> str:
     if path.is_file():
         if path.suffix == ".npy":
             return "npy"
-        raise InputError(f"{path}: not a dataset (expected a folder or a .npy file)")
+        if is_nifti(path):
+            hint = "; put this volume in a folder of its own, which is read as a folder of volumes"
+        elif path.suffix.lower() == ".dcm":
+            hint = "; `medinpaint predict -i SERIES_FOLDER` fills a DICOM series, read from the folder of its files"
+        else:
+            hint = ""
+        raise InputError(f"{path}: not a dataset (a dataset is a folder, a .npy stack, or a folder of NIfTI volumes{hint})")
     if cache.is_cache(path):
         return "cache"
     if (path / "corrupted").is_dir() or (path / "ct").is_dir():
@@ -207,6 +214,8 @@ def load_npy(path: Path) -> np.ndarray:
     try:
         with open(path, "rb") as f:
             magic = f.read(len(_NPY_MAGIC))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
     except OSError as exc:
         raise InputError(f"{path}: unreadable .npy file ({exc.strerror or exc})") from exc
     if magic != _NPY_MAGIC:

@@ -194,6 +194,7 @@ class SliceGenerator:
             levels = np.full(n, levels)
         if levels.shape != (n,) or not np.issubdtype(levels.dtype, np.integer):
             raise InputError(f"vertebrae must be one integer level or one per sample ({n}), got shape {levels.shape}")
-        if levels.min() < 0 or levels.max() > MAX_VERTEBRA:
-            raise InputError(f"vertebra levels must lie in 0..{MAX_VERTEBRA}, got {int(levels.min())}..{int(levels.max())}")
+        bad = levels[(levels < 0) | (levels > MAX_VERTEBRA)]
+        if bad.size:
+            raise InputError(f"vertebra levels must lie in 0..{MAX_VERTEBRA}, got {int(bad[0])}")
         return levels.astype(np.int16)
