@@ -190,7 +190,7 @@ def test_a_training_job_still_running_at_the_deadline_stops_cleanly_or_is_killed
     KILL_AFTER_S later without exporting, and a second process resumes its last.pt and exports."""
     packed = packed_phantoms(tmp_path, 64)
     env = base_env(tmp_path, packed, SIZE_LARGE="0", JOBS="ct", CT_FLAGS=f"--steps 1000000 {TINY_CT}")
-    done = run_stage("train", {**env, "DEADLINE_S": "30", "OUT": str(tmp_path / "out")})
+    done = run_stage("train", {**env, "DEADLINE_S": "15", "OUT": str(tmp_path / "out")})
     assert done.returncode == 1 and "failed or interrupted: ct" in done.stdout, done.stdout + done.stderr
     assert "salvage" not in done.stdout
     steps, dtypes = weights_info(tmp_path / "out" / "ct-unet.safetensors")
@@ -203,7 +203,7 @@ def test_a_training_job_still_running_at_the_deadline_stops_cleanly_or_is_killed
     # call whose run has since written its periodic last.pt (every two minutes; this one runs seconds).
     an_hour_ago = os.stat(run / "model.safetensors").st_mtime - 3600
     os.utime(run / "model.safetensors", (an_hour_ago, an_hour_ago))
-    done = run_stage("extend", {**env, "DEADLINE_S": "30", "KILL_AFTER_S": "2", "OUT": str(tmp_path / "out-killed"),
+    done = run_stage("extend", {**env, "DEADLINE_S": "15", "KILL_AFTER_S": "2", "OUT": str(tmp_path / "out-killed"),
                                 "DEAF_TO_SIGTERM_ONCE": str(tmp_path / "deaf-marker")})
     assert done.returncode == 1 and "failed or interrupted: ct" in done.stdout, done.stdout + done.stderr
     jobs = (tmp_path / "runs" / "logs" / "extend" / "jobs.tsv").read_text().split()
