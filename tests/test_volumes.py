@@ -280,7 +280,10 @@ def test_the_cli_fills_a_volume_and_a_folder_and_refuses_bad_outputs(tmp_path: P
     args = ("predict", "--weights", tiny_checkpoint, "--mask", tmp_path / "msk" / "case.nii.gz", "--modality", "mri", "--no-progress")
     done = run(*args, "-i", scan, "-o", tmp_path / "filled.nii.gz")
     assert done.exit_code == 0, done.output
-    assert "filled 1 of 4 slices" in done.output and "percentiles" in done.output
+    assert "filled 1 of 4 slices" in done.output and "percentiles" in done.output and "--modality ct" not in done.output
+    soft = save(tmp_path / "soft.nii.gz", np.clip(hu, 20, None), RAS_2MM)  # a CT crop with no air nor fat
+    guessed = run(*args[:5], "--no-progress", "-i", soft, "-o", tmp_path / "soft-filled.nii.gz")
+    assert guessed.exit_code == 0 and "percentiles; taken for MRI" in guessed.output and "pass --modality ct" in guessed.output
     assert np.array_equal(np.asanyarray(nib.load(str(tmp_path / "filled.nii.gz")).dataobj)[mask == 0], hu[mask == 0])
     again = run(*args, "-i", scan, "-o", tmp_path / "filled.nii.gz")
     assert again.exit_code == 2 and "already exists" in again.output

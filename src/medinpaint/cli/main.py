@@ -156,8 +156,11 @@ def _predict_volumes(inpainter: Inpainter, input: Path, mask: Path, output: Path
         mask, tissue = (_own_volume(p, input, what) for p, what in ((mask, "mask"), (tissue, "tissue map")))
         record = fill_nifti(inpainter, input, mask, output, tissue, axis, modality, batch_size, progress, series, dicom_out,
                             overwrite)
+        kind = record["intensity"]["kind"]
+        guessed = "; taken for MRI, as no known voxel is air or fat in HU: pass --modality ct if it is CT" if (
+            kind == "percentiles" and modality == "auto") else ""
         typer.echo(f"filled {record['slices_filled']} of {record['slices']} slices into {output} "
-                   f"(intensity: {record['intensity']['kind']}, resampled to: {record['resampled_to'] or 'no'})")
+                   f"(intensity: {kind}{guessed}, resampled to: {record['resampled_to'] or 'no'})")
         return
     pairs = volume_pairs(input, mask)
     if dicom_out:
