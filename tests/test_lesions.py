@@ -242,6 +242,8 @@ def test_the_cli_runs_simulate_masks_paint_and_protocol_on_folders(tmp_path: Pat
                  ["protocol", "--lesions", lesions, "--healthy", healthy, "-o", tmp_path / "p4", "--synthetic-ratio", "0"]):
         wrong = runner.invoke(app, ["lesions", *map(str, args)])
         assert wrong.exit_code == 2 and wrong.output.startswith("error: ") and wrong.output.count("\n") == 1, wrong.output
+    few = runner.invoke(app, ["lesions", "simulate", "--healthy", str(source), "-o", str(tmp_path / "f2"), "--patients", "30"])
+    assert "has 12 patients outside the validation split" in few.output and "--patients 30 + --healthy-patients 100" in few.output
     zero = runner.invoke(app, ["lesions", "simulate", "--healthy", str(source), "-o", str(tmp_path / "z"), "--patients", "0"])
     assert zero.exit_code == 2 and not (tmp_path / "z").exists()  # it wrote the folder, then crashed
 

@@ -68,7 +68,8 @@ def simulate_cmd(
     rng = np.random.default_rng(seed)
     order = list(rng.permutation(sorted(set(cases.patients))))
     if len(order) < patients + healthy_patients:
-        raise InputError(f"{healthy} has {len(order)} usable patients, fewer than {patients} + {healthy_patients}")
+        raise InputError(f"{healthy} has {len(order)} patients outside the validation split (patients 450-499 are "
+                         f"never used), fewer than --patients {patients} + --healthy-patients {healthy_patients}")
     sick = SimulatedLesions(radius=radius)(cases.of_patients(set(order[:patients])), rng, fraction)
     with atomic_dir(output, overwrite=overwrite) as tmp:
         for name, part in (("lesions", sick), ("healthy", cases.of_patients(set(order[patients:patients + healthy_patients])))):
