@@ -44,6 +44,35 @@ def test_predict_then_evaluate_matches_an_independent_mae(samples: Path, tiny_ch
     assert (tmp_path / "report" / "cases.png").stat().st_size > 10_000
 
 
+def test_predict_fills_one_png_slice_as_the_folder_would(samples: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from medinpaint.data.png import read_gray_png
+
+    image, mask = samples / "corrupted" / "corrupted_450_0.png", samples / "mask" / "mask_450_0.png"
+    tissue = samples / "tissue" / "tissue_450_0.png"
+    out = tmp_path / "filled.png"
+    level = (samples / "vertebrae" / "vertebrae_450_0.txt").read_text().strip()
+    code, msg = cli("predict", "-i", image, "--mask", mask, "--tissue", tissue, "--vertebra", level, "-o", out,
+                    "--weights", tiny_checkpoint, "--backend", "torch")
+    assert code == 0 and "filled" in msg and "pixels" in msg, msg
+    code, msg = cli("predict", "-i", samples, "-o", tmp_path / "folder", "--weights", tiny_checkpoint, "--backend", "torch",
+                    "--no-progress")
+    assert code == 0, msg
+    missing = read_gray_png(mask) > 0
+    filled, whole = read_gray_png(out), read_gray_png(tmp_path / "folder" / "450_0.png")
+    assert np.array_equal(filled[~missing], read_gray_png(image)[~missing])  # known pixels untouched
+    assert np.array_equal(filled, whole)  # with its tissue map and vertebra level, the slice fills as in its folder
+    for args, message in (((), "one PNG slice needs --mask"),
+                          (("--mask", mask, "-o", tmp_path / "x"), "x: the output of one PNG slice must end in .png"),
+                          (("--mask", tissue), "mask values must be 0 and 255"),
+                          (("--mask", mask, "--axis", "1"), "--axis is only for a volume (NIfTI or DICOM), and this is one PNG slice"),
+                          (("--mask", mask, "--vertebra", "25"), "--vertebra must be a level 0..24, got 25"),
+                          (("--mask", mask, "-o", out), "filled.png: already exists")):
+        target = () if "-o" in args else ("-o", tmp_path / "y.png")
+        code, msg = cli("predict", "-i", image, *args, *target, "--weights", tiny_checkpoint)
+        assert code == 2 and message in msg and msg.count("\n") == 1, msg
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".folder.medinpaint-output.json", "filled.png", "folder"]
+
+
 def test_predict_backends_agree_and_a_wrong_backend_is_one_line(samples: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     for backend in ("torch", "onnx"):

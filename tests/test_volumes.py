@@ -475,10 +475,12 @@ def test_the_cli_fills_an_images_and_masks_folder_as_volumes(tmp_path: Path, tin
     write_gray_png(slices / "images" / "a.png", img)
     write_gray_png(slices / "masks" / "a.png", np.where(img > 30, 255, 0).astype(np.uint8))
     for option in (("--mask", root / "masks"), ("--tissue", root / "masks"), ("--axis", "0"), ("--series", "AXIAL"),
-                   ("--modality", "ct"), ("--dicom-out",)):
+                   ("--modality", "ct"), ("--dicom-out",), ("--vertebra", "3")):
         refused = run("-i", slices, "-o", tmp_path / "sl", *option)
         assert refused.exit_code == 2 and refused.output.count("\n") == 1, refused.output
-        assert refused.output.startswith(f"error: {slices}: {option[0]} ") and "volume" in refused.output
+        assert refused.output.startswith(f"error: {slices}: {option[0]} is only for ") and "a set of slices" in refused.output
+    on_volume = run("-i", root, "-o", tmp_path / "v", "--vertebra", "3")  # a level is one PNG slice's, never a volume's
+    assert on_volume.exit_code == 2 and "--vertebra is only for one PNG slice, and this is a volume" in on_volume.output
     assert not (tmp_path / "sl").exists() and run("-i", slices, "-o", tmp_path / "sl").exit_code == 0
 
 

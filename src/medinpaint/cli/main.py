@@ -76,25 +76,33 @@ def train(
         typer.echo(f"weights: {weights}\ncurves: {output / 'progress.png'}")
 
 
+INPUT_KINDS = {"volume": "a volume (NIfTI or DICOM)", "png": "one PNG slice", "slices": "a set of slices"}
+PREDICT_OPTION_INPUTS = {"--mask": ("volume", "png"), "--tissue": ("volume", "png"), "--vertebra": ("png",)}  # else volumes only
+
+
 @app.command()
 @user_errors
 def predict(
-    input: Annotated[Path, typer.Option("--input", "-i", help="slices to fill: DM-i-AI folder, .npy folder or PNG pairs; or a "
-                                         "NIfTI volume, a DICOM series folder or a folder of NIfTI volumes (with --mask)")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="folder for the filled slices; for a volume, its .nii.gz "
-                                          "(or with --dicom-out a folder)")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="slices to fill: DM-i-AI folder, .npy folder or PNG pairs; or "
+                                         "one PNG slice, a NIfTI volume, a DICOM series folder or a folder of NIfTI volumes "
+                                         "(with --mask)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="folder for the filled slices; for one PNG slice, its .png; "
+                                          "for a volume, its .nii.gz (or with --dicom-out a folder)")],
     weights: Annotated[list[Path] | None, typer.Option(help="checkpoint (default: the shipped model); repeat for an ensemble")] = None,
     device: DeviceOpt = "cpu",
     batch_size: Annotated[int, typer.Option(min=1, help="slices per forward pass")] = 8,
     flips: Annotated[bool, typer.Option("--flips", help="also average with the left-right mirrored prediction: twice the time; it did not help the shipped CT model, whose anatomy is not mirror-symmetric")] = False,
     backend: Backend = "auto",
     mask: Annotated[Path | None, typer.Option(help="NIfTI input: the mask volume (1 = missing), or a folder of them "
-                                              "\\[default for INPUT/images/: INPUT/masks/]")] = None,
-    tissue: Annotated[Path | None, typer.Option(help="NIfTI input: a tissue map volume (0 / 100 / 255), or a folder")] = None,
+                                              "\\[default for INPUT/images/: INPUT/masks/]; one PNG slice: its mask PNG "
+                                              "(255 = missing)")] = None,
+    tissue: Annotated[Path | None, typer.Option(help="NIfTI input: a tissue map volume (0 / 100 / 255), or a folder; one "
+                                                "PNG slice: its tissue map PNG")] = None,
     axis: Annotated[int | None, typer.Option(help="NIfTI input: fill slices along this RAS axis (0 sagittal, 1 coronal, 2 axial) "
                                                   "\\[default: 2]")] = None,
     modality: Annotated[str | None, typer.Option(help="NIfTI input: ct (Hounsfield units), mri (percentile scaling) or auto "
                                                       "\\[default: auto]")] = None,
+    vertebra: Annotated[int | None, typer.Option(help="one PNG slice: its vertebra level 0..24 (DM-i-AI), if known")] = None,
     series: Annotated[str | None, typer.Option(help="DICOM input: the series to fill, by description or UID")] = None,
     dicom_out: Annotated[bool, typer.Option("--dicom-out", help="DICOM input: write a new DICOM series into OUTPUT (a folder), not NIfTI")] = False,
     overwrite: Overwrite = False,
@@ -102,7 +110,8 @@ def predict(
 ) -> None:
     """Fill the missing pixels of slices, NIfTI volumes or a DICOM series.
 
-    DM-i-AI input gives OUTPUT/<case id>.png (uint8, input size); a NIfTI volume
+    DM-i-AI input gives OUTPUT/<case id>.png (uint8, input size); one PNG slice
+    (`-i slice.png --mask mask.png -o filled.png`) gives one PNG; a NIfTI volume
     (`-i scan.nii.gz --mask mask.nii.gz -o filled.nii.gz`, or folders, or a folder of `images/` and `masks/`) gives
     volumes of the input's geometry and type; a folder of one DICOM series (`-i SERIES_DIR`) gives a NIfTI volume of
     the series' geometry."""
@@ -117,7 +126,16 @@ def predict(
 
     check_replaceable(output)
     check_output_path(output, [p for p in (input, mask, tissue, *(weights or [])) if p is not None], overwrite, kind="any")  # a folder or a volume
-    if is_nifti(input) or is_dicom_folder(input) or is_volume_folder(input):
+    volume = is_nifti(input) or is_dicom_folder(input) or is_volume_folder(input)
+    one_png = not volume and input.is_file() and input.suffix.lower() == ".png"
+    kind = "volume" if volume else "png" if one_png else "slices"
+    for name, value in {"--mask": mask, "--tissue": tissue, "--vertebra": vertebra, "--axis": axis, "--modality": modality,
+                        "--series": series, "--dicom-out": dicom_out or None}.items():
+        if value is not None and kind not in PREDICT_OPTION_INPUTS.get(name, ("volume",)):
+            scope = " or ".join(INPUT_KINDS[k] for k in PREDICT_OPTION_INPUTS.get(name, ("volume",)))
+            what = INPUT_KINDS[kind] if kind != "slices" else f"a set of slices ({detect_layout(input)} layout)"
+            raise InputError(f"{input}: {name} is only for {scope}, and this is {what}")
+    if volume:
         if mask is None and is_volume_folder(input) and (input / "masks").is_dir():  # README's images/ + masks/ layout
             mask = input / "masks"
         if mask is None:
@@ -128,12 +146,9 @@ def predict(
                          2 if axis is None else axis, modality or "auto", series, dicom_out, batch_size, overwrite,
                          not no_progress)
         return
-    volume_options = {"--mask": mask, "--tissue": tissue, "--axis": axis, "--modality": modality, "--series": series,
-                      "--dicom-out": dicom_out or None}
-    given = [name for name, value in volume_options.items() if value is not None]
-    if given:
-        raise InputError(f"{input}: {', '.join(given)} {'is' if len(given) == 1 else 'are'} only for a volume (NIfTI or DICOM), "
-                         f"and this is a set of slices ({detect_layout(input)} layout)")
+    if one_png:
+        _predict_png(input, mask, tissue, vertebra, output, weights, device, flips, backend, overwrite)
+        return
     check_folder_name(output, "the output of a set of slices")
     slices = read_slices(input, require_masks=True)
     inpainter = Inpainter.from_pretrained(weights or None, device=resolve_device(device), flips=flips, backend=backend)
@@ -141,6 +156,27 @@ def predict(
     with atomic_dir(output, overwrite=overwrite) as tmp:
         write_predictions(tmp, slices, filled)
     typer.echo(f"filled {len(slices)} slices into {output}")
+
+
+def _predict_png(image: Path, mask: Path | None, tissue: Path | None, vertebra: int | None, output: Path,
+                 weights: list[Path] | None, device: str, flips: bool, backend: str, overwrite: bool) -> None:
+    """One PNG slice and its mask to one filled PNG of the image's size."""
+    from medinpaint.data.png import write_gray_png
+    from medinpaint.data.readers import read_png_slice
+    from medinpaint.inference import Inpainter
+    from medinpaint.outputs import atomic_file, check_output_path
+
+    if mask is None:
+        raise InputError(f"{image}: one PNG slice needs --mask (a PNG of its size, 255 where a pixel is missing)")
+    if output.suffix.lower() != ".png":
+        raise InputError(f"{output}: the output of one PNG slice must end in .png")
+    check_output_path(output, [p for p in (image, mask, tissue, *(weights or [])) if p is not None], overwrite, kind="file")
+    slices = read_png_slice(image, mask, tissue, vertebra)
+    inpainter = Inpainter.from_pretrained(weights or None, device=resolve_device(device), flips=flips, backend=backend)
+    filled = inpainter.predict_slices(slices)
+    with atomic_file(output) as tmp:
+        write_gray_png(tmp, filled[0])
+    typer.echo(f"filled {int(slices.masks.sum())} pixels of {image} into {output}")
 
 
 def _predict_volumes(inpainter: Inpainter, input: Path, mask: Path, output: Path, tissue: Path | None, axis: int, modality: str,

@@ -337,6 +337,27 @@ def _paired(images: dict[str, Path], files: dict[str, Path]) -> dict[str, Path]:
     return {i: by_name.get(f.stem, files.get(i)) for i, f in images.items() if f.stem in by_name or i in files}
 
 
+def read_png_slice(image: Path, mask: Path, tissue: Path | None = None, vertebra: int | None = None) -> SliceSet:
+    """One PNG slice with its mask (0/255, 255 = missing) and optionally its DM-i-AI tissue map (each a PNG of the
+    image's size) and vertebra level: `medinpaint predict -i slice.png --mask mask.png -o filled.png`, without making
+    a folder of one."""
+    images = _stack([Path(image)], 1, None)
+    masks = _as_mask(_stack([Path(mask)], 1, images.shape[1:]), [Path(mask)])
+    if not masks.any():
+        raise InputError(f"{mask}: the mask marks no missing pixels, so there is nothing to fill")
+    tissue_map = None
+    if tissue is not None:
+        tissue_map = _stack([Path(tissue)], 1, images.shape[1:])
+        _check_tissue(tissue_map, [Path(tissue)])
+    levels = None
+    if vertebra is not None:
+        if not 0 <= vertebra <= MAX_VERTEBRA:
+            raise InputError(f"--vertebra must be a level 0..{MAX_VERTEBRA}, got {vertebra}")
+        levels = np.array([vertebra], np.int16)
+    return SliceSet(ids=[Path(image).stem], images=images, masks=masks, tissue=tissue_map, vertebrae=levels, layout="png",
+                    source=str(image))
+
+
 def _read_png_pairs(path: Path, workers: int) -> SliceSet:
     images = _png_files(path / "images", "image")
     ids = sorted(images)
