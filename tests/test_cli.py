@@ -272,6 +272,12 @@ def test_benchmark_output_follows_the_output_rules(samples: Path, tiny_checkpoin
     assert code == 2 and not (tmp_path / "out").exists()
 
 
+def test_evaluate_of_a_folder_without_predictions_says_what_it_expected(samples: Path, tmp_path: Path) -> None:
+    code, msg = cli("evaluate", "--pred", samples, "--data", samples, "-o", tmp_path / "report")  # the data, not predictions
+    assert code == 2 and f"{samples}: holds none of the predictions (one <case id>.png per case, such as 450_0.png" in msg
+    assert not (tmp_path / "report").exists()
+
+
 def test_scoring_without_ground_truth_names_the_dataset(samples: Path, tmp_path: Path) -> None:
     data = shutil.copytree(samples, tmp_path / "data", ignore=shutil.ignore_patterns("ct"))
     code, msg = cli("benchmark", "--data", data, "--limit", "1", "--no-progress")

@@ -46,6 +46,9 @@ def read_predictions(pred: Path, reference: SliceSet) -> np.ndarray:
 def read_case_pngs(folder: Path, ids: list[str], shape: tuple[int, ...]) -> list[tuple[Path, np.ndarray]]:
     """(file, image) of `<case id>.png` in `folder` for every case, each of `shape`; a missing or odd file is a
     one-line error naming it."""
+    if ids and not any((folder / f"{case_id}.png").is_file() for case_id in ids):
+        raise InputError(f"{folder}: holds none of the predictions (one <case id>.png per case, such as {ids[0]}.png, as "
+                         "`medinpaint predict` and `segment predict` write them)")
     out = []
     for case_id in ids:
         f = folder / f"{case_id}.png"
