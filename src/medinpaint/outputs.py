@@ -69,8 +69,8 @@ def check_output_path(output: Path, inputs: list[Path], overwrite: bool, kind: s
             raise InputError(f"{output}: already exists and is not empty (pass --overwrite to replace it)")
     if kind == "folder":
         check_folder_name(output)
-    if overwrite and kind == "folder":
-        check_ours(output)
+        if overwrite:
+            check_ours(output)
 
 
 def manifest_path(output: Path) -> Path:

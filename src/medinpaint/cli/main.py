@@ -77,7 +77,8 @@ def train(
 
 
 INPUT_KINDS = {"volume": "a volume (NIfTI or DICOM)", "png": "one PNG slice", "slices": "a set of slices"}
-PREDICT_OPTION_INPUTS = {"--mask": ("volume", "png"), "--tissue": ("volume", "png"), "--vertebra": ("png",)}  # else volumes only
+PREDICT_OPTION_INPUTS = {"--mask": ("volume", "png"), "--tissue": ("volume", "png"), "--vertebra": ("png",), "--axis": ("volume",),
+                         "--modality": ("volume",), "--series": ("volume",), "--dicom-out": ("volume",)}  # the inputs each is for
 
 
 @app.command()
@@ -125,14 +126,16 @@ def predict(
     from medinpaint.outputs import atomic_dir, check_folder_name, check_output_path, check_replaceable
 
     check_replaceable(output)
-    check_output_path(output, [p for p in (input, mask, tissue, *(weights or [])) if p is not None], overwrite, kind="any")  # a folder or a volume
     volume = is_nifti(input) or is_dicom_folder(input) or is_volume_folder(input)
     one_png = not volume and input.is_file() and input.suffix.lower() == ".png"
+    check_output_path(output, [p for p in (input, mask, tissue, *(weights or [])) if p is not None], overwrite,
+                      kind="file" if one_png else "any")  # a volume's is a file or a --dicom-out folder
     kind = "volume" if volume else "png" if one_png else "slices"
-    for name, value in {"--mask": mask, "--tissue": tissue, "--vertebra": vertebra, "--axis": axis, "--modality": modality,
-                        "--series": series, "--dicom-out": dicom_out or None}.items():
-        if value is not None and kind not in PREDICT_OPTION_INPUTS.get(name, ("volume",)):
-            scope = " or ".join(INPUT_KINDS[k] for k in PREDICT_OPTION_INPUTS.get(name, ("volume",)))
+    given = {"--mask": mask, "--tissue": tissue, "--vertebra": vertebra, "--axis": axis, "--modality": modality,
+             "--series": series, "--dicom-out": dicom_out or None}
+    for name, allowed in PREDICT_OPTION_INPUTS.items():
+        if given[name] is not None and kind not in allowed:
+            scope = " or ".join(INPUT_KINDS[k] for k in allowed)
             what = INPUT_KINDS[kind] if kind != "slices" else f"a set of slices ({detect_layout(input)} layout)"
             raise InputError(f"{input}: {name} is only for {scope}, and this is {what}")
     if volume:
@@ -147,7 +150,7 @@ def predict(
                          not no_progress)
         return
     if one_png:
-        _predict_png(input, mask, tissue, vertebra, output, weights, device, flips, backend, overwrite)
+        _predict_png(input, mask, tissue, vertebra, output, weights, device, flips, backend)
         return
     check_folder_name(output, "the output of a set of slices")
     slices = read_slices(input, require_masks=True)
@@ -159,18 +162,17 @@ def predict(
 
 
 def _predict_png(image: Path, mask: Path | None, tissue: Path | None, vertebra: int | None, output: Path,
-                 weights: list[Path] | None, device: str, flips: bool, backend: str, overwrite: bool) -> None:
-    """One PNG slice and its mask to one filled PNG of the image's size."""
+                 weights: list[Path] | None, device: str, flips: bool, backend: str) -> None:
+    """One PNG slice and its mask to one filled PNG of the image's size (the output checked by `predict`)."""
     from medinpaint.data.png import write_gray_png
     from medinpaint.data.readers import read_png_slice
     from medinpaint.inference import Inpainter
-    from medinpaint.outputs import atomic_file, check_output_path
+    from medinpaint.outputs import atomic_file
 
     if mask is None:
         raise InputError(f"{image}: one PNG slice needs --mask (a PNG of its size, 255 where a pixel is missing)")
     if output.suffix.lower() != ".png":
         raise InputError(f"{output}: the output of one PNG slice must end in .png")
-    check_output_path(output, [p for p in (image, mask, tissue, *(weights or [])) if p is not None], overwrite, kind="file")
     slices = read_png_slice(image, mask, tissue, vertebra)
     inpainter = Inpainter.from_pretrained(weights or None, device=resolve_device(device), flips=flips, backend=backend)
     filled = inpainter.predict_slices(slices)
