@@ -172,8 +172,8 @@ def fill_nifti(inpainter: Inpainter, image: Path, mask: Path, output: Path, tiss
         write_dicom_series(output, result, overwrite)
     else:
         write_nifti(output, result)
-    record = {"input": str(image), "mask": str(mask), "output": str(recorded_output or output), "axis": f"{axis} ({AXIS_NAMES[axis]})",
-              "model": inpainter.name, "checksum": inpainter.checksum, **record}
+    ours = (str(image), str(mask), str(recorded_output or output), inpainter.name, inpainter.checksum)
+    record = {**dict(zip(RECORD_KEYS, ours, strict=True)), "axis": f"{axis} ({AXIS_NAMES[axis]})", **record}
     with atomic_file(record_path(output)) as tmp:
         tmp.write_text(json.dumps(record, indent=1))
     return record
@@ -185,7 +185,7 @@ def record_path(output: Path) -> Path:
     return output.with_name((nifti_stem(output) if is_nifti(output) else output.name) + ".json")
 
 
-RECORD_KEYS = frozenset({"input", "mask", "output", "model", "checksum"})  # in every record fill_nifti writes
+RECORD_KEYS = ("input", "mask", "output", "model", "checksum")  # how check_record_ours knows a record fill_nifti wrote
 
 
 def check_record_ours(path: Path) -> None:
@@ -197,7 +197,7 @@ def check_record_ours(path: Path) -> None:
         found = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError):
         found = None
-    if not (isinstance(found, dict) and RECORD_KEYS <= found.keys()):
+    if not (isinstance(found, dict) and found.keys() >= set(RECORD_KEYS)):
         raise InputError(f"{path}: is not a record medinpaint wrote, and the record of this fill goes there; --overwrite "
                          "replaces only its own (move it, or choose another output)")
 
