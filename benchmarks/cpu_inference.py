@@ -1,9 +1,9 @@
 """CPU inference: PyTorch eager against ONNX Runtime, side by side, per network, batch size and thread count.
 
-    .venv/bin/python benchmarks/cpu_inference.py [--batches 1 4 8 16] [--threads 1 2] [--repeats 5] [--sizes] [--end-to-end]
+    .venv/bin/python benchmarks/cpu_inference.py [--batches 1 4 8 16] [--threads 1 2] [--repeats 5] [--sizes] [--end-to-end] [--int8]
 
 Prints markdown tables, ratio first (PyTorch ms / ONNX Runtime ms: above 1 means ONNX Runtime is faster), then the
-absolute milliseconds per 256x256 slice. Each repeat times both backends back to back on the same slices, so a noisy
+absolute milliseconds per 256x256 slice; `--int8` adds the int8 backend (ONNX Runtime ms / int8 ms, and its ms). Each repeat times both backends back to back on the same slices, so a noisy
 neighbour slows both alike; the figure is the median over repeats. `--sizes` adds untrained U-Nets of the sizes
 worth shipping (speed does not depend on the weights); `--end-to-end` times `medinpaint predict` on the 12 bundled
 samples as a fresh process (start-up included), in PyTorch, in ONNX Runtime with its export cached, and with an
@@ -81,14 +81,17 @@ def networks(with_sizes: bool) -> list[tuple[str, Callable[[str, int], Callable[
 
 
 def grid(args: argparse.Namespace) -> None:
-    print("| network | threads | batch | PyTorch / ONNX Runtime | PyTorch ms/slice | ONNX Runtime ms/slice |")
-    print("|---|---:|---:|---:|---:|---:|")
+    int8 = " ONNX Runtime / int8 | int8 ms/slice |" if args.int8 else ""
+    print(f"| network | threads | batch | PyTorch / ONNX Runtime | PyTorch ms/slice | ONNX Runtime ms/slice |{int8}")
+    print("|---|---:|---:|---:|---:|---:|" + "---:|---:|" * args.int8)
+    backends = ("torch", "onnx", "int8") if args.int8 else ("torch", "onnx")
     for label, make in networks(args.sizes):
         for threads in args.threads:
             torch.set_num_threads(threads)  # ONNX Runtime sessions take the same count (backends.OnnxNetwork)
             for n in args.batches:
-                ms = side_by_side({b: make(b, n) for b in ("torch", "onnx")}, args.repeats, n)
-                print(f"| {label} | {threads} | {n} | **{ms['torch'] / ms['onnx']:.2f}x** | {ms['torch']:.0f} | {ms['onnx']:.0f} |",
+                ms = side_by_side({b: make(b, n) for b in backends}, args.repeats, n)
+                extra = f" **{ms['onnx'] / ms['int8']:.2f}x** | {ms['int8']:.0f} |" if args.int8 else ""
+                print(f"| {label} | {threads} | {n} | **{ms['torch'] / ms['onnx']:.2f}x** | {ms['torch']:.0f} | {ms['onnx']:.0f} |{extra}",
                       flush=True)
 
 
@@ -122,6 +125,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sizes", action="store_true", help="also untrained U-Nets of larger sizes")
     parser.add_argument("--end-to-end", action="store_true", help="also `medinpaint predict` as a new process")
+    parser.add_argument("--int8", action="store_true", help="also the int8 backend")
     args = parser.parse_args()
     import onnxruntime
 

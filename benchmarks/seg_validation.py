@@ -1,6 +1,6 @@
 """The body-composition segmenter against thresholding on every slice of validation patients 450-499.
 
-    .venv/bin/python benchmarks/seg_validation.py --data ../shared/data/dmiai-ct [--weights RUN/model.safetensors]
+    .venv/bin/python benchmarks/seg_validation.py --data ../shared/data/dmiai-ct [--weights RUN/model.safetensors] [--backends auto int8]
 
 Prints one row per method (Dice and Jaccard per class, mean absolute error of the fat fraction of the body, CPU ms
 per slice) as a markdown table, and writes it as JSON with --output.
@@ -27,14 +27,16 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--weights", type=Path, default=None, help="default: the shipped segmenter")
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--backends", nargs="+", default=["auto"], help="a U-Net row for each (auto, torch, onnx, int8)")
     args = parser.parse_args()
 
     data = read_labelled(args.data)
     _, val_idx = split_by_patient(data.ids)
     val = data.subset(val_idx)
-    segmenter = Segmenter.from_pretrained(args.weights)
-    methods = {"thresholding (0 < value < 70 in the filled body)": threshold_tissue,
-               f"U-Net {segmenter.name}": lambda x: segmenter.predict(x, batch_size=8)}
+    methods = {"thresholding (0 < value < 70 in the filled body)": threshold_tissue}
+    for backend in args.backends:
+        segmenter = Segmenter.from_pretrained(args.weights, backend=backend)
+        methods[f"U-Net {segmenter.name} ({segmenter.backend})"] = lambda x, s=segmenter: s.predict(x, batch_size=8)
     rows = []
     for name, method in methods.items():
         t0 = time.perf_counter()

@@ -1,4 +1,4 @@
-"""The ONNX Runtime backend: same answers as PyTorch, cached exports, and a PyTorch fallback that says so."""
+"""The ONNX Runtime backends: same answers as PyTorch (int8: close ones), cached exports, and fallbacks that say so."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ import torch
 
 from medinpaint import backends
 from medinpaint.backends import cache_dir, resolve_backend, weights_key
+from medinpaint.data import read_slices
 from medinpaint.errors import InputError
 from medinpaint.inference import Inpainter
 from medinpaint.models import MaskAwareUNet, SegmentationUNet, SegmenterConfig
+from medinpaint.samples import sample_dir
 from medinpaint.segmentation.inference import Segmenter
 
 from conftest import TINY
@@ -130,7 +132,9 @@ def test_backend_choice(capsys: pytest.CaptureFixture) -> None:
     assert resolve_backend("torch", "cpu") == "torch"
     assert resolve_backend("auto", "cuda") == "torch" and capsys.readouterr().err == ""
     assert resolve_backend("onnx", "cuda") == "torch" and "CPU only" in capsys.readouterr().err
-    with pytest.raises(InputError, match="--backend must be one of auto, torch, onnx"):
+    assert resolve_backend("int8", "cpu") == "int8"
+    assert resolve_backend("int8", "cuda") == "torch" and "int8 backend runs on CPU only" in capsys.readouterr().err
+    with pytest.raises(InputError, match="--backend must be one of auto, torch, onnx, int8"):
         resolve_backend("tensorrt", "cpu")
 
 
@@ -147,3 +151,64 @@ def test_a_sampling_network_stays_in_pytorch_and_fills_the_same_twice(capsys: py
     first = inpainter.predict_batch(images, masks, tissue, verts)
     assert np.array_equal(first, inpainter.predict_batch(images, masks, tissue, verts))  # a fixed sampling seed
     assert np.array_equal(first[~masks], images[~masks])
+
+
+def test_int8_quantizes_the_inner_convolutions_stays_close_to_float_and_is_cached(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import onnx
+
+    monkeypatch.setenv(backends.CACHE_ENV, str(tmp_path))
+    net = tiny_unet(7)
+    images, masks, tissue, verts = random_slices(np.random.default_rng(3), 3, 40, 48)
+    int8, float_ = Inpainter(net, backend="int8"), Inpainter(net, backend="onnx")
+    assert int8.backend == "int8"
+    (graph,) = cache_dir().glob("*-int8-*.onnx")
+    nodes = onnx.load(graph).graph.node
+    convs = [n for n in nodes if n.op_type == "Conv"]
+    dequantized = {n.output[0] for n in nodes if n.op_type == "DequantizeLinear"}
+    quantized = [all(i in dequantized for i in c.input[:2]) for c in convs]
+    assert quantized[1:-1] == [True] * (len(convs) - 2) and not quantized[0] and not quantized[-1]
+    a, b = int8.predict_batch(images, masks, tissue, verts), float_.predict_batch(images, masks, tissue, verts)
+    assert np.array_equal(a[~masks], images[~masks])
+    diff = np.abs(a.astype(int) - b)[masks]
+    assert 0 < diff.mean() < 3  # 8 bits change the fill, by little
+
+    monkeypatch.setattr(backends, "quantize_int8", lambda *a: pytest.fail("quantized again, not read from the cache"))
+    again = Inpainter(net, backend="int8")
+    assert again.backend == "int8" and np.array_equal(again.predict_batch(images, masks, tissue, verts), a)
+
+
+def test_int8_graphs_are_cached_by_calibration_too() -> None:
+    batches = Inpainter._calibration()
+    assert len(batches) == 3 and batches[0][0].shape == (4, 1, 256, 256)
+    other = [tuple(t.clone() for t in b) for b in batches]
+    other[0][0][0, 0, 0, 0] += 0.5
+    assert backends.calibration_key(batches) == backends.calibration_key([tuple(t.clone() for t in b) for b in batches])
+    assert backends.calibration_key(batches) != backends.calibration_key(other)
+
+
+def test_int8_without_calibration_or_with_a_failed_quantization_runs_in_float_and_says_so(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    monkeypatch.setenv(backends.CACHE_ENV, str(tmp_path))
+    net = tiny_unet(8)
+    chosen = backends.runners([net], "int8", "cpu", Inpainter(net, backend="torch")._example(), Inpainter.INPUT_NAMES)[1]
+    assert chosen == "onnx" and "no calibration inputs for int8" in capsys.readouterr().err
+
+    def broken(*args: object) -> bytes:
+        raise ValueError("unsupported graph\nwith a long trace")
+
+    monkeypatch.setattr(backends, "quantize_int8", broken)
+    inpainter = Inpainter(net, backend="int8")
+    err = capsys.readouterr().err
+    assert inpainter.backend == "onnx" and err.count("\n") == 1 and "int8 quantization failed (ValueError: unsupported graph)" in err
+    assert not list(tmp_path.rglob("*-int8-*"))
+
+
+def test_a_segmenter_labels_nearly_the_same_in_int8(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(backends.CACHE_ENV, str(tmp_path))
+    torch.manual_seed(0)
+    net = SegmentationUNet(SegmenterConfig(classes=3, base_channels=8, depth=3))
+    images = read_slices(sample_dir()).truth
+    int8, float_ = Segmenter([net], (0, 100, 255), backend="int8"), Segmenter([net], (0, 100, 255), backend="onnx")
+    assert int8.backend == "int8" and len(list(tmp_path.rglob("*-int8-*.onnx"))) == 1
+    assert (int8.predict(images) == float_.predict(images)).mean() > 0.95

@@ -13,9 +13,11 @@ from medinpaint.backends import runners
 from medinpaint.checkpoint import (CheckpointMeta, Preprocessing, load_checkpoint, load_members, load_state, network_from, save_checkpoint,
                                    shipped_weights_dir)
 from medinpaint.constants import MASK_LEVELS, MAX_VERTEBRA
+from medinpaint.data import read_slices
 from medinpaint.data.slices import SliceSet, check_tissue_levels, in_levels, tissue_to_classes, to_uint8, to_unit
 from medinpaint.errors import InputError
 from medinpaint.models.architectures import ARCHITECTURES, architecture_of, checkpoint_kind
+from medinpaint.samples import sample_dir
 
 INPAINTING_KIND = checkpoint_kind("unet")  # the shipped architecture's kind
 INPAINTING_KINDS = tuple(checkpoint_kind(name) for name in ARCHITECTURES)
@@ -31,7 +33,8 @@ def default_weights() -> Path:
 class Inpainter:
     """Fill the masked pixels of slices. Known pixels are always returned unchanged.
 
-    `backend`: `auto` (ONNX Runtime on CPU when installed, else PyTorch), `torch` or `onnx`; see `backends`."""
+    `backend`: `auto` (ONNX Runtime on CPU when installed, else PyTorch), `torch`, `onnx` or `int8` (ONNX Runtime with
+    8-bit convolutions calibrated on the bundled sample cases); see `backends`."""
 
     INPUT_NAMES = ("image", "mask", "tissue", "vertebrae")
 
@@ -41,7 +44,8 @@ class Inpainter:
     ) -> None:
         self.members = [m.to(device).eval() for m in (network if isinstance(network, list) else [network])]
         self.network = self.members[0]
-        self.runners, self.backend = runners(self.members, backend, device, self._example(), self.INPUT_NAMES)
+        self.runners, self.backend = runners(self.members, backend, device, self._example(), self.INPUT_NAMES,
+                                             calibration=self._calibration)
         self.metadata = metadata or []  # one per member, when loaded from checkpoints
         self.device = torch.device(device)
         self.flips = flips
@@ -75,6 +79,16 @@ class Inpainter:
         size = 2 * self.network.stride
         image = torch.zeros(1, 1, size, size)
         return image, image, torch.zeros(1, size, size, dtype=torch.int64), torch.zeros(1, dtype=torch.int64)
+
+    @staticmethod
+    def _calibration() -> list[tuple[torch.Tensor, ...]]:
+        """What the int8 backend measures its activation ranges on: the bundled cases (corrupted slices, masks, tissue
+        maps and levels; never their truth) as `_forward` passes them, four a batch. Calibrating on 60 slices of
+        training patients instead gave the same MAE to 1e-4 (BENCHMARKS.md)."""
+        s = read_slices(sample_dir())
+        seen = np.where(s.masks, 0, s.images)
+        return [_network_inputs(to_unit(seen[i:i + 4]), s.masks[i:i + 4], tissue_to_classes(s.tissue[i:i + 4]),
+                                s.vertebrae[i:i + 4], torch.device("cpu")) for i in range(0, len(seen), 4)]
 
     def predict(
         self,
@@ -161,17 +175,22 @@ class Inpainter:
 
     @torch.inference_mode()
     def _forward(self, images: np.ndarray, masks: np.ndarray, classes: np.ndarray | None, verts: np.ndarray | None) -> np.ndarray:
-        dev = self.device
-        x = torch.from_numpy(images).unsqueeze(1).to(dev)
-        m = torch.from_numpy(masks.astype(np.float32)).unsqueeze(1).to(dev)
-        # an unknown tissue class or vertebra level is -1, which the network reads exactly as a missing input
-        t = torch.full(x.shape[:1] + x.shape[2:], -1) if classes is None else torch.from_numpy(classes).long()
-        v = torch.full(x.shape[:1], -1) if verts is None else torch.from_numpy(verts.astype(np.int64))
-        t, v = t.to(dev), v.to(dev)
+        x, m, t, v = _network_inputs(images, masks, classes, verts, self.device)
         preds = [run(x, m, t, v) for run in self.runners]
         if self.flips:
             preds += [run(x.flip(-1), m.flip(-1), t.flip(-1), v).flip(-1) for run in self.runners]
         return (sum(preds) / len(preds))[:, 0].float().cpu().numpy()
+
+
+def _network_inputs(images: np.ndarray, masks: np.ndarray, classes: np.ndarray | None, verts: np.ndarray | None,
+                    device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Slices in [0, 1], bool masks, tissue classes and levels as the network's four input tensors."""
+    x = torch.from_numpy(images).unsqueeze(1).to(device)
+    m = torch.from_numpy(masks.astype(np.float32)).unsqueeze(1).to(device)
+    # an unknown tissue class or vertebra level is -1, which the network reads exactly as a missing input
+    t = torch.full(x.shape[:1] + x.shape[2:], -1) if classes is None else torch.from_numpy(classes).long()
+    v = torch.full(x.shape[:1], -1) if verts is None else torch.from_numpy(verts.astype(np.int64))
+    return x, m, t.to(device), v.to(device)
 
 
 def save_inpainter(path: Path, network: torch.nn.Module, name: str = "", dtype: torch.dtype | None = None,

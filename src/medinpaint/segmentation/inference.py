@@ -13,9 +13,11 @@ from tqdm.auto import tqdm
 from medinpaint.backends import Runner, runners
 from medinpaint.checkpoint import (CheckpointMeta, Preprocessing, load_checkpoint, load_members, load_state, network_from, read_metadata,
                                    shipped_weights_dir)
+from medinpaint.data import read_slices
 from medinpaint.data.slices import to_unit
 from medinpaint.errors import InputError
 from medinpaint.models import SegmentationUNet, SegmenterConfig
+from medinpaint.samples import sample_dir
 from medinpaint.segmentation.data import coding
 
 SEGMENTER_KIND = "segmentation-unet"
@@ -39,15 +41,22 @@ def predict_classes(networks: list[nn.Module] | list[Runner], images: np.ndarray
     return out
 
 
+def calibration() -> list[tuple[torch.Tensor]]:
+    """What the int8 backend measures its activation ranges on: the bundled cases' clean slices, four a batch."""
+    images = read_slices(sample_dir()).truth
+    return [(torch.from_numpy(to_unit(images[i:i + 4])).unsqueeze(1),) for i in range(0, len(images), 4)]
+
+
 class Segmenter:
     """Label the pixels of slices; `values` are the label-map values of the classes (DM-i-AI: 0, 100, 255).
-    `backend`: `auto` (ONNX Runtime on CPU when installed, else PyTorch), `torch` or `onnx`; see `backends`."""
+    `backend`: `auto` (ONNX Runtime on CPU when installed, else PyTorch), `torch`, `onnx` or `int8` (ONNX Runtime with
+    8-bit convolutions calibrated on the bundled sample cases' clean slices); see `backends`."""
 
     def __init__(self, networks: list[SegmentationUNet], values: tuple[int, ...], device: str = "cpu", name: str = "",
                  checksum: str = "", metadata: list[CheckpointMeta] | None = None, backend: str = "auto") -> None:
         self.members = [n.to(device).eval() for n in networks]
         example = (torch.zeros(1, 1, 2 * self.members[0].stride, 2 * self.members[0].stride),)
-        self.runners, self.backend = runners(self.members, backend, device, example, ("image",))
+        self.runners, self.backend = runners(self.members, backend, device, example, ("image",), calibration=calibration)
         self.values, self.names = tuple(values), coding(tuple(values))
         self.device, self.name, self.checksum, self.metadata = torch.device(device), name, checksum, metadata or []
 

@@ -63,7 +63,7 @@ class Health(BaseModel):
     model: str
     checksum: str
     device: str
-    backend: str  # torch or onnx: what actually runs the network
+    backend: str  # torch, onnx or int8: what actually runs the network
     max_batch: int
 
 
