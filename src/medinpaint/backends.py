@@ -2,8 +2,8 @@
 
 On CPU the same network runs about twice as fast in ONNX Runtime (BENCHMARKS.md, "CPU inference backends"), so
 `auto` picks it there when onnxruntime is installed; on a GPU PyTorch stays. `int8` is the same export with its
-inner convolutions in 8 bits, calibrated on inputs the caller gives: about 1.4x faster again for about a hundredth of
-a grey level of MAE, so it is asked for, never chosen. The export is done once per set of
+inner convolutions in 8 bits, calibrated on inputs the caller gives: 1.2-1.7x faster again on batches (slower one
+slice at a time on two threads) for about a hundredth of a grey level of MAE, so it is asked for, never chosen. The export is done once per set of
 weights and cached on disk under a key made of the network's config and weights, so a retrained checkpoint never meets
 a stale graph; a cached file that does not load is exported again, and a cache that cannot be written is skipped (the
 export runs from memory). Anything else that goes wrong (no onnxruntime, an export that fails) falls back to PyTorch

@@ -20,7 +20,7 @@ Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the netw
 WeightsDtype = Annotated[str, typer.Option(help="dtype of the exported weights: float32, float16 or bfloat16")]
 Minutes = Annotated[float | None, typer.Option(help="training-time budget, in total across resumes")]
 Steps = Annotated[int | None, typer.Option(help="optimizer-step budget, in total across resumes")]
-Backend = Annotated[str, typer.Option("--backend", help="auto (ONNX Runtime on CPU when installed, else PyTorch), torch, onnx, or int8 (ONNX Runtime with 8-bit convolutions: faster on CPU, a little less accurate)")]
+Backend = Annotated[str, typer.Option("--backend", help="auto (ONNX Runtime on CPU when installed, else PyTorch), torch, onnx, or int8 (ONNX Runtime with 8-bit convolutions: faster for batches on few CPU cores, a little less accurate)")]
 Seed = Annotated[int, typer.Option(min=0, help="random seed")]  # numpy's generators take none below 0
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="slices per step (training: per process) or per forward pass")]
 Init = Annotated[str | None, typer.Option("--init", help="fine-tune: start from this checkpoint ('default': the shipped one); "
