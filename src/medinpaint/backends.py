@@ -12,8 +12,10 @@ with a one-line notice: a slower answer beats none.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import logging
 import os
 import sys
 import tempfile
@@ -194,9 +196,6 @@ def quantize_int8(model: bytes, names: Sequence[str], batches: Sequence[Sequence
     The keywords give the recipes this one was chosen over (`operators=None`: every operator; min-max ranges): on the
     shipped inpainter they cost two to seven times as much MAE for at most a tenth more speed (BENCHMARKS.md,
     benchmarks/int8_recipes.py)."""
-    import contextlib
-    import logging
-
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
