@@ -194,7 +194,7 @@ def quantize_int8(model: bytes, names: Sequence[str], batches: Sequence[Sequence
     """Static int8 quantization of an export's convolutions (per-channel weights, activation ranges at the 99.999th
     percentile of the calibration inputs'), all but the first and the last, which touch the pixels and stay in float.
     The keywords give the recipes this one was chosen over (`operators=None`: every operator; min-max ranges): on the
-    shipped inpainter they cost two to seven times as much MAE for at most a tenth more speed (BENCHMARKS.md,
+    shipped inpainter they cost two to five times as much MAE for at most a seventh more speed (BENCHMARKS.md,
     benchmarks/int8_recipes.py)."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
