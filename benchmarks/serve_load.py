@@ -2,6 +2,7 @@
 
     python benchmarks/serve_load.py --requests 64 --concurrency 4            # the shipped weights
     python benchmarks/serve_load.py --stand-in --max-batch 1                 # untrained, shipped architecture
+    python benchmarks/serve_load.py --workers 2 --backend int8               # two 1-thread workers, int8 network
 
 The requests are the bundled sample cases in the official wire format, cycled. Latency is measured by the client
 (httpx) from send to full answer; the mean micro-batch size comes from the server's JSON request log.
@@ -92,13 +93,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--max-batch", type=int, help="server micro-batch limit (default: the server's; 1: no batching)")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--backend", default="auto", help="the server's --backend: auto, torch, onnx or int8")
     parser.add_argument("--time-limit", type=float, default=120, help="stop sending after this many seconds")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         weights = stand_in_weights(Path(tmp)) if args.stand_in else args.weights
         log = Path(tmp) / "server.log"
-        serve_args = ["--workers", str(args.workers), *(["--max-batch", str(args.max_batch)] if args.max_batch else [])]
+        serve_args = ["--workers", str(args.workers), "--backend", args.backend, *(["--max-batch", str(args.max_batch)] if args.max_batch else [])]
         with serve_in_subprocess(*serve_args, *(["--weights", str(weights)] if weights else []), log=log) as url:
             health = httpx.get(f"{url}/health").json()
             latencies, errors, wall = asyncio.run(load(url, sample_requests(), args.requests, args.concurrency, args.time_limit))
@@ -107,7 +109,7 @@ def main() -> None:
         result = {
             "model": health["model"], "checksum": health["checksum"][:12],
             "requests": len(latencies) + errors, "concurrency": args.concurrency, "max_batch": health["max_batch"],
-            "workers": args.workers, "errors": errors, "p50_ms": round(float(np.percentile(lat, 50)), 1),
+            "workers": args.workers, "backend": health["backend"], "errors": errors, "p50_ms": round(float(np.percentile(lat, 50)), 1),
             "p95_ms": round(float(np.percentile(lat, 95)), 1), "max_ms": round(float(lat.max()), 1),
             "throughput_rps": round(len(latencies) / wall, 2), "mean_batch": round(mean_batch(log), 2),
             "server_alive_after": alive,
