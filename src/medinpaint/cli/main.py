@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from medinpaint.cli.options import (Backend, BatchSize, Compile, DeviceOpt, Init, Minutes, NoProgress, Overwrite, Seed, Steps,
-                                    WeightsDtype, network_to_train, resolve_device, user_errors)
+from medinpaint.cli.options import (Backend, BatchSize, Compile, Crop, DeviceOpt, Init, Minutes, NoProgress, Overwrite, PeakLr,
+                                    RunFolder, Seed, Steps, ValEvery, WeightsDtype, network_to_train, resolve_device, user_errors)
 from medinpaint.cli.lesions import lesions_app
 from medinpaint.cli.segment import segment_app
 from medinpaint.cli.synth import synth_app
@@ -26,11 +26,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 @user_errors
 def train(
     data: Annotated[Path, typer.Option("--data", help="training data: DM-i-AI folder, .npy stack, PNG pairs or packed cache")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="run folder (resumed if it holds last.pt)")],
+    output: RunFolder,
     minutes: Minutes = None,
     steps: Steps = None,
     batch_size: BatchSize = 16,
-    lr: Annotated[float, typer.Option(help="peak learning rate")] = 2e-3,
+    lr: PeakLr = 2e-3,
     init: Init = None,
     base_channels: Annotated[int | None, typer.Option(min=1, help="U-Net width at full resolution \\[default: 32]")] = None,
     depth: Annotated[int | None, typer.Option(min=1, help="U-Net resolution levels \\[default: 4]")] = None,
@@ -39,8 +39,8 @@ def train(
     loss: Annotated[str, typer.Option(help="l1 or mse on the missing pixels, ssim, or l1+ssim (0.84 SSIM + 0.16 L1)")] = "l1",
     no_tissue: Annotated[bool, typer.Option("--no-tissue", help="do not condition on the tissue map")] = False,
     no_vertebrae: Annotated[bool, typer.Option("--no-vertebrae", help="do not condition on the vertebra level")] = False,
-    crop: Annotated[int | None, typer.Option(help="train on random square crops of this size")] = None,
-    val_every: Annotated[int, typer.Option(help="validate every N steps")] = 200,
+    crop: Crop = None,
+    val_every: ValEvery = 200,
     compile: Compile = False,
     weights_dtype: WeightsDtype = "float32",
     seed: Seed = 0,

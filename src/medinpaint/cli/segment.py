@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from medinpaint.cli.options import (Backend, BatchSize, Compile, DeviceOpt, Init, Minutes, NoProgress, Overwrite, Seed, Steps,
-                                    WeightsDtype, network_to_train, resolve_device, user_errors)
+from medinpaint.cli.options import (Backend, BatchSize, Compile, Crop, DeviceOpt, Init, Minutes, NoProgress, Overwrite, PeakLr,
+                                    RunFolder, Seed, Steps, ValEvery, WeightsDtype, network_to_train, resolve_device, user_errors)
 
 segment_app = typer.Typer(no_args_is_help=True, help="Segment slices (e.g. body composition: background / body / fat).")
 
@@ -21,19 +21,19 @@ Values = Annotated[list[int] | None, typer.Option("--class-value", help="label v
 @user_errors
 def train_cmd(
     data: Annotated[Path, typer.Option("--data", help="images with label maps: DM-i-AI folder (tissue/), .npy folder or PNG pairs")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="run folder (resumed if it holds last.pt)")],
+    output: RunFolder,
     minutes: Minutes = None,
     steps: Steps = None,
     batch_size: BatchSize = 8,
-    lr: Annotated[float, typer.Option(help="peak learning rate")] = 2e-3,
+    lr: PeakLr = 2e-3,
     init: Init = None,
     base_channels: Annotated[int | None, typer.Option(min=1, help="U-Net width at full resolution \\[default: 16]")] = None,
     depth: Annotated[int | None, typer.Option(min=1, help="U-Net resolution levels \\[default: 4]")] = None,
     blocks: Annotated[int | None, typer.Option(min=1, help="residual blocks per level \\[default: 1]")] = None,
-    crop: Annotated[int | None, typer.Option(help="train on random square crops of this size")] = None,
+    crop: Crop = None,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="no turns and mirrors")] = False,
     class_value: Values = None,
-    val_every: Annotated[int, typer.Option(help="validate every N steps")] = 250,
+    val_every: ValEvery = 250,
     compile: Compile = False,
     weights_dtype: WeightsDtype = "float32",
     seed: Seed = 0,

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from medinpaint.cli.options import (BatchSize, Compile, DeviceOpt, Minutes, NoProgress, Overwrite, Seed, Steps, WeightsDtype,
-                                    resolve_device, user_errors)
+from medinpaint.cli.options import (BatchSize, Compile, DeviceOpt, Minutes, NoProgress, Overwrite, RunFolder, Seed, Steps,
+                                    WeightsDtype, resolve_device, user_errors)
 from medinpaint.errors import InputError
 
 synth_app = typer.Typer(no_args_is_help=True, help="Generate synthetic slices with tissue maps; train and judge the generators.")
@@ -24,7 +24,7 @@ Sampler = Annotated[str | None, typer.Option("--sampler", help="ddim (determinis
 @user_errors
 def train_cmd(
     data: Annotated[Path, typer.Option("--data", help="real slices with tissue maps and vertebra levels (DM-i-AI folder or packed cache)")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="run folder (resumed if it holds last.pt)")],
+    output: RunFolder,
     family: Annotated[str | None, typer.Option("--model", help="family: diffusion, vae, or encoder (the feature network of "
                                                "`synth report`) \\[default: diffusion, or --init's]")] = None,
     size: Annotated[int | None, typer.Option(help="resolution: 64, 128 or 256 (the data are resized) \\[default: 64, or --init's]")] = None,
