@@ -20,6 +20,17 @@ from medinpaint.samples import sample_dir
 TINY = UNetConfig(base_channels=8, depth=3, blocks_per_level=1)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (`-n`), each worker gets its share of the cores for torch, ONNX Runtime and the commands
+    it starts: N workers of all-core thread pools on N cores would spin against each other."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = max(1, cores // int(workers))
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
 def phantom(rng: np.random.Generator, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """A CT-like phantom: an ellipse of body with a fat rim and a bright round 'vertebra', and its tissue map."""
     yy, xx = np.mgrid[:size, :size] / size - 0.5
