@@ -12,6 +12,7 @@ import torch
 
 from medinpaint.backends import CACHE_ENV
 from medinpaint.data.png import write_gray_png
+from medinpaint.devices import threads_per_process
 from medinpaint.inference import save_inpainter
 from medinpaint.masks import BrushStrokes
 from medinpaint.models import MaskAwareUNet, UNetConfig
@@ -25,8 +26,7 @@ def pytest_configure(config: pytest.Config) -> None:
     it starts: N workers of all-core thread pools on N cores would spin against each other."""
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
     if workers:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        threads = max(1, cores // int(workers))
+        threads = threads_per_process(int(workers))
         torch.set_num_threads(threads)
         os.environ["OMP_NUM_THREADS"] = str(threads)
 

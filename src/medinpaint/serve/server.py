@@ -17,6 +17,7 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
+from medinpaint.devices import threads_per_process
 from medinpaint.errors import InputError
 from medinpaint.inference import Inpainter
 from medinpaint.serve.app import create_app
@@ -69,7 +70,7 @@ def run(host: str = "127.0.0.1", port: int = 9050, weights: Path | None = None, 
         print(f"page: {url}/ui/  API docs: {url}/docs", file=sys.stderr, flush=True)
         os.environ.update({
             "MEDINPAINT_WEIGHTS": str(weights or ""), "MEDINPAINT_DEVICE": device, "MEDINPAINT_FLIPS": "1" if flips else "0", "MEDINPAINT_BACKEND": backend,
-            "MEDINPAINT_MAX_BATCH": str(max_batch or ""), "MEDINPAINT_TORCH_THREADS": str(max(1, (os.cpu_count() or 1) // workers)),
+            "MEDINPAINT_MAX_BATCH": str(max_batch or ""), "MEDINPAINT_TORCH_THREADS": str(threads_per_process(workers)),
         })
         uvicorn.run("medinpaint.serve.app:app_from_env", factory=True, workers=workers, fd=sock.fileno(), **common)
 
